@@ -1,0 +1,9 @@
+//! Coffer server: an S3-compatible object store.
+//!
+//! A request enters in [`http`] (axum: health, metrics, and the s3s service),
+//! is authenticated and authorized in [`auth`] (SigV4 via s3s, IAM policies from
+//! [`iam`]), and is served by one handler per operation family in [`s3`], which
+//! writes metadata through [`meta`] and bytes through [`storage`].
+
+pub mod iam;
+pub mod meta;

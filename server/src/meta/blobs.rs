@@ -1,0 +1,44 @@
+//! Blob bookkeeping for garbage collection. A blob row is live while a committed
+//! object or part refers to it; rows marked garbage are deleted from disk by the
+//! collector, and files with no row at all are crash leftovers.
+
+use std::collections::HashSet;
+
+use super::{MetaResult, MetaStore};
+
+impl MetaStore {
+    /// Up to `limit` blobs no longer referenced by anything.
+    pub async fn garbage_blobs(&self, limit: usize) -> MetaResult<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM blobs WHERE garbage = TRUE ORDER BY id LIMIT $1")
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Forgets garbage blobs whose files have been removed. Rows that became live
+    /// again in the meantime are kept.
+    pub async fn forget_garbage_blobs(&self, ids: &[String]) -> MetaResult<()> {
+        let mut tx = self.begin_write().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM blobs WHERE id = $1 AND garbage = TRUE")
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Which of `ids` the store knows (live or garbage).
+    pub async fn known_blobs(&self, ids: &[String]) -> MetaResult<HashSet<String>> {
+        let mut known = HashSet::new();
+        for id in ids {
+            let row: Option<(String,)> = sqlx::query_as("SELECT id FROM blobs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            known.extend(row.map(|(id,)| id));
+        }
+        Ok(known)
+    }
+}

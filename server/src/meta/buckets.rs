@@ -1,0 +1,220 @@
+//! Buckets and their per-bucket configuration documents (policy, and the settings
+//! later features give effect to: versioning, lifecycle, CORS, quota, ...).
+
+use sqlx::Row;
+
+use super::{MetaError, MetaResult, MetaStore, now_millis};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    pub name: String,
+    /// Who owns the bucket: an access key id, or `k8s:<namespace>/<name>` for
+    /// buckets the operator manages.
+    pub owner: String,
+    pub region: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewBucket {
+    pub name: String,
+    pub owner: String,
+    pub region: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BucketUsage {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// The configuration kind under which a bucket policy is stored.
+pub const POLICY: &str = "policy";
+
+fn bucket_from_row(row: &sqlx::any::AnyRow) -> MetaResult<Bucket> {
+    Ok(Bucket {
+        name: row.try_get("name")?,
+        owner: row.try_get("owner")?,
+        region: row.try_get("region")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl MetaStore {
+    /// Creates a bucket; `BucketAlreadyExists` when the name is taken (the caller
+    /// compares owners to tell "already owned by you").
+    pub async fn create_bucket(&self, bucket: &NewBucket) -> MetaResult<Bucket> {
+        let mut tx = self.begin_write().await?;
+        let created_at = now_millis();
+        let inserted = sqlx::query(
+            "INSERT INTO buckets (name, owner, region, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&bucket.name)
+        .bind(&bucket.owner)
+        .bind(&bucket.region)
+        .bind(created_at)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(MetaError::BucketAlreadyExists(bucket.name.clone()));
+        }
+        tx.commit().await?;
+        Ok(Bucket {
+            name: bucket.name.clone(),
+            owner: bucket.owner.clone(),
+            region: bucket.region.clone(),
+            created_at,
+        })
+    }
+
+    pub async fn get_bucket(&self, name: &str) -> MetaResult<Option<Bucket>> {
+        let row = sqlx::query("SELECT name, owner, region, created_at FROM buckets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(bucket_from_row).transpose()
+    }
+
+    /// The bucket, or `NoSuchBucket`.
+    pub async fn require_bucket(&self, name: &str) -> MetaResult<Bucket> {
+        self.get_bucket(name)
+            .await?
+            .ok_or_else(|| MetaError::NoSuchBucket(name.to_owned()))
+    }
+
+    /// All buckets in name order.
+    pub async fn list_buckets(&self) -> MetaResult<Vec<Bucket>> {
+        let rows = sqlx::query("SELECT name, owner, region, created_at FROM buckets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(bucket_from_row).collect()
+    }
+
+    /// Hands a bucket to a new owner (the operator adopting an existing bucket).
+    pub async fn set_bucket_owner(&self, name: &str, owner: &str) -> MetaResult<()> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query("UPDATE buckets SET owner = $1 WHERE name = $2")
+            .bind(owner)
+            .bind(name)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            return Err(MetaError::NoSuchBucket(name.to_owned()));
+        }
+        tx.commit().await
+    }
+
+    /// Deletes an empty bucket. Unfinished multipart uploads do not keep a bucket
+    /// alive: they are aborted and their parts' blobs handed to garbage collection.
+    pub async fn delete_bucket(&self, name: &str) -> MetaResult<()> {
+        let mut tx = self.begin_write().await?;
+        let exists = sqlx::query("SELECT 1 FROM buckets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if exists.is_none() {
+            return Err(MetaError::NoSuchBucket(name.to_owned()));
+        }
+        let any_object = sqlx::query("SELECT 1 FROM objects WHERE bucket = $1 LIMIT 1")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if any_object.is_some() {
+            return Err(MetaError::BucketNotEmpty(name.to_owned()));
+        }
+        sqlx::query(
+            "UPDATE blobs SET garbage = TRUE WHERE id IN (SELECT p.blob_id FROM parts p
+             JOIN multipart_uploads u ON u.upload_id = p.upload_id WHERE u.bucket = $1)",
+        )
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM multipart_uploads WHERE bucket = $1)")
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM multipart_uploads WHERE bucket = $1")
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM bucket_configs WHERE bucket = $1")
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM buckets WHERE name = $1")
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// Reads one configuration document of a bucket (`None` when unset).
+    pub async fn get_bucket_config(&self, bucket: &str, kind: &str) -> MetaResult<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT value FROM bucket_configs WHERE bucket = $1 AND kind = $2")
+            .bind(bucket)
+            .bind(kind)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(v,)| v))
+    }
+
+    /// Sets (`Some`) or removes (`None`) one configuration document of a bucket.
+    pub async fn set_bucket_config(&self, bucket: &str, kind: &str, value: Option<&str>) -> MetaResult<()> {
+        let mut tx = self.begin_write().await?;
+        let exists = sqlx::query("SELECT 1 FROM buckets WHERE name = $1")
+            .bind(bucket)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if exists.is_none() {
+            return Err(MetaError::NoSuchBucket(bucket.to_owned()));
+        }
+        match value {
+            Some(value) => {
+                sqlx::query(
+                    "INSERT INTO bucket_configs (bucket, kind, value) VALUES ($1, $2, $3)
+                     ON CONFLICT (bucket, kind) DO UPDATE SET value = excluded.value",
+                )
+                .bind(bucket)
+                .bind(kind)
+                .bind(value)
+                .execute(&mut **tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM bucket_configs WHERE bucket = $1 AND kind = $2")
+                    .bind(bucket)
+                    .bind(kind)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    /// Bucket policy document, when one is set.
+    pub async fn get_bucket_policy(&self, bucket: &str) -> MetaResult<Option<String>> {
+        self.get_bucket_config(bucket, POLICY).await
+    }
+
+    pub async fn set_bucket_policy(&self, bucket: &str, policy: Option<&str>) -> MetaResult<()> {
+        self.set_bucket_config(bucket, POLICY, policy).await
+    }
+
+    /// Object count and bytes of a bucket (an aggregate over the bucket's index range).
+    pub async fn bucket_usage(&self, bucket: &str) -> MetaResult<BucketUsage> {
+        // SUM over BIGINT is NUMERIC on Postgres: cast it back.
+        let (objects, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM objects WHERE bucket = $1",
+        )
+        .bind(bucket)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(BucketUsage {
+            objects: objects.max(0) as u64,
+            bytes: bytes.max(0) as u64,
+        })
+    }
+}

@@ -1,0 +1,198 @@
+//! The metadata store: buckets, access keys, objects, multipart uploads and blob
+//! bookkeeping, behind one interface with a SQLite and a Postgres backend.
+//! It knows nothing of HTTP; the S3 layer and the operator both write through it.
+
+mod blobs;
+mod buckets;
+mod keys;
+mod list;
+mod multipart;
+mod objects;
+mod schema;
+
+pub use self::buckets::{Bucket, BucketUsage, NewBucket};
+pub use self::keys::{AccessKey, NewAccessKey};
+pub use self::list::{ListPage, ListQuery};
+pub use self::multipart::{MultipartUpload, Part, UploadsPage};
+pub use self::objects::{ObjectChecksum, ObjectHeaders, ObjectMeta, Segment, WriteCondition};
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use tokio::sync::Mutex;
+
+/// Errors of the metadata store. Variants named after the S3 error they become.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("bucket {0} does not exist")]
+    NoSuchBucket(String),
+    #[error("bucket {0} already exists")]
+    BucketAlreadyExists(String),
+    #[error("bucket {0} is not empty")]
+    BucketNotEmpty(String),
+    #[error("object does not exist")]
+    NoSuchKey,
+    #[error("multipart upload does not exist")]
+    NoSuchUpload,
+    #[error("access key {0} does not exist")]
+    NoSuchAccessKey(String),
+    #[error("access key {0} already exists")]
+    AccessKeyAlreadyExists(String),
+    #[error("a write precondition did not hold")]
+    PreconditionFailed,
+    #[error("a stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("unsupported database url {0:?} (use sqlite://PATH or postgres://...)")]
+    UnsupportedUrl(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+pub type MetaResult<T> = Result<T, MetaError>;
+
+/// Which SQL engine backs the store; DDL differs a little between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Handle to the metadata store. Cheap to clone.
+#[derive(Clone)]
+pub struct MetaStore {
+    pool: AnyPool,
+    backend: Backend,
+    // SQLite allows one writer at a time; queueing writers here instead of in
+    // SQLite's busy handler keeps write transactions from failing with SQLITE_BUSY.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+impl std::fmt::Debug for MetaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaStore").field("backend", &self.backend).finish()
+    }
+}
+
+impl MetaStore {
+    /// Connects to `sqlite://PATH` (the file is created when missing) or
+    /// `postgres://...`, and brings the schema up to date.
+    pub async fn connect(url: &str) -> MetaResult<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(MetaError::UnsupportedUrl(url.to_owned()));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool_options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            });
+        let pool = match backend {
+            Backend::Sqlite => {
+                pool_options
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // FULL: a commit is on disk before it is acknowledged.
+                            conn.execute(
+                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+                                 PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => pool_options.connect_with(options).await?,
+        };
+        let store = Self {
+            pool,
+            backend,
+            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+        };
+        schema::migrate(&store).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Cheap liveness probe of the database, for `/health/ready`.
+    pub async fn ping(&self) -> MetaResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a write transaction; on SQLite writers queue on a mutex first.
+    async fn begin_write(&self) -> MetaResult<WriteTx<'_>> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx { tx, _guard: guard })
+    }
+}
+
+struct WriteTx<'a> {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl WriteTx<'_> {
+    async fn commit(self) -> MetaResult<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = sqlx::Transaction<'static, sqlx::Any>;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+/// Milliseconds since the Unix epoch: how every timestamp is stored.
+pub fn now_millis() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn millis_to_datetime(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Serializing our own plain structs cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> MetaResult<T> {
+    serde_json::from_str(text).map_err(|e| MetaError::Corrupt(e.to_string()))
+}

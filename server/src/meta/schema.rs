@@ -1,0 +1,160 @@
+//! Schema migrations for both backends. Each migration is applied once, in order,
+//! inside a transaction, and recorded in `coffer_migrations`.
+//! Object keys are stored as bytes so both engines order them by UTF-8 bytes,
+//! which is S3's listing order, independent of any collation.
+
+use super::{Backend, MetaResult, MetaStore};
+
+/// One migration: the statements for SQLite and for Postgres.
+struct Migration {
+    version: i64,
+    sqlite: &'static [&'static str],
+    postgres: &'static [&'static str],
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sqlite: &[
+        "CREATE TABLE buckets (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            region TEXT NOT NULL,
+            created_at BIGINT NOT NULL)",
+        "CREATE TABLE bucket_configs (
+            bucket TEXT NOT NULL REFERENCES buckets(name) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (bucket, kind))",
+        "CREATE TABLE access_keys (
+            id TEXT PRIMARY KEY,
+            secret TEXT NOT NULL,
+            name TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            policy TEXT,
+            is_root BOOLEAN NOT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT)",
+        "CREATE TABLE objects (
+            bucket TEXT NOT NULL REFERENCES buckets(name),
+            key BLOB NOT NULL,
+            size BIGINT NOT NULL,
+            etag TEXT NOT NULL,
+            last_modified BIGINT NOT NULL,
+            headers TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            segments TEXT NOT NULL,
+            PRIMARY KEY (bucket, key))",
+        "CREATE TABLE multipart_uploads (
+            upload_id TEXT PRIMARY KEY,
+            bucket TEXT NOT NULL REFERENCES buckets(name),
+            key BLOB NOT NULL,
+            initiated BIGINT NOT NULL,
+            owner TEXT NOT NULL,
+            headers TEXT NOT NULL,
+            checksum_algorithm TEXT)",
+        "CREATE INDEX multipart_uploads_by_key ON multipart_uploads (bucket, key, upload_id)",
+        "CREATE TABLE parts (
+            upload_id TEXT NOT NULL REFERENCES multipart_uploads(upload_id) ON DELETE CASCADE,
+            part_number BIGINT NOT NULL,
+            size BIGINT NOT NULL,
+            etag TEXT NOT NULL,
+            blob_id TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            last_modified BIGINT NOT NULL,
+            PRIMARY KEY (upload_id, part_number))",
+        "CREATE TABLE blobs (
+            id TEXT PRIMARY KEY,
+            size BIGINT NOT NULL,
+            created_at BIGINT NOT NULL,
+            garbage BOOLEAN NOT NULL)",
+        "CREATE INDEX blobs_garbage ON blobs (garbage, id)",
+    ],
+    postgres: &[
+        "CREATE TABLE buckets (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            region TEXT NOT NULL,
+            created_at BIGINT NOT NULL)",
+        "CREATE TABLE bucket_configs (
+            bucket TEXT NOT NULL REFERENCES buckets(name) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (bucket, kind))",
+        "CREATE TABLE access_keys (
+            id TEXT PRIMARY KEY,
+            secret TEXT NOT NULL,
+            name TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            policy TEXT,
+            is_root BOOLEAN NOT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT)",
+        "CREATE TABLE objects (
+            bucket TEXT NOT NULL REFERENCES buckets(name),
+            key BYTEA NOT NULL,
+            size BIGINT NOT NULL,
+            etag TEXT NOT NULL,
+            last_modified BIGINT NOT NULL,
+            headers TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            segments TEXT NOT NULL,
+            PRIMARY KEY (bucket, key))",
+        "CREATE TABLE multipart_uploads (
+            upload_id TEXT PRIMARY KEY,
+            bucket TEXT NOT NULL REFERENCES buckets(name),
+            key BYTEA NOT NULL,
+            initiated BIGINT NOT NULL,
+            owner TEXT NOT NULL,
+            headers TEXT NOT NULL,
+            checksum_algorithm TEXT)",
+        "CREATE INDEX multipart_uploads_by_key ON multipart_uploads (bucket, key, upload_id)",
+        "CREATE TABLE parts (
+            upload_id TEXT NOT NULL REFERENCES multipart_uploads(upload_id) ON DELETE CASCADE,
+            part_number BIGINT NOT NULL,
+            size BIGINT NOT NULL,
+            etag TEXT NOT NULL,
+            blob_id TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            last_modified BIGINT NOT NULL,
+            PRIMARY KEY (upload_id, part_number))",
+        "CREATE TABLE blobs (
+            id TEXT PRIMARY KEY,
+            size BIGINT NOT NULL,
+            created_at BIGINT NOT NULL,
+            garbage BOOLEAN NOT NULL)",
+        "CREATE INDEX blobs_garbage ON blobs (garbage, id)",
+    ],
+}];
+
+/// Applies every migration the database has not seen yet.
+pub(super) async fn migrate(store: &MetaStore) -> MetaResult<()> {
+    let mut tx = store.begin_write().await?;
+    if store.backend == Backend::Postgres {
+        // Several servers may start at once against one database; one migrates.
+        sqlx::query("SELECT pg_advisory_xact_lock(7316001)").execute(&mut **tx).await?;
+    }
+    sqlx::query("CREATE TABLE IF NOT EXISTS coffer_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        .execute(&mut **tx)
+        .await?;
+    let applied: Vec<(i64,)> = sqlx::query_as("SELECT version FROM coffer_migrations")
+        .fetch_all(&mut **tx)
+        .await?;
+    for migration in MIGRATIONS {
+        if applied.iter().any(|(v,)| *v == migration.version) {
+            continue;
+        }
+        let statements = match store.backend {
+            Backend::Sqlite => migration.sqlite,
+            Backend::Postgres => migration.postgres,
+        };
+        for statement in statements {
+            sqlx::query(statement).execute(&mut **tx).await?;
+        }
+        sqlx::query("INSERT INTO coffer_migrations (version, applied_at) VALUES ($1, $2)")
+            .bind(migration.version)
+            .bind(super::now_millis())
+            .execute(&mut **tx)
+            .await?;
+    }
+    tx.commit().await
+}

@@ -1,0 +1,1 @@
+//! Coffer operator (work in progress).

@@ -7,3 +7,4 @@
 
 pub mod iam;
 pub mod meta;
+pub mod storage;

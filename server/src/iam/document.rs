@@ -11,8 +11,9 @@ use super::{Request, glob_match};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany<T> {
-    One(T),
+    // Many first: an untagged `One(serde_json::Value)` would swallow arrays.
     Many(Vec<T>),
+    One(T),
 }
 
 impl<T> OneOrMany<T> {

@@ -1,1 +1,26 @@
-//! Coffer operator (work in progress).
+//! Coffer operator: reconciles `Bucket` and `AccessKey` resources into Coffer's
+//! metadata store (buckets, access keys, IAM policies) and Secrets.
+//!
+//! Shape (kube-rs `controller-rs`): CRD types in [`crd`], one reconciler per kind
+//! ([`bucket`], [`access_key`]), a [`Context`] carrying the clients, one [`Error`]
+//! enum; [`run`] wires the controllers, leader election, metrics and health.
+
+pub mod access_key;
+pub mod bucket;
+pub mod conditions;
+pub mod crd;
+pub mod duration;
+pub mod leader;
+pub mod metrics;
+pub mod names;
+pub mod policy;
+pub mod run;
+
+mod context;
+mod error;
+
+pub use context::{Context, Settings};
+pub use error::{Error, Result};
+
+/// Field manager and finalizer owner: what the operator writes is attributed to it.
+pub const MANAGER: &str = "coffer-operator";

@@ -1,1 +1,95 @@
-fn main() {}
+//! `coffer-operator`: `run` reconciles Bucket and AccessKey resources; `crdgen`
+//! prints the CRD YAML that `crds/` holds.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use coffer_operator::Settings;
+use coffer_operator::run::{RunConfig, run};
+
+#[derive(Parser)]
+#[command(name = "coffer-operator", version, about = "Coffer Kubernetes operator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controllers.
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crdgen,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Metadata store: postgres://... (or sqlite://PATH for a single-node setup).
+    #[arg(long, env = "COFFER_DATABASE_URL")]
+    database_url: String,
+    /// S3 endpoint URL written into Secrets, as pods reach it.
+    #[arg(long, env = "COFFER_S3_ENDPOINT")]
+    s3_endpoint: String,
+    /// Region written into Secrets and given to new buckets.
+    #[arg(long, env = "COFFER_REGION", default_value = "us-east-1")]
+    region: String,
+    /// PEM file of the CA that signed the endpoint's certificate (private CA);
+    /// copied into Secrets as `ca.crt`.
+    #[arg(long, env = "COFFER_S3_CA_FILE")]
+    s3_ca_file: Option<std::path::PathBuf>,
+    /// Address of the health and metrics endpoints.
+    #[arg(long, env = "COFFER_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Seconds between periodic reconciliations (usage refresh, drift repair).
+    #[arg(long, env = "COFFER_RESYNC_SECONDS", default_value_t = 300)]
+    resync_seconds: u64,
+    /// Namespace of the leader-election Lease; leader election is off without it.
+    #[arg(long, env = "COFFER_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "COFFER_LEASE_NAME", default_value = "coffer-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease (defaults to the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crdgen => {
+            print!("{}", coffer_operator::crd::crd_yaml()?);
+            Ok(())
+        }
+        Command::Run(args) => {
+            tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            let mut settings = Settings::new(args.s3_endpoint, args.region);
+            settings.resync = Duration::from_secs(args.resync_seconds.max(1));
+            if let Some(path) = &args.s3_ca_file {
+                settings.ca_bundle = Some(
+                    std::fs::read_to_string(path).with_context(|| format!("reading CA bundle {}", path.display()))?,
+                );
+            }
+            let identity = args
+                .identity
+                .unwrap_or_else(|| format!("coffer-operator-{}", std::process::id()));
+            run(RunConfig {
+                database_url: args.database_url,
+                settings,
+                listen: args.listen,
+                lease: args.lease_namespace.map(|ns| (ns, args.lease_name)),
+                identity,
+            })
+            .await
+        }
+    }
+}

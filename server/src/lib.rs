@@ -8,3 +8,8 @@
 pub mod iam;
 pub mod meta;
 pub mod storage;
+pub mod auth;
+pub mod s3;
+pub mod http;
+pub mod metrics;
+pub mod serve;

@@ -130,7 +130,7 @@ impl MetaStore {
         };
         register_blobs_tx(&mut tx, std::slice::from_ref(&segment)).await?;
         if let Some((old,)) = previous {
-            mark_garbage_tx(&mut tx, [old.as_str()]).await?;
+            mark_garbage_tx(&mut tx, &[old]).await?;
         }
         tx.commit().await
     }
@@ -157,7 +157,8 @@ impl MetaStore {
             .bind(upload_id)
             .fetch_all(&mut **tx)
             .await?;
-        mark_garbage_tx(&mut tx, blobs.iter().map(|(b,)| b.as_str())).await?;
+        let blobs: Vec<String> = blobs.into_iter().map(|(b,)| b).collect();
+        mark_garbage_tx(&mut tx, &blobs).await?;
         delete_upload_tx(&mut tx, upload_id).await?;
         tx.commit().await
     }
@@ -177,8 +178,12 @@ impl MetaStore {
             .bind(upload_id)
             .fetch_all(&mut **tx)
             .await?;
-        let used = |blob: &str| object.segments.iter().any(|s| s.blob == blob);
-        mark_garbage_tx(&mut tx, blobs.iter().map(|(b,)| b.as_str()).filter(|b| !used(b))).await?;
+        let unused: Vec<String> = blobs
+            .into_iter()
+            .map(|(b,)| b)
+            .filter(|b| !object.segments.iter().any(|s| &s.blob == b))
+            .collect();
+        mark_garbage_tx(&mut tx, &unused).await?;
         delete_upload_tx(&mut tx, upload_id).await?;
         tx.commit().await
     }

@@ -138,7 +138,8 @@ impl MetaStore {
             .bind(key.as_bytes().to_vec())
             .execute(&mut **tx)
             .await?;
-        mark_garbage_tx(&mut tx, existing.segments.iter().map(|s| s.blob.as_str())).await?;
+        let blobs: Vec<String> = existing.segments.into_iter().map(|s| s.blob).collect();
+        mark_garbage_tx(&mut tx, &blobs).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -197,9 +198,13 @@ impl MetaStore {
             }
             register_blobs_tx(tx, &object.segments).await?;
             if let Some(old) = existing {
-                let kept = |blob: &str| object.segments.iter().any(|s| s.blob == blob);
-                let replaced = old.segments.iter().map(|s| s.blob.as_str()).filter(|b| !kept(b));
-                mark_garbage_tx(tx, replaced).await?;
+                let replaced: Vec<String> = old
+                    .segments
+                    .into_iter()
+                    .map(|s| s.blob)
+                    .filter(|b| !object.segments.iter().any(|s| &s.blob == b))
+                    .collect();
+                mark_garbage_tx(tx, &replaced).await?;
             }
             return Ok(());
         }
@@ -260,10 +265,7 @@ pub(super) async fn register_blobs_tx(tx: &mut WriteTx<'_>, segments: &[Segment]
 }
 
 /// Hands blobs no longer referenced to the garbage collector.
-pub(super) async fn mark_garbage_tx<'a>(
-    tx: &mut WriteTx<'_>,
-    blobs: impl IntoIterator<Item = &'a str>,
-) -> MetaResult<()> {
+pub(super) async fn mark_garbage_tx(tx: &mut WriteTx<'_>, blobs: &[String]) -> MetaResult<()> {
     for blob in blobs {
         sqlx::query("UPDATE blobs SET garbage = TRUE WHERE id = $1")
             .bind(blob)

@@ -1,0 +1,420 @@
+//! Reconciler for `Bucket`: a bucket in the metadata store owned by
+//! `k8s:<namespace>/<name>`, its settings, its usage, and its deletion policy.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use coffer_server::iam::PolicyDocument;
+use coffer_server::meta::{ListQuery, MetaError, NewBucket};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::conditions::{self, Conditions};
+use crate::crd::{Bucket, BucketSpec, BucketStatus, BucketUsage, DeletionPolicy, RuleStatus};
+use crate::names::validate_bucket_name;
+use crate::{Context, Error, MANAGER, Result};
+
+pub const FINALIZER: &str = "coffer.dev/bucket";
+const KIND: &str = "Bucket";
+
+/// Condition types specific to buckets.
+pub const SETTINGS_ENFORCED: &str = "SettingsEnforced";
+pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+
+/// Setting kinds the server gives effect to today; the others are stored for the
+/// features that will read them, and reported in `SettingsEnforced`.
+const ENFORCED_BY_SERVER: &[&str] = &["policy"];
+
+/// The owner recorded in the store for a resource: `k8s:<namespace>/<name>`.
+pub fn owner_of(namespace: &str, name: &str) -> String {
+    format!("k8s:{namespace}/{name}")
+}
+
+/// Owner a retained bucket is handed to when its resource is deleted, so the same
+/// resource re-created reclaims it and an `adopt` elsewhere may take it over.
+fn retained_owner(owner: &str) -> String {
+    format!("retained:{owner}")
+}
+
+/// The S3 name of a bucket resource: `spec.bucketName`, else `<namespace>-<name>`.
+pub fn bucket_name(bucket: &Bucket) -> String {
+    bucket
+        .spec
+        .bucket_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", bucket.namespace().unwrap_or_default(), bucket.name_any()))
+}
+
+/// Boxed so the future is checked `Send` here, with concrete lifetimes (the
+/// controller's generic bounds otherwise trip over higher-ranked lifetimes).
+pub fn reconcile(bucket: Arc<Bucket>, ctx: Arc<Context>) -> BoxFuture<'static, Result<Action>> {
+    reconcile_inner(bucket, ctx).boxed()
+}
+
+async fn reconcile_inner(bucket: Arc<Bucket>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started(KIND);
+    let namespace = bucket.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<Bucket> = Api::namespaced(ctx.client.clone(), &namespace);
+    let key = format!("{KIND}/{namespace}/{}", bucket.name_any());
+    let action = finalizer(&api, FINALIZER, bucket, |event| async {
+        match event {
+            Event::Apply(bucket) => apply(&bucket, &api, &ctx).await,
+            Event::Cleanup(bucket) => cleanup(&bucket, &api, &ctx).await,
+        }
+    })
+    .await?;
+    ctx.succeeded(&key);
+    Ok(action)
+}
+
+pub fn error_policy(bucket: Arc<Bucket>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(KIND, error.reason());
+    let key = format!("{KIND}/{}/{}", bucket.namespace().unwrap_or_default(), bucket.name_any());
+    let delay = ctx.backoff(&key);
+    tracing::warn!(bucket = %key, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// What applying the spec did to the store.
+enum Provisioned {
+    Created,
+    Adopted,
+    Existing,
+}
+
+async fn apply(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Action> {
+    let previous = bucket.status.clone().unwrap_or_default();
+    let generation = bucket.meta().generation;
+    let mut conditions = Conditions::new(&previous.conditions, generation);
+    let name = bucket_name(bucket);
+    let mut status = BucketStatus {
+        bucket_name: Some(name.clone()),
+        endpoint: Some(ctx.settings.s3_endpoint.clone()),
+        observed_generation: generation,
+        usage: previous.usage,
+        conditions: Vec::new(),
+    };
+
+    let outcome = provision(bucket, &name, ctx).await;
+    let action = match outcome {
+        Ok((provisioned, not_enforced)) => {
+            match provisioned {
+                Provisioned::Created => ctx.publish(&bucket.object_ref(&()), EventType::Normal, "Created", format!("Created bucket {name}")).await,
+                Provisioned::Adopted => ctx.publish(&bucket.object_ref(&()), EventType::Normal, "Adopted", format!("Adopted existing bucket {name}")).await,
+                Provisioned::Existing => {}
+            }
+            let usage = ctx.store.bucket_usage(&name).await?;
+            status.usage = Some(BucketUsage {
+                objects: usage.objects,
+                bytes: usage.bytes,
+            });
+            conditions.ready(true, "Provisioned", format!("Bucket {name} is ready"));
+            if not_enforced.is_empty() {
+                conditions.set(SETTINGS_ENFORCED, true, "Enforced", "All configured settings are enforced");
+            } else {
+                conditions.set(
+                    SETTINGS_ENFORCED,
+                    false,
+                    "NotEnforcedByServer",
+                    format!(
+                        "Stored, but not enforced by this server version yet: {}",
+                        not_enforced.join(", ")
+                    ),
+                );
+            }
+            Ok(Action::requeue(ctx.settings.resync))
+        }
+        Err(Error::Invalid { reason, message }) => {
+            if conditions::find(&previous.conditions, conditions::READY).is_none_or(|c| c.reason != reason) {
+                ctx.publish(&bucket.object_ref(&()), EventType::Warning, reason, message.clone()).await;
+            }
+            conditions.ready(false, reason, message);
+            Ok(Action::requeue(ctx.settings.resync))
+        }
+        Err(other) => {
+            conditions.ready(false, other.reason(), other.to_string());
+            Err(other)
+        }
+    };
+    status.conditions = conditions.finish();
+    write_status(api, bucket, &previous, status).await?;
+    action
+}
+
+/// Makes the store match the spec; returns what happened to the bucket and the
+/// configured settings the server does not enforce yet.
+async fn provision(bucket: &Bucket, name: &str, ctx: &Context) -> Result<(Provisioned, Vec<&'static str>)> {
+    validate_bucket_name(name).map_err(|m| Error::invalid("InvalidBucketName", m))?;
+    let documents = setting_documents(&bucket.spec)?;
+    let namespace = bucket.namespace().unwrap_or_default();
+    let owner = owner_of(&namespace, &bucket.name_any());
+    let provisioned = ensure_bucket(bucket, name, &owner, ctx).await?;
+    let mut not_enforced = Vec::new();
+    for (kind, desired) in documents {
+        let current = ctx.store.get_bucket_config(name, kind).await?;
+        if current != desired {
+            ctx.store.set_bucket_config(name, kind, desired.as_deref()).await?;
+            tracing::info!(bucket = name, setting = kind, "bucket setting updated");
+        }
+        if desired.is_some() && !ENFORCED_BY_SERVER.contains(&kind) {
+            not_enforced.push(kind);
+        }
+    }
+    Ok((provisioned, not_enforced))
+}
+
+/// Creates the bucket, or confirms this resource owns it, or adopts it when asked.
+async fn ensure_bucket(bucket: &Bucket, name: &str, owner: &str, ctx: &Context) -> Result<Provisioned> {
+    let existing = match ctx.store.get_bucket(name).await? {
+        Some(existing) => existing,
+        None => {
+            let created = ctx
+                .store
+                .create_bucket(&NewBucket {
+                    name: name.to_owned(),
+                    owner: owner.to_owned(),
+                    region: ctx.settings.region.clone(),
+                })
+                .await;
+            return match created {
+                Ok(_) => Ok(Provisioned::Created),
+                // Lost a race with another creator: look again next time.
+                Err(MetaError::BucketAlreadyExists(_)) => Err(Error::invalid(
+                    "BucketNameTaken",
+                    format!("bucket {name} was created concurrently by someone else"),
+                )),
+                Err(e) => Err(e.into()),
+            };
+        }
+    };
+    if existing.owner == owner {
+        return Ok(Provisioned::Existing);
+    }
+    if existing.owner == retained_owner(owner) {
+        ctx.store.set_bucket_owner(name, owner).await?;
+        return Ok(Provisioned::Existing);
+    }
+    let managed_elsewhere = existing.owner.starts_with("k8s:");
+    if bucket.spec.adopt == Some(true) && !managed_elsewhere {
+        ctx.store.set_bucket_owner(name, owner).await?;
+        return Ok(Provisioned::Adopted);
+    }
+    let hint = if managed_elsewhere {
+        "it is managed by another Bucket resource".to_owned()
+    } else {
+        "set spec.adopt: true to take it over".to_owned()
+    };
+    Err(Error::invalid(
+        "BucketNameTaken",
+        format!("bucket {name} already exists and is owned by {}; {hint}", existing.owner),
+    ))
+}
+
+/// The per-bucket configuration documents the spec asks for, in the JSON shape of
+/// the S3 API (as the AWS CLI prints them); `None` removes a document.
+fn setting_documents(spec: &BucketSpec) -> Result<Vec<(&'static str, Option<String>)>> {
+    let policy = match &spec.policy {
+        Some(text) => {
+            let doc = PolicyDocument::parse_bucket_policy(text)
+                .map_err(|e| Error::invalid("InvalidPolicy", format!("spec.policy: {e}")))?;
+            Some(doc.to_json())
+        }
+        None => None,
+    };
+    let versioning = spec.versioning.map(|v| json!({ "Status": v }));
+    let object_lock = spec.object_lock.as_ref().map(|lock| {
+        let mut doc = json!({
+            "ObjectLockEnabled": if lock.enabled == Some(true) { "Enabled" } else { "Disabled" },
+        });
+        if let Some(retention) = &lock.default_retention {
+            let mut default_retention = json!({ "Mode": retention.mode });
+            if let Some(days) = retention.days {
+                default_retention["Days"] = json!(days);
+            }
+            if let Some(years) = retention.years {
+                default_retention["Years"] = json!(years);
+            }
+            doc["Rule"] = json!({ "DefaultRetention": default_retention });
+        }
+        doc
+    });
+    let quota = match &spec.quota {
+        Some(quota) => {
+            let mut doc = json!({});
+            if let Some(size) = &quota.max_size {
+                let bytes = size
+                    .to_bytes()
+                    .ok_or_else(|| Error::invalid("InvalidQuota", format!("quota.maxSize {size:?} is not a byte quantity")))?;
+                doc["MaxSizeBytes"] = json!(bytes);
+            }
+            if let Some(objects) = quota.max_objects {
+                doc["MaxObjects"] = json!(objects);
+            }
+            Some(doc)
+        }
+        None => None,
+    };
+    let lifecycle = spec.lifecycle.as_ref().map(|rules| {
+        let rules: Vec<Value> = rules
+            .iter()
+            .map(|rule| {
+                let mut doc = json!({
+                    "ID": rule.id,
+                    "Status": rule.status.unwrap_or(RuleStatus::Enabled),
+                    "Filter": { "Prefix": rule.prefix.clone().unwrap_or_default() },
+                });
+                if let Some(days) = rule.expiration_days {
+                    doc["Expiration"] = json!({ "Days": days });
+                }
+                if let Some(days) = rule.noncurrent_version_expiration_days {
+                    doc["NoncurrentVersionExpiration"] = json!({ "NoncurrentDays": days });
+                }
+                if let Some(days) = rule.abort_incomplete_multipart_upload_days {
+                    doc["AbortIncompleteMultipartUpload"] = json!({ "DaysAfterInitiation": days });
+                }
+                doc
+            })
+            .collect();
+        json!({ "Rules": rules })
+    });
+    let cors = spec.cors.as_ref().map(|rules| {
+        let rules: Vec<Value> = rules
+            .iter()
+            .map(|rule| {
+                let mut doc = json!({
+                    "AllowedOrigins": rule.allowed_origins,
+                    "AllowedMethods": rule.allowed_methods,
+                });
+                if let Some(id) = &rule.id {
+                    doc["ID"] = json!(id);
+                }
+                if let Some(headers) = &rule.allowed_headers {
+                    doc["AllowedHeaders"] = json!(headers);
+                }
+                if let Some(headers) = &rule.expose_headers {
+                    doc["ExposeHeaders"] = json!(headers);
+                }
+                if let Some(age) = rule.max_age_seconds {
+                    doc["MaxAgeSeconds"] = json!(age);
+                }
+                doc
+            })
+            .collect();
+        json!({ "CORSRules": rules })
+    });
+    let text = |v: Option<Value>| v.map(|v| v.to_string());
+    Ok(vec![
+        ("policy", policy),
+        ("versioning", text(versioning)),
+        ("object-lock", text(object_lock)),
+        ("quota", text(quota)),
+        ("lifecycle", text(lifecycle)),
+        ("cors", text(cors)),
+    ])
+}
+
+/// Deletion: honour `deletionPolicy`. A bucket that is already gone, or that this
+/// resource never owned, counts as deleted.
+async fn cleanup(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Action> {
+    let name = bucket
+        .status
+        .as_ref()
+        .and_then(|s| s.bucket_name.clone())
+        .unwrap_or_else(|| bucket_name(bucket));
+    let owner = owner_of(&bucket.namespace().unwrap_or_default(), &bucket.name_any());
+    let Some(existing) = ctx.store.get_bucket(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    if existing.owner != owner {
+        return Ok(Action::await_change());
+    }
+    match bucket.spec.deletion_policy.unwrap_or(DeletionPolicy::Retain) {
+        DeletionPolicy::Retain => {
+            ctx.store.set_bucket_owner(&name, &retained_owner(&owner)).await?;
+            ctx.publish(&bucket.object_ref(&()), EventType::Normal, "Retained", format!("Bucket {name} retained (deletionPolicy: Retain)")).await;
+            Ok(Action::await_change())
+        }
+        DeletionPolicy::Delete => {
+            if bucket.spec.force_delete == Some(true) {
+                delete_all_objects(&name, ctx).await?;
+            }
+            match ctx.store.delete_bucket(&name).await {
+                Ok(()) | Err(MetaError::NoSuchBucket(_)) => {
+                    ctx.publish(&bucket.object_ref(&()), EventType::Normal, "Deleted", format!("Deleted bucket {name}")).await;
+                    Ok(Action::await_change())
+                }
+                Err(MetaError::BucketNotEmpty(_)) => {
+                    let message = format!(
+                        "bucket {name} is not empty; empty it or set spec.forceDelete: true to delete its objects"
+                    );
+                    let previous = bucket.status.clone().unwrap_or_default();
+                    if conditions::find(&previous.conditions, DELETION_BLOCKED).is_none_or(|c| c.status != "True") {
+                        ctx.publish(&bucket.object_ref(&()), EventType::Warning, "DeletionBlocked", message.clone()).await;
+                    }
+                    let mut status = previous.clone();
+                    let mut conditions = Conditions::new(&previous.conditions, bucket.meta().generation);
+                    for c in previous.conditions.iter().filter(|c| c.type_ != DELETION_BLOCKED) {
+                        conditions.set(&c.type_, c.status == "True", &c.reason, c.message.clone());
+                    }
+                    conditions.set(DELETION_BLOCKED, true, "BucketNotEmpty", message.clone());
+                    status.conditions = conditions.finish();
+                    write_status(api, bucket, &previous, status).await?;
+                    Err(Error::invalid("DeletionBlocked", message))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+async fn delete_all_objects(bucket: &str, ctx: &Context) -> Result<()> {
+    loop {
+        let page = ctx
+            .store
+            .list_objects(
+                bucket,
+                &ListQuery {
+                    max_keys: 1000,
+                    ..ListQuery::default()
+                },
+            )
+            .await?;
+        if page.items.is_empty() {
+            return Ok(());
+        }
+        for object in page.items {
+            delete_object(ctx.store.clone(), bucket.to_owned(), object.key).await?;
+        }
+    }
+}
+
+/// `MetaStore::delete_object`'s future cannot be proven `Send` in generic
+/// contexts (a borrowing iterator inside it), so it runs on a blocking thread.
+async fn delete_object(store: coffer_server::meta::MetaStore, bucket: String, key: String) -> Result<()> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(store.delete_object(&bucket, &key)))
+        .await
+        .map_err(|e| Error::invalid("InternalError", format!("object deletion task failed: {e}")))??;
+    Ok(())
+}
+
+/// Writes the status with server-side apply, only when it changed.
+async fn write_status(api: &Api<Bucket>, bucket: &Bucket, previous: &BucketStatus, status: BucketStatus) -> Result<()> {
+    if &status == previous {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": "coffer.dev/v1alpha1",
+        "kind": "Bucket",
+        "status": status,
+    });
+    api.patch_status(&bucket.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}

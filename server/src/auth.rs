@@ -1,0 +1,356 @@
+//! Authentication and authorization of S3 requests.
+//!
+//! s3s verifies SigV4 (header, presigned, chunked, trailers) with the secret that
+//! [`KeyRing`] returns for an access key id; [`Authorizer`] then maps the operation
+//! to an IAM action and resource and evaluates the key's identity policy together
+//! with the bucket policy. The verdict's inputs travel to handlers as a [`Caller`]
+//! for the checks only they can make (copy sources, each key of a batch delete).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::dto::{CopyObjectInput, CopySource, UploadPartCopyInput};
+use s3s::path::S3Path;
+use s3s::{S3Request, S3Result, s3_error};
+
+use crate::iam::{self, Decision, PolicyDocument, RequestContext};
+use crate::meta::{AccessKey, MetaStore, now_millis};
+
+/// How long a key or bucket policy read from the store is trusted. Changes made by
+/// other processes (the operator, `key delete`) take effect within this time.
+const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// A small read-through cache with a time-to-live.
+struct TtlCache<V> {
+    entries: Mutex<HashMap<String, (Instant, V)>>,
+}
+
+impl<V: Clone> TtlCache<V> {
+    fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&self, key: &str, value: V) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() > 10_000 {
+            entries.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+        }
+        entries.insert(key.to_owned(), (Instant::now(), value));
+    }
+
+    fn forget(&self, key: &str) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+/// Access keys and bucket policies as the request path sees them.
+pub struct KeyRing {
+    meta: MetaStore,
+    keys: TtlCache<Option<Arc<AccessKey>>>,
+    policies: TtlCache<Option<Arc<PolicyDocument>>>,
+}
+
+impl KeyRing {
+    pub fn new(meta: MetaStore) -> Arc<Self> {
+        Arc::new(Self {
+            meta,
+            keys: TtlCache::new(),
+            policies: TtlCache::new(),
+        })
+    }
+
+    /// A key that exists and has not expired.
+    pub async fn access_key(&self, id: &str) -> S3Result<Option<Arc<AccessKey>>> {
+        let key = match self.keys.get(id) {
+            Some(cached) => cached,
+            None => {
+                let key = self.meta.get_access_key(id).await.map_err(crate::s3::meta_error)?;
+                let key = key.map(Arc::new);
+                self.keys.put(id, key.clone());
+                key
+            }
+        };
+        Ok(key.filter(|k| !k.is_expired_at(now_millis())))
+    }
+
+    pub async fn bucket_policy(&self, bucket: &str) -> S3Result<Option<Arc<PolicyDocument>>> {
+        if let Some(cached) = self.policies.get(bucket) {
+            return Ok(cached);
+        }
+        let text = self.meta.get_bucket_policy(bucket).await.map_err(crate::s3::meta_error)?;
+        // A stored policy was validated on the way in; one that no longer parses
+        // (hand-edited) grants nothing rather than failing every request.
+        let policy = text
+            .and_then(|t| PolicyDocument::parse(&t).map_err(|e| tracing::warn!(bucket, error = %e, "ignoring invalid stored bucket policy")).ok())
+            .map(Arc::new);
+        self.policies.put(bucket, policy.clone());
+        Ok(policy)
+    }
+
+    /// Drops a cached bucket policy after this server changed it.
+    pub fn forget_bucket_policy(&self, bucket: &str) {
+        self.policies.forget(bucket);
+    }
+}
+
+/// The secret-key lookup s3s calls while verifying a signature.
+pub struct SignatureKeys(pub Arc<KeyRing>);
+
+#[async_trait::async_trait]
+impl S3Auth for SignatureKeys {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.0.access_key(access_key).await? {
+            Some(key) => Ok(SecretKey::from(key.secret.as_str())),
+            None => Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records.")),
+        }
+    }
+}
+
+/// Who is calling, and the condition keys of the request: kept in the request's
+/// extensions for handlers that authorize more than the request line shows.
+#[derive(Clone)]
+pub struct Caller {
+    pub key: Option<Arc<AccessKey>>,
+    pub context: Arc<RequestContext>,
+}
+
+impl Caller {
+    pub fn is_root(&self) -> bool {
+        self.key.as_ref().is_some_and(|k| k.is_root)
+    }
+
+    /// Owner id recorded for buckets and uploads this caller creates.
+    pub fn owner_id(&self) -> String {
+        self.key.as_ref().map_or_else(|| "anonymous".to_owned(), |k| k.id.clone())
+    }
+}
+
+/// The IAM action and resource an operation needs.
+pub fn action_for(operation: &str) -> &'static str {
+    match operation {
+        "HeadObject" | "GetObject" | "GetObjectAttributes" => "s3:GetObject",
+        "HeadBucket" | "ListObjects" | "ListObjectsV2" => "s3:ListBucket",
+        "ListObjectVersions" => "s3:ListBucketVersions",
+        "ListBuckets" => "s3:ListAllMyBuckets",
+        "PutObject" | "PostObject" | "CopyObject" | "CreateMultipartUpload" | "UploadPart" | "UploadPartCopy"
+        | "CompleteMultipartUpload" => "s3:PutObject",
+        "DeleteObject" | "DeleteObjects" => "s3:DeleteObject",
+        "AbortMultipartUpload" => "s3:AbortMultipartUpload",
+        "ListParts" => "s3:ListMultipartUploadParts",
+        "ListMultipartUploads" => "s3:ListBucketMultipartUploads",
+        "CreateBucket" => "s3:CreateBucket",
+        "DeleteBucket" => "s3:DeleteBucket",
+        "GetBucketLocation" => "s3:GetBucketLocation",
+        "GetBucketPolicy" => "s3:GetBucketPolicy",
+        "PutBucketPolicy" => "s3:PutBucketPolicy",
+        "DeleteBucketPolicy" => "s3:DeleteBucketPolicy",
+        "GetBucketPolicyStatus" => "s3:GetBucketPolicyStatus",
+        "GetBucketVersioning" => "s3:GetBucketVersioning",
+        "PutBucketVersioning" => "s3:PutBucketVersioning",
+        "GetBucketCors" => "s3:GetBucketCORS",
+        "PutBucketCors" | "DeleteBucketCors" => "s3:PutBucketCORS",
+        "GetBucketLifecycleConfiguration" => "s3:GetLifecycleConfiguration",
+        "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => "s3:PutLifecycleConfiguration",
+        "GetBucketTagging" => "s3:GetBucketTagging",
+        "PutBucketTagging" | "DeleteBucketTagging" => "s3:PutBucketTagging",
+        "GetBucketEncryption" => "s3:GetEncryptionConfiguration",
+        "PutBucketEncryption" | "DeleteBucketEncryption" => "s3:PutEncryptionConfiguration",
+        "GetBucketAcl" => "s3:GetBucketAcl",
+        "PutBucketAcl" => "s3:PutBucketAcl",
+        "GetObjectAcl" => "s3:GetObjectAcl",
+        "PutObjectAcl" => "s3:PutObjectAcl",
+        "GetObjectTagging" => "s3:GetObjectTagging",
+        "PutObjectTagging" => "s3:PutObjectTagging",
+        "DeleteObjectTagging" => "s3:DeleteObjectTagging",
+        "GetObjectLockConfiguration" => "s3:GetBucketObjectLockConfiguration",
+        "PutObjectLockConfiguration" => "s3:PutBucketObjectLockConfiguration",
+        "GetObjectRetention" => "s3:GetObjectRetention",
+        "PutObjectRetention" => "s3:PutObjectRetention",
+        "GetObjectLegalHold" => "s3:GetObjectLegalHold",
+        "PutObjectLegalHold" => "s3:PutObjectLegalHold",
+        "GetBucketOwnershipControls" => "s3:GetBucketOwnershipControls",
+        "PutBucketOwnershipControls" | "DeleteBucketOwnershipControls" => "s3:PutBucketOwnershipControls",
+        _ => "s3:Unsupported",
+    }
+}
+
+/// Condition keys taken from the request line and headers.
+fn request_context(cx: &mut S3AccessContext<'_>) -> RequestContext {
+    let mut ctx = RequestContext::default();
+    let now = time::OffsetDateTime::now_utc();
+    if let Ok(text) = now.format(&time::format_description::well_known::Rfc3339) {
+        ctx.insert("aws:CurrentTime", text);
+    }
+    ctx.insert("aws:EpochTime", now.unix_timestamp().to_string());
+    // Coffer terminates plain HTTP itself; TLS, when used, ends at a proxy we
+    // cannot vouch for.
+    ctx.insert("aws:SecureTransport", "false");
+    if let Some(addr) = cx.extensions_mut().get::<SocketAddr>() {
+        ctx.insert("aws:SourceIp", addr.ip().to_string());
+    }
+    let headers = cx.headers();
+    for (name, value) in headers {
+        let Ok(value) = value.to_str() else { continue };
+        let name = name.as_str();
+        if name.starts_with("x-amz-") && !name.starts_with("x-amz-meta-") {
+            ctx.insert(&format!("s3:{name}"), value);
+        }
+        match name {
+            "user-agent" => ctx.insert("aws:UserAgent", value),
+            "referer" => ctx.insert("aws:Referer", value),
+            _ => {}
+        }
+    }
+    let query = cx.uri().query().unwrap_or("");
+    let presigned = query.contains("X-Amz-Signature=");
+    ctx.insert("s3:authType", if presigned { "REST-QUERY-STRING" } else { "REST-HEADER" });
+    ctx.insert("s3:signatureversion", "AWS4-HMAC-SHA256");
+    for (name, value) in form_urlencoded_pairs(query) {
+        match name.as_str() {
+            "prefix" => ctx.insert("s3:prefix", value),
+            "delimiter" => ctx.insert("s3:delimiter", value),
+            "max-keys" => ctx.insert("s3:max-keys", value),
+            "versionId" => ctx.insert("s3:VersionId", value),
+            _ => {}
+        }
+    }
+    // ListObjects without a prefix is a listing of prefix "": policies that
+    // restrict s3:prefix must see that value.
+    if ctx.get("s3:prefix").is_none() {
+        ctx.insert("s3:prefix", "");
+    }
+    ctx
+}
+
+fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            urlencoding::decode(&s.replace('+', " "))
+                .map(|c| c.into_owned())
+                .unwrap_or_else(|_| s.to_owned())
+        };
+        (decode(k), decode(v))
+    })
+}
+
+/// Evaluates IAM policies for every S3 request.
+pub struct Authorizer {
+    keyring: Arc<KeyRing>,
+}
+
+impl Authorizer {
+    pub fn new(keyring: Arc<KeyRing>) -> Self {
+        Self { keyring }
+    }
+
+    /// Whether `caller` may do `action` on `bucket` (and `key`); errors with
+    /// AccessDenied otherwise.
+    pub async fn authorize(&self, caller: &Caller, action: &str, bucket: Option<&str>, key: Option<&str>) -> S3Result<()> {
+        match self.decide(caller, action, bucket, key).await? {
+            Decision::Allow => Ok(()),
+            _ => Err(s3_error!(AccessDenied, "Access Denied")),
+        }
+    }
+
+    pub async fn decide(&self, caller: &Caller, action: &str, bucket: Option<&str>, key: Option<&str>) -> S3Result<Decision> {
+        if caller.is_root() {
+            return Ok(Decision::Allow);
+        }
+        let resource = match bucket {
+            Some(b) => iam::resource_arn(b, key),
+            None => "arn:aws:s3:::*".to_owned(),
+        };
+        let request = iam::Request {
+            action,
+            resource: &resource,
+            principal: caller.key.as_ref().map(|k| k.id.as_str()),
+            context: &caller.context,
+        };
+        let identity = match caller.key.as_ref().and_then(|k| k.policy.as_deref()) {
+            Some(text) => match PolicyDocument::parse(text) {
+                Ok(policy) => policy.evaluate(&request, false),
+                Err(e) => {
+                    tracing::warn!(key = ?caller.key.as_ref().map(|k| &k.id), error = %e, "ignoring invalid key policy");
+                    Decision::NotApplicable
+                }
+            },
+            None => Decision::NotApplicable,
+        };
+        let bucket_decision = match bucket {
+            Some(b) => match self.keyring.bucket_policy(b).await? {
+                Some(policy) => policy.evaluate(&request, true),
+                None => Decision::NotApplicable,
+            },
+            None => Decision::NotApplicable,
+        };
+        Ok(identity.and(bucket_decision))
+    }
+
+    pub fn caller_of(extensions: &http::Extensions) -> Caller {
+        extensions.get::<Caller>().cloned().unwrap_or_else(|| Caller {
+            key: None,
+            context: Arc::new(RequestContext::default()),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Access for Authorizer {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let key = match cx.credentials() {
+            Some(creds) => self.keyring.access_key(&creds.access_key).await?,
+            None => None,
+        };
+        let context = Arc::new(request_context(cx));
+        let caller = Caller { key, context };
+        let operation = cx.s3_op().name().to_owned();
+        let (bucket, object) = match cx.s3_path() {
+            S3Path::Root => (None, None),
+            S3Path::Bucket { bucket } => (Some(bucket.to_string()), None),
+            S3Path::Object { bucket, key } => (Some(bucket.to_string()), Some(key.to_string())),
+        };
+        cx.extensions_mut().insert(caller.clone());
+        match operation.as_str() {
+            // Any signed caller may list; the handler shows only what it may see.
+            "ListBuckets" if caller.key.is_some() => return Ok(()),
+            // Each key is authorized on its own; refusals are per-key results.
+            "DeleteObjects" => return Ok(()),
+            _ => {}
+        }
+        self.authorize(&caller, action_for(&operation), bucket.as_deref(), object.as_deref())
+            .await
+    }
+
+    async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
+        self.authorize_copy_source(&req.extensions, &req.input.copy_source).await
+    }
+
+    async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        self.authorize_copy_source(&req.extensions, &req.input.copy_source).await
+    }
+}
+
+impl Authorizer {
+    async fn authorize_copy_source(&self, extensions: &http::Extensions, source: &CopySource) -> S3Result<()> {
+        let CopySource::Bucket { bucket, key, .. } = source else {
+            return Err(s3_error!(NotImplemented, "Access point copy sources are not supported"));
+        };
+        let caller = Self::caller_of(extensions);
+        self.authorize(&caller, "s3:GetObject", Some(bucket), Some(key)).await
+    }
+}

@@ -1,0 +1,158 @@
+//! Where a request enters: an axum router serving health and metrics, with the
+//! s3s service (SigV4 → IAM → S3 handlers) mounted as the fallback. A front-door
+//! layer gives every response an `x-amz-request-id`, sheds load with 503 SlowDown,
+//! refuses oversized header sections, and completes S3 error bodies with
+//! `Resource` and `RequestId`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::error_handling::HandleError;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::BodyExt;
+use tokio::sync::Semaphore;
+
+use crate::meta::MetaStore;
+use crate::metrics::Metrics;
+
+/// Total size of request header names and values we accept (AWS allows 8 KB of
+/// PUT headers; SigV4 and SDK headers need some room beyond that).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+#[derive(Clone)]
+pub struct FrontDoor {
+    pub meta: MetaStore,
+    pub metrics: Arc<Metrics>,
+    pub in_flight: Arc<Semaphore>,
+}
+
+/// Builds the router: health, metrics, and S3 for everything else.
+pub fn router(front: FrontDoor, s3: s3s::service::S3Service) -> Router {
+    let s3 = HandleError::new(s3, |err: s3s::HttpError| async move {
+        tracing::error!(?err, "s3 service failed");
+        s3_error_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "We encountered an internal error. Please try again.")
+    });
+    Router::new()
+        .route("/health/live", get(|| async { "ok" }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback_service(s3)
+        .layer(axum::middleware::from_fn_with_state(front.clone(), front_door))
+        .with_state(front)
+}
+
+async fn ready(State(front): State<FrontDoor>) -> Response {
+    match front.meta.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("metadata store unavailable: {e}")).into_response(),
+    }
+}
+
+async fn metrics(State(front): State<FrontDoor>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        front.metrics.render(),
+    )
+        .into_response()
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn s3_error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{}</Message></Error>",
+        xml_escape(message)
+    );
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    response
+}
+
+fn new_request_id() -> String {
+    format!("{:016X}", rand::random::<u64>())
+}
+
+/// Errors from the S3 layer are small XML documents; add what clients log.
+async fn complete_error_body(response: Response, resource: &str, request_id: &str) -> Response {
+    let (parts, body) = response.into_parts();
+    let bytes = match http_body_util::Limited::new(body, 64 * 1024).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Response::from_parts(parts, Body::empty()),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let completed = if text.contains("</Error>") && !text.contains("<RequestId>") {
+        text.replace(
+            "</Error>",
+            &format!(
+                "<Resource>{}</Resource><RequestId>{request_id}</RequestId></Error>",
+                xml_escape(resource)
+            ),
+        )
+    } else {
+        text.into_owned()
+    };
+    let mut parts = parts;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(completed))
+}
+
+async fn front_door(State(front): State<FrontDoor>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = new_request_id();
+    let method = request.method().clone();
+    let resource = request.uri().path().to_owned();
+    let header_bytes: usize = request.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    let mut response = if header_bytes > MAX_HEADER_BYTES {
+        s3_error_response(
+            StatusCode::BAD_REQUEST,
+            "RequestHeaderSectionTooLarge",
+            &format!("Your request header section exceeds the maximum allowed size of {MAX_HEADER_BYTES} bytes."),
+        )
+    } else {
+        match front.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => {
+                front.metrics.in_flight.inc();
+                let response = next.run(request).await;
+                front.metrics.in_flight.dec();
+                drop(permit);
+                response
+            }
+            Err(_) => s3_error_response(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "Please reduce your request rate."),
+        }
+    };
+    let status = response.status();
+    if status == StatusCode::NOT_MODIFIED {
+        let (parts, _) = response.into_parts();
+        response = Response::from_parts(parts, Body::empty());
+    } else if (status.is_client_error() || status.is_server_error()) && method != http::Method::HEAD {
+        response = complete_error_body(response, &resource, &request_id).await;
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amz-request-id", value.clone());
+        response.headers_mut().insert("x-amz-id-2", value);
+    }
+    response
+        .headers_mut()
+        .entry(header::SERVER)
+        .or_insert(HeaderValue::from_static("Coffer"));
+    front.metrics.observe(&method, status, started.elapsed());
+    response
+}
+
+/// Inserts the peer address so IAM conditions can use `aws:SourceIp`.
+pub fn with_peer<B>(mut request: http::Request<B>, peer: SocketAddr) -> http::Request<B> {
+    request.extensions_mut().insert(peer);
+    request
+}

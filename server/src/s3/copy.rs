@@ -1,0 +1,168 @@
+//! CopyObject: server-side copy with COPY/REPLACE metadata directives and
+//! copy-source conditions. A copy onto itself with REPLACE rewrites only metadata;
+//! any other copy streams the bytes into a new blob (blobs are never shared).
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use sync_wrapper::SyncStream;
+
+use super::checksum::{Algorithm, set_checksum};
+use super::get::{Conditions, check_conditions, object_stream};
+use super::ingest::{BodyRules, ingest};
+use super::put::{HeaderInput, discard, object_headers};
+use super::{Coffer, meta_error, quoted_etag, timestamp, validate_key};
+use crate::meta::{ObjectChecksum, ObjectMeta, Segment, WriteCondition, now_millis};
+
+/// Resolves `x-amz-copy-source` to an existing object, honouring the
+/// `x-amz-copy-source-if-*` conditions (all of which fail with 412).
+pub(super) async fn copy_source_object(
+    s3: &Coffer,
+    source: &CopySource,
+    conditions: Conditions<'_>,
+) -> S3Result<ObjectMeta> {
+    let CopySource::Bucket { bucket, key, version_id } = source else {
+        return Err(s3_error!(NotImplemented, "Access point copy sources are not supported"));
+    };
+    if version_id.as_deref().is_some_and(|v| v != "null") {
+        return Err(s3_error!(NoSuchVersion, "The specified version does not exist."));
+    }
+    let object = match s3.meta.get_object(bucket, key).await.map_err(meta_error)? {
+        Some(object) => object,
+        None => {
+            s3.meta.require_bucket(bucket).await.map_err(meta_error)?;
+            return Err(s3_error!(NoSuchKey, "The specified key does not exist."));
+        }
+    };
+    check_conditions(&object, &conditions)
+        .map_err(|_| s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"))?;
+    Ok(object)
+}
+
+pub async fn copy_object(s3: &Coffer, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+    let input = req.input;
+    validate_key(&input.key)?;
+    s3.meta.require_bucket(&input.bucket).await.map_err(meta_error)?;
+    let source = copy_source_object(
+        s3,
+        &input.copy_source,
+        Conditions {
+            if_match: input.copy_source_if_match.as_ref(),
+            if_none_match: input.copy_source_if_none_match.as_ref(),
+            if_modified_since: input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+        },
+    )
+    .await?;
+    let replace = match input.metadata_directive.as_ref().map(MetadataDirective::as_str) {
+        None | Some("COPY") => false,
+        Some("REPLACE") => true,
+        Some(other) => return Err(s3_error!(InvalidArgument, "Unknown metadata directive {other}")),
+    };
+    let headers = if replace {
+        object_headers(
+            HeaderInput {
+                content_type: input.content_type.as_deref(),
+                content_encoding: input.content_encoding.as_deref(),
+                content_disposition: input.content_disposition.as_deref(),
+                content_language: input.content_language.as_deref(),
+                cache_control: input.cache_control.as_deref(),
+                expires: input.expires.as_ref(),
+                storage_class: input.storage_class.as_ref(),
+                metadata: input.metadata.as_ref(),
+            },
+            s3.limits.max_user_metadata,
+        )?
+    } else {
+        let mut headers = source.headers.clone();
+        if let Some(class) = &input.storage_class {
+            headers.storage_class = Some(class.as_str().to_owned());
+        }
+        headers
+    };
+    let onto_itself = source.bucket == input.bucket && source.key == input.key;
+    if onto_itself && !replace && input.storage_class.is_none() {
+        return Err(s3_error!(
+            InvalidRequest,
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+        ));
+    }
+    let object = if onto_itself {
+        ObjectMeta {
+            headers,
+            last_modified: now_millis(),
+            ..source.clone()
+        }
+    } else {
+        copy_bytes(s3, &source, &input.bucket, &input.key, headers, input.checksum_algorithm.as_ref()).await?
+    };
+    let condition = if onto_itself {
+        WriteCondition::IfMatch(source.etag.clone())
+    } else {
+        WriteCondition::None
+    };
+    if let Err(e) = s3.meta.put_object(&object, &condition).await {
+        if !onto_itself {
+            for segment in &object.segments {
+                discard(&s3.blobs, segment.blob.clone()).await;
+            }
+        }
+        return Err(meta_error(e));
+    }
+    let mut result = CopyObjectResult {
+        e_tag: Some(quoted_etag(&object.etag)),
+        last_modified: Some(timestamp(object.last_modified)),
+        ..Default::default()
+    };
+    if let Some(algorithm) = object.checksum.algorithm.as_deref().and_then(|a| Algorithm::parse(a).ok()) {
+        set_checksum!(result, algorithm, object.checksum.value.clone());
+    }
+    Ok(S3Response::new(CopyObjectOutput {
+        copy_object_result: Some(result),
+        ..Default::default()
+    }))
+}
+
+/// Streams the source's bytes into a new blob for the destination object.
+async fn copy_bytes(
+    s3: &Coffer,
+    source: &ObjectMeta,
+    bucket: &str,
+    key: &str,
+    headers: crate::meta::ObjectHeaders,
+    requested: Option<&ChecksumAlgorithm>,
+) -> S3Result<ObjectMeta> {
+    let algorithm = match requested {
+        Some(a) => Some(Algorithm::from_dto(a)?),
+        None => source.checksum.algorithm.as_deref().and_then(|a| Algorithm::parse(a).ok()),
+    };
+    let stream = Box::pin(SyncStream::new(object_stream(s3.blobs.clone(), &source.segments, 0..source.size)));
+    let ingested = ingest(
+        &s3.blobs,
+        stream,
+        BodyRules {
+            max_size: s3.limits.max_object_size,
+            declared_len: Some(source.size),
+            content_md5: None,
+            algorithm,
+        },
+    )
+    .await?;
+    Ok(ObjectMeta {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        size: ingested.blob.size,
+        etag: ingested.md5_hex,
+        last_modified: now_millis(),
+        headers,
+        checksum: ObjectChecksum {
+            algorithm: algorithm.map(|a| a.name().to_owned()),
+            value: ingested.checksum,
+            kind: algorithm.map(|_| "FULL_OBJECT".to_owned()),
+        },
+        segments: vec![Segment {
+            blob: ingested.blob.id,
+            size: ingested.blob.size,
+            checksum: None,
+        }],
+    })
+}

@@ -1,0 +1,315 @@
+//! GetObject and HeadObject: conditional requests, single ranges, `partNumber`,
+//! `response-*` overrides, and a body streamed from the blobs with every block
+//! verified on the way out.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use sync_wrapper::SyncStream;
+
+use super::checksum::{Algorithm, set_checksum};
+use super::{Coffer, io_error, meta_error, quoted_etag, timestamp};
+use crate::meta::{ObjectMeta, Segment};
+use crate::storage::BlobStore;
+
+/// The conditional headers of a read.
+pub(super) struct Conditions<'a> {
+    pub if_match: Option<&'a ETagCondition>,
+    pub if_none_match: Option<&'a ETagCondition>,
+    pub if_modified_since: Option<&'a Timestamp>,
+    pub if_unmodified_since: Option<&'a Timestamp>,
+}
+
+fn etag_matches(condition: &ETagCondition, etag: &str) -> bool {
+    match condition {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == etag,
+    }
+}
+
+fn seconds(ts: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(ts.clone()).unix_timestamp()
+}
+
+/// Which condition failed, if any: `PreconditionFailed` (412) or `NotModified` (304).
+/// Precedence follows S3: If-Match beats If-Unmodified-Since, If-None-Match beats
+/// If-Modified-Since.
+pub(super) fn check_conditions(object: &ObjectMeta, c: &Conditions<'_>) -> Result<(), S3ErrorCode> {
+    let modified = object.last_modified.div_euclid(1000);
+    match c.if_match {
+        Some(cond) if !etag_matches(cond, &object.etag) => return Err(S3ErrorCode::PreconditionFailed),
+        Some(_) => {}
+        None => {
+            if c.if_unmodified_since.is_some_and(|t| modified > seconds(t)) {
+                return Err(S3ErrorCode::PreconditionFailed);
+            }
+        }
+    }
+    match c.if_none_match {
+        Some(cond) if etag_matches(cond, &object.etag) => return Err(S3ErrorCode::NotModified),
+        Some(_) => {}
+        None => {
+            if c.if_modified_since.is_some_and(|t| modified <= seconds(t)) {
+                return Err(S3ErrorCode::NotModified);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn condition_error(code: S3ErrorCode, object: &ObjectMeta) -> S3Error {
+    if code == S3ErrorCode::NotModified {
+        let mut err = S3Error::new(S3ErrorCode::NotModified);
+        let mut headers = http::HeaderMap::new();
+        if let Ok(v) = format!("\"{}\"", object.etag).parse() {
+            headers.insert(http::header::ETAG, v);
+        }
+        err.set_headers(headers);
+        err
+    } else {
+        s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+    }
+}
+
+fn invalid_part_number() -> S3Error {
+    let mut err = S3Error::with_message(
+        S3ErrorCode::Custom("InvalidPartNumber".into()),
+        "The requested partnumber is not satisfiable",
+    );
+    err.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+    err
+}
+
+/// The bytes a read returns: the whole object, one part, or one range.
+pub(super) struct Selection {
+    pub range: Range<u64>,
+    pub partial: bool,
+    pub part: Option<usize>,
+}
+
+pub(super) fn select(object: &ObjectMeta, range: Option<&s3s::dto::Range>, part_number: Option<i32>) -> S3Result<Selection> {
+    match (range, part_number) {
+        (Some(_), Some(_)) => Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter")),
+        (Some(r), None) => {
+            let range = r.check(object.size).map_err(|_| {
+                let mut err = s3_error!(InvalidRange, "The requested range is not satisfiable");
+                let mut headers = http::HeaderMap::new();
+                if let Ok(v) = format!("bytes */{}", object.size).parse() {
+                    headers.insert(http::header::CONTENT_RANGE, v);
+                }
+                err.set_headers(headers);
+                err
+            })?;
+            Ok(Selection {
+                range,
+                partial: true,
+                part: None,
+            })
+        }
+        (None, Some(n)) => {
+            let count = object.parts_count().unwrap_or(1);
+            let index = usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=count).contains(n))
+                .ok_or_else(invalid_part_number)?
+                - 1;
+            if object.parts_count().is_none() {
+                return Ok(Selection {
+                    range: 0..object.size,
+                    partial: false,
+                    part: Some(0),
+                });
+            }
+            let start: u64 = object.segments[..index].iter().map(|s| s.size).sum();
+            let end = start + object.segments[index].size;
+            Ok(Selection {
+                range: start..end,
+                partial: true,
+                part: Some(index),
+            })
+        }
+        (None, None) => Ok(Selection {
+            range: 0..object.size,
+            partial: false,
+            part: None,
+        }),
+    }
+}
+
+/// Streams `range` of an object whose bytes lie in `segments`.
+pub(super) fn object_stream(
+    blobs: BlobStore,
+    segments: &[Segment],
+    range: Range<u64>,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let mut pieces = Vec::new();
+    let mut offset = 0u64;
+    for segment in segments {
+        let (start, end) = (offset, offset + segment.size);
+        let from = range.start.max(start);
+        let to = range.end.min(end);
+        if from < to {
+            pieces.push((segment.blob.clone(), (from - start)..(to - start)));
+        }
+        offset = end;
+    }
+    futures::stream::iter(pieces)
+        .then(move |(id, sub)| {
+            let blobs = blobs.clone();
+            async move {
+                let reader = tokio::task::spawn_blocking(move || blobs.open_blob(&id))
+                    .await
+                    .map_err(std::io::Error::other)??;
+                Ok::<_, std::io::Error>(reader.stream_range(sub))
+            }
+        })
+        .try_flatten()
+}
+
+/// A verified body: the first chunk is read before answering, so a corrupt or
+/// missing blob becomes an error response instead of a truncated 200.
+pub(super) async fn verified_body(blobs: &BlobStore, object: &ObjectMeta, range: Range<u64>) -> S3Result<StreamingBlob> {
+    let mut stream = Box::pin(object_stream(blobs.clone(), &object.segments, range));
+    let first = match stream.next().await {
+        Some(Err(e)) => return Err(io_error(e)),
+        Some(Ok(chunk)) => Some(chunk),
+        None => None,
+    };
+    let body = futures::stream::iter(first.map(Ok)).chain(stream);
+    Ok(StreamingBlob::wrap(SyncStream::new(body)))
+}
+
+fn parse_expires(text: &str) -> Option<Timestamp> {
+    Timestamp::parse(TimestampFormat::HttpDate, text).ok()
+}
+
+/// Fields GET and HEAD share.
+struct Described {
+    content_length: i64,
+    content_range: Option<String>,
+    parts_count: Option<i32>,
+    checksum: Option<(Algorithm, Option<String>, &'static str)>,
+}
+
+fn describe(object: &ObjectMeta, selection: &Selection, checksum_mode: Option<&ChecksumMode>) -> Described {
+    let enabled = checksum_mode.is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+    let algorithm = object.checksum.algorithm.as_deref().and_then(|a| Algorithm::parse(a).ok());
+    let checksum = match (enabled, algorithm, selection.part) {
+        (true, Some(a), Some(index)) if object.parts_count().is_some() => object
+            .segments
+            .get(index)
+            .and_then(|s| s.checksum.clone())
+            .map(|v| (a, Some(v), ChecksumType::FULL_OBJECT)),
+        (true, Some(a), _) if !selection.partial => {
+            let kind = match object.checksum.kind.as_deref() {
+                Some("COMPOSITE") => ChecksumType::COMPOSITE,
+                _ => ChecksumType::FULL_OBJECT,
+            };
+            Some((a, object.checksum.value.clone(), kind))
+        }
+        _ => None,
+    };
+    Described {
+        content_length: (selection.range.end - selection.range.start) as i64,
+        content_range: selection.partial.then(|| {
+            format!(
+                "bytes {}-{}/{}",
+                selection.range.start,
+                selection.range.end.saturating_sub(1),
+                object.size
+            )
+        }),
+        parts_count: object.parts_count().map(|n| n as i32),
+        checksum,
+    }
+}
+
+/// Looks up the object for a read; NoSuchBucket when the bucket is missing.
+async fn find_object(s3: &Coffer, bucket: &str, key: &str) -> S3Result<ObjectMeta> {
+    match s3.meta.get_object(bucket, key).await.map_err(meta_error)? {
+        Some(object) => Ok(object),
+        None => {
+            s3.meta.require_bucket(bucket).await.map_err(meta_error)?;
+            Err(s3_error!(NoSuchKey, "The specified key does not exist."))
+        }
+    }
+}
+
+macro_rules! fill_common {
+    ($out:expr, $object:expr, $described:expr, $input:expr) => {{
+        let h = &$object.headers;
+        $out.accept_ranges = Some("bytes".to_owned());
+        $out.e_tag = Some(quoted_etag(&$object.etag));
+        $out.last_modified = Some(timestamp($object.last_modified));
+        $out.content_length = Some($described.content_length);
+        $out.content_range = $described.content_range.clone();
+        $out.parts_count = $described.parts_count;
+        $out.content_type = $input
+            .response_content_type
+            .clone()
+            .or_else(|| h.content_type.clone())
+            .or_else(|| Some("binary/octet-stream".to_owned()));
+        $out.content_encoding = $input.response_content_encoding.clone().or_else(|| h.content_encoding.clone());
+        $out.content_disposition = $input.response_content_disposition.clone().or_else(|| h.content_disposition.clone());
+        $out.content_language = $input.response_content_language.clone().or_else(|| h.content_language.clone());
+        $out.cache_control = $input.response_cache_control.clone().or_else(|| h.cache_control.clone());
+        $out.expires = $input.response_expires.clone().or_else(|| h.expires.as_deref().and_then(parse_expires));
+        $out.storage_class = h.storage_class.clone().map(StorageClass::from);
+        if !h.user_metadata.is_empty() {
+            $out.metadata = Some(h.user_metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        }
+        if let Some((algorithm, value, kind)) = $described.checksum.clone() {
+            set_checksum!($out, algorithm, value);
+            $out.checksum_type = Some(ChecksumType::from_static(kind));
+        }
+    }};
+}
+
+pub async fn get_object(s3: &Coffer, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    let input = &req.input;
+    let object = find_object(s3, &input.bucket, &input.key).await?;
+    let conditions = Conditions {
+        if_match: input.if_match.as_ref(),
+        if_none_match: input.if_none_match.as_ref(),
+        if_modified_since: input.if_modified_since.as_ref(),
+        if_unmodified_since: input.if_unmodified_since.as_ref(),
+    };
+    check_conditions(&object, &conditions).map_err(|code| condition_error(code, &object))?;
+    let selection = select(&object, input.range.as_ref(), input.part_number)?;
+    let described = describe(&object, &selection, input.checksum_mode.as_ref());
+    let body = verified_body(&s3.blobs, &object, selection.range.clone()).await?;
+    let mut output = GetObjectOutput {
+        body: Some(body),
+        ..Default::default()
+    };
+    fill_common!(output, object, described, input);
+    let mut response = S3Response::new(output);
+    if selection.partial {
+        response.status = Some(http::StatusCode::PARTIAL_CONTENT);
+    }
+    Ok(response)
+}
+
+pub async fn head_object(s3: &Coffer, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    let input = &req.input;
+    let object = find_object(s3, &input.bucket, &input.key).await?;
+    let conditions = Conditions {
+        if_match: input.if_match.as_ref(),
+        if_none_match: input.if_none_match.as_ref(),
+        if_modified_since: input.if_modified_since.as_ref(),
+        if_unmodified_since: input.if_unmodified_since.as_ref(),
+    };
+    check_conditions(&object, &conditions).map_err(|code| condition_error(code, &object))?;
+    let selection = select(&object, input.range.as_ref(), input.part_number)?;
+    let described = describe(&object, &selection, input.checksum_mode.as_ref());
+    let mut output = HeadObjectOutput::default();
+    fill_common!(output, object, described, input);
+    let mut response = S3Response::new(output);
+    if selection.partial {
+        response.status = Some(http::StatusCode::PARTIAL_CONTENT);
+    }
+    Ok(response)
+}

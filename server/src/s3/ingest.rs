@@ -1,0 +1,140 @@
+//! Streams a request body into a new durable blob, computing the ETag (MD5) and the
+//! additional checksum on the way. Bytes are handed to a blocking thread in blocks
+//! of about 1 MiB, so memory stays flat whatever the object size, and the async
+//! threads never hash or write.
+
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use md5::{Digest as _, Md5};
+use s3s::checksum::ChecksumHasher;
+use s3s::{S3Result, s3_error};
+
+use super::checksum::Algorithm;
+use super::{io_error, join_error};
+use crate::storage::{BLOCK_SIZE, BlobInfo, BlobStore, BlobWriter};
+
+/// A body that is now a durable blob.
+#[derive(Debug)]
+pub struct Ingested {
+    pub blob: BlobInfo,
+    /// Hex MD5 of the bytes: the ETag of a single-part object.
+    pub md5_hex: String,
+    /// Base64 additional checksum, when an algorithm was requested.
+    pub checksum: Option<String>,
+}
+
+struct Sink {
+    writer: BlobWriter,
+    md5: Md5,
+    hasher: Option<ChecksumHasher>,
+}
+
+impl Sink {
+    fn write(&mut self, block: &[u8]) -> std::io::Result<()> {
+        self.md5.update(block);
+        if let Some(h) = &mut self.hasher {
+            h.update(block);
+        }
+        self.writer.append(block)
+    }
+}
+
+/// What the body must look like.
+pub struct BodyRules<'a> {
+    /// Refuse bodies longer than this (EntityTooLarge).
+    pub max_size: u64,
+    /// The declared length, when known: a shorter body is IncompleteBody.
+    pub declared_len: Option<u64>,
+    /// `Content-MD5` (base64), checked against the computed MD5 (BadDigest).
+    pub content_md5: Option<&'a str>,
+    pub algorithm: Option<Algorithm>,
+}
+
+/// Writes `body` to a new blob. On any error the partial blob is removed.
+pub async fn ingest<S, E>(blobs: &BlobStore, body: S, rules: BodyRules<'_>) -> S3Result<Ingested>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let expected_md5 = match rules.content_md5 {
+        Some(text) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .ok()
+                .filter(|d| d.len() == 16)
+                .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid."))?,
+        ),
+        None => None,
+    };
+    if rules.declared_len.is_some_and(|n| n > rules.max_size) {
+        return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size"));
+    }
+    let store = blobs.clone();
+    let writer = tokio::task::spawn_blocking(move || store.create())
+        .await
+        .map_err(join_error)?
+        .map_err(io_error)?;
+    let mut sink = Some(Sink {
+        writer,
+        md5: Md5::new(),
+        hasher: rules.algorithm.map(Algorithm::hasher),
+    });
+    let mut body = body;
+    let mut buffer = BytesMut::new();
+    let mut received: u64 = 0;
+    loop {
+        let chunk = body.next().await;
+        let done = chunk.is_none();
+        if let Some(chunk) = chunk {
+            let chunk = chunk.map_err(|e| {
+                tracing::debug!(error = %e, "request body ended early");
+                s3_error!(IncompleteBody, "The request body terminated unexpectedly: {e}")
+            })?;
+            received += chunk.len() as u64;
+            if received > rules.max_size {
+                return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size"));
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        if buffer.len() >= BLOCK_SIZE || (done && !buffer.is_empty()) {
+            let block = buffer.split().freeze();
+            let mut s = sink.take().ok_or_else(|| s3_error!(InternalError))?;
+            let s = tokio::task::spawn_blocking(move || s.write(&block).map(|()| s))
+                .await
+                .map_err(join_error)?
+                .map_err(io_error)?;
+            sink = Some(s);
+        }
+        if done {
+            break;
+        }
+    }
+    if rules.declared_len.is_some_and(|n| n != received) {
+        return Err(s3_error!(
+            IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header."
+        ));
+    }
+    let sink = sink.ok_or_else(|| s3_error!(InternalError))?;
+    let md5 = sink.md5.finalize();
+    if let Some(expected) = expected_md5
+        && expected.as_slice() != md5.as_slice()
+    {
+        return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
+    }
+    let checksum = match (rules.algorithm, sink.hasher) {
+        (Some(a), Some(h)) => a.pick(&h.finalize()),
+        _ => None,
+    };
+    let writer = sink.writer;
+    let blob = tokio::task::spawn_blocking(move || writer.finish())
+        .await
+        .map_err(join_error)?
+        .map_err(io_error)?;
+    Ok(Ingested {
+        blob,
+        md5_hex: hex::encode(md5),
+        checksum,
+    })
+}

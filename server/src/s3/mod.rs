@@ -1,0 +1,234 @@
+//! The S3 operations. s3s routes each request to one method of the [`S3`] trait
+//! (the routing table lives in s3s, generated from the AWS model); each method
+//! here forwards to the file of its operation family.
+
+mod bucket;
+mod checksum;
+mod copy;
+mod delete;
+mod get;
+mod ingest;
+mod list;
+mod multipart;
+mod policy;
+mod put;
+
+use std::sync::Arc;
+
+use s3s::dto::*;
+use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+
+use crate::auth::{Authorizer, KeyRing};
+use crate::meta::{MetaError, MetaStore};
+use crate::storage::BlobStore;
+
+/// Limits on what a request may carry.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest single PUT (S3: 5 GiB).
+    pub max_object_size: u64,
+    /// Largest multipart part (S3: 5 GiB).
+    pub max_part_size: u64,
+    /// Smallest part but the last (S3: 5 MiB).
+    pub min_part_size: u64,
+    /// Total of `x-amz-meta-*` names and values (S3: 2 KB).
+    pub max_user_metadata: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_object_size: 5 << 30,
+            max_part_size: 5 << 30,
+            min_part_size: 5 << 20,
+            max_user_metadata: 2048,
+        }
+    }
+}
+
+/// The S3 service: metadata store, blob store and the policy engine.
+#[derive(Clone)]
+pub struct Coffer {
+    pub(crate) meta: MetaStore,
+    pub(crate) blobs: BlobStore,
+    pub(crate) region: String,
+    pub(crate) limits: Limits,
+    pub(crate) keyring: Arc<KeyRing>,
+    pub(crate) authorizer: Arc<Authorizer>,
+}
+
+impl Coffer {
+    pub fn new(meta: MetaStore, blobs: BlobStore, region: String, limits: Limits, keyring: Arc<KeyRing>) -> Self {
+        let authorizer = Arc::new(Authorizer::new(keyring.clone()));
+        Self {
+            meta,
+            blobs,
+            region,
+            limits,
+            keyring,
+            authorizer,
+        }
+    }
+}
+
+/// Maps a metadata-store error to the S3 error a client should see.
+pub(crate) fn meta_error(err: MetaError) -> S3Error {
+    match err {
+        MetaError::NoSuchBucket(_) => s3_error!(NoSuchBucket, "The specified bucket does not exist"),
+        MetaError::BucketAlreadyExists(_) => s3_error!(
+            BucketAlreadyExists,
+            "The requested bucket name is not available. Please select a different name and try again."
+        ),
+        MetaError::BucketNotEmpty(_) => s3_error!(BucketNotEmpty, "The bucket you tried to delete is not empty"),
+        MetaError::NoSuchKey => s3_error!(NoSuchKey, "The specified key does not exist."),
+        MetaError::NoSuchUpload => s3_error!(
+            NoSuchUpload,
+            "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+        ),
+        MetaError::PreconditionFailed => {
+            s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        }
+        MetaError::Database(e) => {
+            tracing::error!(error = %e, "metadata store unavailable");
+            let mut err = S3Error::with_message(
+                S3ErrorCode::ServiceUnavailable,
+                "The metadata store is unavailable; please retry.",
+            );
+            err.set_status_code(http::StatusCode::SERVICE_UNAVAILABLE);
+            err
+        }
+        other => {
+            tracing::error!(error = %other, "metadata store error");
+            S3Error::with_message(S3ErrorCode::InternalError, "We encountered an internal error. Please try again.")
+        }
+    }
+}
+
+/// Maps a blob-store error: corruption and I/O failures are internal errors,
+/// never bad bytes.
+pub(crate) fn io_error(err: std::io::Error) -> S3Error {
+    tracing::error!(error = %err, "blob store error");
+    S3Error::with_message(S3ErrorCode::InternalError, "We encountered an internal error. Please try again.")
+}
+
+pub(crate) fn join_error(err: tokio::task::JoinError) -> S3Error {
+    S3Error::internal_error(err)
+}
+
+/// The ETag as S3 sends it: quoted.
+pub(crate) fn quoted_etag(etag: &str) -> ETag {
+    ETag::Strong(etag.to_owned())
+}
+
+pub(crate) fn timestamp(ms: i64) -> Timestamp {
+    Timestamp::from(crate::meta::millis_to_datetime(ms))
+}
+
+/// Keys S3 refuses: empty, too long, or with path tricks that file-backed tools
+/// would resolve outside the bucket.
+pub(crate) fn validate_key(key: &str) -> S3Result<()> {
+    if key.is_empty() {
+        return Err(s3_error!(InvalidArgument, "Object key must not be empty"));
+    }
+    if key.len() > 1024 {
+        return Err(s3_error!(KeyTooLongError, "Your key is too long"));
+    }
+    if key.contains('\0') {
+        return Err(s3_error!(InvalidArgument, "Object key must not contain NUL"));
+    }
+    if key.split('/').any(|segment| segment == ".." || segment == ".") {
+        return Err(s3_error!(InvalidArgument, "Object key must not contain '.' or '..' path segments"));
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl S3 for Coffer {
+    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        bucket::list_buckets(self, req).await
+    }
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        bucket::create_bucket(self, req).await
+    }
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        bucket::head_bucket(self, req).await
+    }
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        bucket::delete_bucket(self, req).await
+    }
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        bucket::get_bucket_location(self, req).await
+    }
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        put::put_object(self, req).await
+    }
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        get::get_object(self, req).await
+    }
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        get::head_object(self, req).await
+    }
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        delete::delete_object(self, req).await
+    }
+    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        delete::delete_objects(self, req).await
+    }
+    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        copy::copy_object(self, req).await
+    }
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        list::list_objects(self, req).await
+    }
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        list::list_objects_v2(self, req).await
+    }
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        multipart::create_multipart_upload(self, req).await
+    }
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        multipart::upload_part(self, req).await
+    }
+    async fn upload_part_copy(&self, req: S3Request<UploadPartCopyInput>) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        multipart::upload_part_copy(self, req).await
+    }
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        multipart::complete_multipart_upload(self, req).await
+    }
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        multipart::abort_multipart_upload(self, req).await
+    }
+    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        multipart::list_parts(self, req).await
+    }
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        multipart::list_multipart_uploads(self, req).await
+    }
+    async fn get_bucket_policy(&self, req: S3Request<GetBucketPolicyInput>) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        policy::get_bucket_policy(self, req).await
+    }
+    async fn put_bucket_policy(&self, req: S3Request<PutBucketPolicyInput>) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        policy::put_bucket_policy(self, req).await
+    }
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        policy::delete_bucket_policy(self, req).await
+    }
+}

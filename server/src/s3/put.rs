@@ -1,0 +1,179 @@
+//! PutObject: stream the body into a durable blob, verify digests, then commit the
+//! metadata row that makes it visible (atomically with `If-None-Match`/`If-Match`).
+
+use std::collections::BTreeMap;
+
+use http::HeaderMap;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::checksum::{self, set_checksum};
+use super::ingest::{BodyRules, ingest};
+use super::{Coffer, meta_error, quoted_etag, validate_key};
+use crate::meta::{ObjectChecksum, ObjectHeaders, ObjectMeta, Segment, WriteCondition, now_millis};
+use crate::storage::BlobStore;
+
+/// The standard headers a PUT, copy with REPLACE, or multipart create stores.
+pub(super) struct HeaderInput<'a> {
+    pub content_type: Option<&'a str>,
+    pub content_encoding: Option<&'a str>,
+    pub content_disposition: Option<&'a str>,
+    pub content_language: Option<&'a str>,
+    pub cache_control: Option<&'a str>,
+    pub expires: Option<&'a Timestamp>,
+    pub storage_class: Option<&'a StorageClass>,
+    pub metadata: Option<&'a Metadata>,
+}
+
+pub(super) fn object_headers(input: HeaderInput<'_>, max_user_metadata: usize) -> S3Result<ObjectHeaders> {
+    let user_metadata: BTreeMap<String, String> = input
+        .metadata
+        .map(|m| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
+        .unwrap_or_default();
+    let metadata_size: usize = user_metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if metadata_size > max_user_metadata {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size ({max_user_metadata} bytes)"
+        ));
+    }
+    let expires = match input.expires {
+        Some(ts) => {
+            let mut buf = Vec::new();
+            ts.format(TimestampFormat::HttpDate, &mut buf)
+                .map_err(|_| s3_error!(InvalidArgument, "Invalid Expires header"))?;
+            Some(String::from_utf8_lossy(&buf).into_owned())
+        }
+        None => None,
+    };
+    if let Some(class) = input.storage_class
+        && !matches!(class.as_str(), "STANDARD" | "REDUCED_REDUNDANCY" | "STANDARD_IA" | "ONEZONE_IA" | "INTELLIGENT_TIERING")
+    {
+        return Err(s3_error!(InvalidStorageClass, "The storage class you specified is not valid"));
+    }
+    Ok(ObjectHeaders {
+        content_type: input.content_type.map(str::to_owned),
+        content_encoding: input.content_encoding.map(str::to_owned),
+        content_disposition: input.content_disposition.map(str::to_owned),
+        content_language: input.content_language.map(str::to_owned),
+        cache_control: input.cache_control.map(str::to_owned),
+        expires,
+        storage_class: input.storage_class.map(|c| c.as_str().to_owned()),
+        user_metadata,
+    })
+}
+
+/// The real length of a body: aws-chunked bodies declare it separately.
+pub(super) fn declared_length(headers: &HeaderMap, content_length: Option<i64>) -> Option<u64> {
+    let chunked = headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("STREAMING-"));
+    if chunked {
+        headers
+            .get("x-amz-decoded-content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    } else {
+        content_length.and_then(|n| u64::try_from(n).ok())
+    }
+}
+
+/// `If-None-Match: *` or `If-Match: "etag"` on a write.
+pub(super) fn write_condition(if_match: Option<&IfMatch>, if_none_match: Option<&IfNoneMatch>) -> S3Result<WriteCondition> {
+    match (if_match, if_none_match) {
+        (Some(_), Some(_)) => Err(s3_error!(
+            NotImplemented,
+            "If-Match and If-None-Match together are not supported on writes"
+        )),
+        (None, Some(ETagCondition::Any)) => Ok(WriteCondition::IfNoneMatchAny),
+        (None, Some(ETagCondition::ETag(_))) => Err(s3_error!(
+            NotImplemented,
+            "If-None-Match on writes supports only the value *"
+        )),
+        (Some(ETagCondition::ETag(etag)), None) => Ok(WriteCondition::IfMatch(etag.value().to_owned())),
+        (Some(ETagCondition::Any), None) => Err(s3_error!(NotImplemented, "If-Match: * is not supported on writes")),
+        (None, None) => Ok(WriteCondition::None),
+    }
+}
+
+/// Removes a blob that will never be committed (best effort; GC catches the rest).
+pub(super) async fn discard(blobs: &BlobStore, id: String) {
+    let blobs = blobs.clone();
+    let _ = tokio::task::spawn_blocking(move || blobs.delete(&id)).await;
+}
+
+pub async fn put_object(s3: &Coffer, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    let input = req.input;
+    validate_key(&input.key)?;
+    s3.meta.require_bucket(&input.bucket).await.map_err(meta_error)?;
+    let headers = object_headers(
+        HeaderInput {
+            content_type: input.content_type.as_deref(),
+            content_encoding: input.content_encoding.as_deref(),
+            content_disposition: input.content_disposition.as_deref(),
+            content_language: input.content_language.as_deref(),
+            cache_control: input.cache_control.as_deref(),
+            expires: input.expires.as_ref(),
+            storage_class: input.storage_class.as_ref(),
+            metadata: input.metadata.as_ref(),
+        },
+        s3.limits.max_user_metadata,
+    )?;
+    let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+    if condition == WriteCondition::IfNoneMatchAny
+        && s3.meta.get_object(&input.bucket, &input.key).await.map_err(meta_error)?.is_some()
+    {
+        // Fail before reading the body; the commit checks again atomically.
+        return Err(meta_error(crate::meta::MetaError::PreconditionFailed));
+    }
+    let expected = checksum::expected(&req.headers, input.checksum_algorithm.as_ref())?;
+    let body = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()));
+    let ingested = ingest(
+        &s3.blobs,
+        body,
+        BodyRules {
+            max_size: s3.limits.max_object_size,
+            declared_len: declared_length(&req.headers, input.content_length),
+            content_md5: input.content_md5.as_deref(),
+            algorithm: expected.algorithm,
+        },
+    )
+    .await?;
+    if let Err(e) = expected.verify(ingested.checksum.as_deref(), req.trailing_headers.as_ref()) {
+        discard(&s3.blobs, ingested.blob.id).await;
+        return Err(e);
+    }
+    let object = ObjectMeta {
+        bucket: input.bucket,
+        key: input.key,
+        size: ingested.blob.size,
+        etag: ingested.md5_hex.clone(),
+        last_modified: now_millis(),
+        headers,
+        checksum: ObjectChecksum {
+            algorithm: expected.algorithm.map(|a| a.name().to_owned()),
+            value: ingested.checksum.clone(),
+            kind: expected.algorithm.map(|_| "FULL_OBJECT".to_owned()),
+        },
+        segments: vec![Segment {
+            blob: ingested.blob.id.clone(),
+            size: ingested.blob.size,
+            checksum: None,
+        }],
+    };
+    if let Err(e) = s3.meta.put_object(&object, &condition).await {
+        discard(&s3.blobs, ingested.blob.id).await;
+        return Err(meta_error(e));
+    }
+    let mut output = PutObjectOutput {
+        e_tag: Some(quoted_etag(&object.etag)),
+        size: Some(object.size as i64),
+        ..Default::default()
+    };
+    if let Some(algorithm) = expected.algorithm {
+        set_checksum!(output, algorithm, ingested.checksum);
+        output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
+    }
+    Ok(S3Response::new(output))
+}

@@ -1,0 +1,271 @@
+//! Assembles and runs a server: opens the stores, makes sure a root key exists,
+//! builds the s3s service with our auth, and serves HTTP/1.1 and HTTP/2 until
+//! shut down. Used by `coffer-server serve` and, in-process, by tests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tower::ServiceExt as _;
+
+use crate::auth::{Authorizer, KeyRing, SignatureKeys};
+use crate::http::{FrontDoor, router, with_peer};
+use crate::meta::{AccessKey, MetaStore, NewAccessKey};
+use crate::metrics::Metrics;
+use crate::s3::{Coffer, Limits};
+use crate::storage::{BlobStore, spawn_collector};
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None`: `sqlite://<data_dir>/meta.db`.
+    pub database_url: Option<String>,
+    pub region: String,
+    /// Base domain for virtual-hosted-style requests (`bucket.<domain>`).
+    pub domain: Option<String>,
+    /// Root access key id and secret; generated and stored on first start when `None`.
+    pub root_credentials: Option<(String, String)>,
+    /// Requests served at once before answering 503 SlowDown.
+    pub max_in_flight: usize,
+    pub limits: Limits,
+    pub gc_interval: Duration,
+    /// How old an unreferenced blob file must be before it counts as an orphan.
+    pub gc_grace: Duration,
+}
+
+impl ServeConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            data_dir: data_dir.into(),
+            database_url: None,
+            region: "us-east-1".to_owned(),
+            domain: None,
+            root_credentials: None,
+            max_in_flight: 1024,
+            limits: Limits::default(),
+            gc_interval: Duration::from_secs(30),
+            gc_grace: Duration::from_secs(3600),
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("meta.db").display()))
+    }
+}
+
+/// Opens the metadata store a config names (creating the data dir for SQLite).
+pub async fn open_meta(config: &ServeConfig) -> anyhow::Result<MetaStore> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let url = config.database_url();
+    MetaStore::connect(&url)
+        .await
+        .with_context(|| format!("cannot open metadata store {}", redact(&url)))
+}
+
+/// Hides a password in a database URL for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The root key: from the configured credentials (replacing any other root key),
+/// or the stored one, or a new one. The flag is true when it was just generated.
+pub async fn ensure_root_key(meta: &MetaStore, configured: Option<&(String, String)>) -> anyhow::Result<(AccessKey, bool)> {
+    let existing = meta.list_access_keys().await?;
+    if let Some((id, secret)) = configured {
+        for key in existing.iter().filter(|k| k.is_root) {
+            if key.id == *id && key.secret == *secret {
+                return Ok((key.clone(), false));
+            }
+            meta.delete_access_key(&key.id).await?;
+        }
+        if existing.iter().any(|k| k.id == *id && !k.is_root) {
+            anyhow::bail!("access key {id} exists and is not the root key");
+        }
+        let key = meta
+            .create_access_key(&NewAccessKey {
+                name: "root".to_owned(),
+                owner: "root".to_owned(),
+                policy: None,
+                is_root: true,
+                credentials: Some((id.clone(), secret.clone())),
+            })
+            .await?;
+        return Ok((key, false));
+    }
+    if let Some(root) = existing.into_iter().find(|k| k.is_root) {
+        return Ok((root, false));
+    }
+    let key = meta
+        .create_access_key(&NewAccessKey {
+            name: "root".to_owned(),
+            owner: "root".to_owned(),
+            policy: None,
+            is_root: true,
+            credentials: None,
+        })
+        .await?;
+    Ok((key, true))
+}
+
+/// A server running in this process.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    root: AccessKey,
+    root_generated: bool,
+    meta: MetaStore,
+    blobs: BlobStore,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    collector: JoinHandle<()>,
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    pub fn root_key(&self) -> &AccessKey {
+        &self.root
+    }
+
+    /// Whether the root key was generated by this start (print it once).
+    pub fn root_generated(&self) -> bool {
+        self.root_generated
+    }
+
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 10 s), and returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.collector.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        self.meta.close().await;
+    }
+
+    /// Waits until the server stops on its own (it only does on shutdown).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Starts serving; returns once the listener is bound.
+pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
+    let meta = open_meta(&config).await?;
+    let blobs = BlobStore::open(&config.data_dir)
+        .with_context(|| format!("cannot open blob store in {}", config.data_dir.display()))?;
+    let (root, root_generated) = ensure_root_key(&meta, config.root_credentials.as_ref()).await?;
+
+    let keyring = KeyRing::new(meta.clone());
+    let coffer = Coffer::new(
+        meta.clone(),
+        blobs.clone(),
+        config.region.clone(),
+        config.limits.clone(),
+        keyring.clone(),
+    );
+    let mut builder = S3ServiceBuilder::new(coffer);
+    builder.set_auth(SignatureKeys(keyring.clone()));
+    builder.set_access(Authorizer::new(keyring));
+    let mut s3_config = s3s::config::S3Config::default();
+    // XML bodies: a 1000-key DeleteObjects or a 10,000-part completion fit in 4 MiB.
+    s3_config.xml_max_body_size = 4 << 20;
+    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(s3_config))));
+    if let Some(domain) = &config.domain {
+        let host = s3s::host::SingleDomain::new(domain).map_err(|e| anyhow::anyhow!("invalid --domain {domain}: {e}"))?;
+        builder.set_host(host);
+    }
+    let front = FrontDoor {
+        meta: meta.clone(),
+        metrics: Arc::new(Metrics::new()),
+        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+    };
+    let app = router(front, builder.build());
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, app, shutdown_rx));
+    let collector = spawn_collector(meta.clone(), blobs.clone(), config.gc_interval, config.gc_grace, 120);
+    tracing::info!(%local_addr, region = %config.region, data_dir = %config.data_dir.display(), "coffer serving S3");
+    Ok(RunningServer {
+        local_addr,
+        root,
+        root_generated,
+        meta,
+        blobs,
+        shutdown,
+        task,
+        collector,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, app: axum::Router, mut shutdown: watch::Receiver<bool>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    // Header sections beyond this are refused by hyper itself (431); the front
+    // door answers smaller oversize sections with an S3 error.
+    http.http1().max_buf_size(256 * 1024);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let request = with_peer(request.map(axum::body::Body::new), peer);
+            app.clone().oneshot(request)
+        });
+        let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}

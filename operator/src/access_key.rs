@@ -45,7 +45,9 @@ pub fn reconcile(key: Arc<AccessKey>, ctx: Arc<Context>) -> BoxFuture<'static, R
 
 async fn reconcile_inner(key: Arc<AccessKey>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started(KIND);
-    let namespace = key.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = key
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<AccessKey> = Api::namespaced(ctx.client.clone(), &namespace);
     let backoff_key = format!("{KIND}/{namespace}/{}", key.name_any());
     let action = finalizer(&api, FINALIZER, key, |event| async {
@@ -61,14 +63,21 @@ async fn reconcile_inner(key: Arc<AccessKey>, ctx: Arc<Context>) -> Result<Actio
 
 pub fn error_policy(key: Arc<AccessKey>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(KIND, error.reason());
-    let backoff_key = format!("{KIND}/{}/{}", key.namespace().unwrap_or_default(), key.name_any());
+    let backoff_key = format!(
+        "{KIND}/{}/{}",
+        key.namespace().unwrap_or_default(),
+        key.name_any()
+    );
     let delay = ctx.backoff(&backoff_key);
     tracing::warn!(access_key = %backoff_key, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
 fn secret_name(key: &AccessKey) -> String {
-    key.spec.secret_name.clone().unwrap_or_else(|| key.name_any())
+    key.spec
+        .secret_name
+        .clone()
+        .unwrap_or_else(|| key.name_any())
 }
 
 /// A grant that could not be resolved, and why.
@@ -93,7 +102,11 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
             overlap_until,
         }) => {
             match problems.first() {
-                None => conditions.ready(true, "Provisioned", format!("Credentials are in Secret {}", secret_name(key))),
+                None => conditions.ready(
+                    true,
+                    "Provisioned",
+                    format!("Credentials are in Secret {}", secret_name(key)),
+                ),
                 Some(p) if matches!(p.reason, "BucketNotFound" | "BucketNotReady") => {
                     conditions.progressing(p.reason, join_messages(&problems))
                 }
@@ -102,8 +115,13 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
             for problem in &problems {
                 let was = conditions::find(&previous.conditions, conditions::READY);
                 if was.is_none_or(|c| c.reason != problem.reason) {
-                    ctx.publish(&key.object_ref(&()), EventType::Warning, problem.reason, problem.message.clone())
-                        .await;
+                    ctx.publish(
+                        &key.object_ref(&()),
+                        EventType::Warning,
+                        problem.reason,
+                        problem.message.clone(),
+                    )
+                    .await;
                 }
             }
             let now = now_millis();
@@ -119,11 +137,17 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
                             conditions::to_rfc3339(coffer_server::meta::millis_to_datetime(until))
                         ),
                     );
-                    let wait = Duration::from_millis(u64::try_from(until - now).unwrap_or(0)) + Duration::from_secs(1);
+                    let wait = Duration::from_millis(u64::try_from(until - now).unwrap_or(0))
+                        + Duration::from_secs(1);
                     next = next.min(wait);
                 }
                 None => {
-                    conditions.set(ROTATING, false, "RotationComplete", "Only the current key is valid");
+                    conditions.set(
+                        ROTATING,
+                        false,
+                        "RotationComplete",
+                        "Only the current key is valid",
+                    );
                 }
             }
             if !problems.is_empty() {
@@ -135,9 +159,16 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
             Ok(Action::requeue(next))
         }
         Err(Error::Invalid { reason, message }) => {
-            if conditions::find(&previous.conditions, conditions::READY).is_none_or(|c| c.reason != reason) {
-                ctx.publish(&key.object_ref(&()), EventType::Warning, reason, message.clone())
-                    .await;
+            if conditions::find(&previous.conditions, conditions::READY)
+                .is_none_or(|c| c.reason != reason)
+            {
+                ctx.publish(
+                    &key.object_ref(&()),
+                    EventType::Warning,
+                    reason,
+                    message.clone(),
+                )
+                .await;
             }
             conditions.ready(false, reason, message);
             keep(&mut conditions, &previous, ROTATING);
@@ -162,7 +193,11 @@ fn keep(conditions: &mut Conditions<'_>, previous: &AccessKeyStatus, type_: &str
 }
 
 fn join_messages(problems: &[GrantProblem]) -> String {
-    problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ")
+    problems
+        .iter()
+        .map(|p| p.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 struct Provisioned {
@@ -171,7 +206,11 @@ struct Provisioned {
     overlap_until: Option<i64>,
 }
 
-async fn provision(key: &AccessKey, ctx: &Context, status: &mut AccessKeyStatus) -> Result<Provisioned> {
+async fn provision(
+    key: &AccessKey,
+    ctx: &Context,
+    status: &mut AccessKeyStatus,
+) -> Result<Provisioned> {
     let namespace = key.namespace().unwrap_or_default();
     let owner = owner_of(&namespace, &key.name_any());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -181,9 +220,18 @@ async fn provision(key: &AccessKey, ctx: &Context, status: &mut AccessKeyStatus)
     let policy = identity_policy(&grants, key.spec.policy.as_deref())
         .map_err(|e| Error::invalid("InvalidPolicy", format!("spec.policy: {e}")))?
         .to_json();
-    let overlap = match key.spec.rotation.as_ref().and_then(|r| r.overlap.as_deref()) {
-        Some(text) => parse_go_duration(text)
-            .ok_or_else(|| Error::invalid("InvalidRotation", format!("rotation.overlap {text:?} is not a duration")))?,
+    let overlap = match key
+        .spec
+        .rotation
+        .as_ref()
+        .and_then(|r| r.overlap.as_deref())
+    {
+        Some(text) => parse_go_duration(text).ok_or_else(|| {
+            Error::invalid(
+                "InvalidRotation",
+                format!("rotation.overlap {text:?} is not a duration"),
+            )
+        })?,
         None => DEFAULT_OVERLAP,
     };
 
@@ -193,7 +241,9 @@ async fn provision(key: &AccessKey, ctx: &Context, status: &mut AccessKeyStatus)
     {
         return Err(Error::invalid(
             "SecretConflict",
-            format!("Secret {secret_name} exists and was not created for this AccessKey; refusing to overwrite it"),
+            format!(
+                "Secret {secret_name} exists and was not created for this AccessKey; refusing to overwrite it"
+            ),
         ));
     }
 
@@ -220,7 +270,10 @@ async fn provision(key: &AccessKey, ctx: &Context, status: &mut AccessKeyStatus)
         None if status.access_key_id.is_some() => Some("Recreated"),
         None => Some("Created"),
         Some(_) if rotate_token.is_some() && rotate_token != status.rotate_token => Some("Rotated"),
-        Some(k) if rotation_period(key).is_some_and(|every| now >= k.created_at.saturating_add(every)) => {
+        Some(k)
+            if rotation_period(key)
+                .is_some_and(|every| now >= k.created_at.saturating_add(every)) =>
+        {
             Some("Rotated")
         }
         Some(_) => None,
@@ -246,19 +299,22 @@ async fn provision(key: &AccessKey, ctx: &Context, status: &mut AccessKeyStatus)
                 ),
                 _ => format!("Issued access key {}", created.id),
             };
-            ctx.publish(&key.object_ref(&()), EventType::Normal, reason, note).await;
+            ctx.publish(&key.object_ref(&()), EventType::Normal, reason, note)
+                .await;
             status.rotate_token = rotate_token;
             created
         }
         None => current.ok_or(Error::MissingField("access key"))?,
     };
     status.access_key_id = Some(current.id.clone());
-    status.last_rotated = Some(conditions::to_rfc3339(coffer_server::meta::millis_to_datetime(
-        current.created_at,
-    )));
+    status.last_rotated = Some(conditions::to_rfc3339(
+        coffer_server::meta::millis_to_datetime(current.created_at),
+    ));
 
     if current.policy.as_deref() != Some(policy.as_str()) && reason.is_none() {
-        ctx.store.set_access_key_policy(&current.id, Some(&policy)).await?;
+        ctx.store
+            .set_access_key_policy(&current.id, Some(&policy))
+            .await?;
         tracing::info!(key = %current.id, "access key policy updated");
     }
 
@@ -273,7 +329,9 @@ async fn provision(key: &AccessKey, ctx: &Context, status: &mut AccessKeyStatus)
         match old.expires_at {
             None => {
                 let until = now.saturating_add(overlap_ms);
-                ctx.store.set_access_key_expiry(&old.id, Some(until)).await?;
+                ctx.store
+                    .set_access_key_expiry(&old.id, Some(until))
+                    .await?;
                 overlap_until = Some(overlap_until.map_or(until, |u| u.max(until)));
             }
             Some(until) if until <= now => {
@@ -321,7 +379,10 @@ async fn resolve_grants(key: &AccessKey, ctx: &Context) -> Result<(Vec<Grant>, V
     let mut grants = Vec::new();
     let mut problems = Vec::new();
     for grant in key.spec.buckets.iter().flatten() {
-        let namespace = grant.namespace.clone().unwrap_or_else(|| own_namespace.clone());
+        let namespace = grant
+            .namespace
+            .clone()
+            .unwrap_or_else(|| own_namespace.clone());
         let buckets: Api<Bucket> = Api::namespaced(ctx.client.clone(), &namespace);
         let Some(bucket) = buckets.get_opt(&grant.name).await? else {
             problems.push(GrantProblem {
@@ -443,7 +504,10 @@ fn desired_secret(
                 (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
                 (ACCESS_KEY_LABEL.to_owned(), key.name_any()),
             ])),
-            annotations: Some(BTreeMap::from([(KEY_ID_ANNOTATION.to_owned(), current.id.clone())])),
+            annotations: Some(BTreeMap::from([(
+                KEY_ID_ANNOTATION.to_owned(),
+                current.id.clone(),
+            )])),
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
@@ -455,12 +519,17 @@ fn desired_secret(
 
 /// Creates the Secret, or replaces it when its content drifted; writes nothing when
 /// it already matches. Labels and annotations others added are kept.
-async fn write_secret(secrets: &Api<Secret>, existing: Option<Secret>, mut desired: Secret) -> Result<()> {
+async fn write_secret(
+    secrets: &Api<Secret>,
+    existing: Option<Secret>,
+    mut desired: Secret,
+) -> Result<()> {
     let Some(existing) = existing else {
         secrets.create(&PostParams::default(), &desired).await?;
         return Ok(());
     };
-    let contains = |have: &Option<BTreeMap<String, String>>, want: &Option<BTreeMap<String, String>>| {
+    let contains = |have: &Option<BTreeMap<String, String>>,
+                    want: &Option<BTreeMap<String, String>>| {
         want.iter()
             .flatten()
             .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
@@ -469,7 +538,10 @@ async fn write_secret(secrets: &Api<Secret>, existing: Option<Secret>, mut desir
         && existing.type_ == desired.type_
         && existing.metadata.owner_references == desired.metadata.owner_references
         && contains(&existing.metadata.labels, &desired.metadata.labels)
-        && contains(&existing.metadata.annotations, &desired.metadata.annotations);
+        && contains(
+            &existing.metadata.annotations,
+            &desired.metadata.annotations,
+        );
     if same {
         return Ok(());
     }
@@ -478,11 +550,19 @@ async fn write_secret(secrets: &Api<Secret>, existing: Option<Secret>, mut desir
         merged.extend(want.unwrap_or_default());
         Some(merged)
     };
-    desired.metadata.labels = merge(existing.metadata.labels.clone(), desired.metadata.labels.take());
-    desired.metadata.annotations = merge(existing.metadata.annotations.clone(), desired.metadata.annotations.take());
+    desired.metadata.labels = merge(
+        existing.metadata.labels.clone(),
+        desired.metadata.labels.take(),
+    );
+    desired.metadata.annotations = merge(
+        existing.metadata.annotations.clone(),
+        desired.metadata.annotations.take(),
+    );
     desired.metadata.resource_version = existing.metadata.resource_version.clone();
     let name = desired.metadata.name.clone().unwrap_or_default();
-    secrets.replace(&name, &PostParams::default(), &desired).await?;
+    secrets
+        .replace(&name, &PostParams::default(), &desired)
+        .await?;
     Ok(())
 }
 
@@ -532,7 +612,11 @@ async fn write_status(
         "kind": "AccessKey",
         "status": status,
     });
-    api.patch_status(&key.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(
+        &key.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(())
 }

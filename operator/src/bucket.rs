@@ -44,11 +44,13 @@ fn retained_owner(owner: &str) -> String {
 
 /// The S3 name of a bucket resource: `spec.bucketName`, else `<namespace>-<name>`.
 pub fn bucket_name(bucket: &Bucket) -> String {
-    bucket
-        .spec
-        .bucket_name
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", bucket.namespace().unwrap_or_default(), bucket.name_any()))
+    bucket.spec.bucket_name.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            bucket.namespace().unwrap_or_default(),
+            bucket.name_any()
+        )
+    })
 }
 
 /// Boxed so the future is checked `Send` here, with concrete lifetimes (the
@@ -59,7 +61,9 @@ pub fn reconcile(bucket: Arc<Bucket>, ctx: Arc<Context>) -> BoxFuture<'static, R
 
 async fn reconcile_inner(bucket: Arc<Bucket>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started(KIND);
-    let namespace = bucket.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = bucket
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<Bucket> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = format!("{KIND}/{namespace}/{}", bucket.name_any());
     let action = finalizer(&api, FINALIZER, bucket, |event| async {
@@ -75,7 +79,11 @@ async fn reconcile_inner(bucket: Arc<Bucket>, ctx: Arc<Context>) -> Result<Actio
 
 pub fn error_policy(bucket: Arc<Bucket>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(KIND, error.reason());
-    let key = format!("{KIND}/{}/{}", bucket.namespace().unwrap_or_default(), bucket.name_any());
+    let key = format!(
+        "{KIND}/{}/{}",
+        bucket.namespace().unwrap_or_default(),
+        bucket.name_any()
+    );
     let delay = ctx.backoff(&key);
     tracing::warn!(bucket = %key, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -105,8 +113,24 @@ async fn apply(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Acti
     let action = match outcome {
         Ok((provisioned, not_enforced)) => {
             match provisioned {
-                Provisioned::Created => ctx.publish(&bucket.object_ref(&()), EventType::Normal, "Created", format!("Created bucket {name}")).await,
-                Provisioned::Adopted => ctx.publish(&bucket.object_ref(&()), EventType::Normal, "Adopted", format!("Adopted existing bucket {name}")).await,
+                Provisioned::Created => {
+                    ctx.publish(
+                        &bucket.object_ref(&()),
+                        EventType::Normal,
+                        "Created",
+                        format!("Created bucket {name}"),
+                    )
+                    .await
+                }
+                Provisioned::Adopted => {
+                    ctx.publish(
+                        &bucket.object_ref(&()),
+                        EventType::Normal,
+                        "Adopted",
+                        format!("Adopted existing bucket {name}"),
+                    )
+                    .await
+                }
                 Provisioned::Existing => {}
             }
             let usage = ctx.store.bucket_usage(&name).await?;
@@ -116,7 +140,12 @@ async fn apply(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Acti
             });
             conditions.ready(true, "Provisioned", format!("Bucket {name} is ready"));
             if not_enforced.is_empty() {
-                conditions.set(SETTINGS_ENFORCED, true, "Enforced", "All configured settings are enforced");
+                conditions.set(
+                    SETTINGS_ENFORCED,
+                    true,
+                    "Enforced",
+                    "All configured settings are enforced",
+                );
             } else {
                 conditions.set(
                     SETTINGS_ENFORCED,
@@ -131,8 +160,16 @@ async fn apply(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Acti
             Ok(Action::requeue(ctx.settings.resync))
         }
         Err(Error::Invalid { reason, message }) => {
-            if conditions::find(&previous.conditions, conditions::READY).is_none_or(|c| c.reason != reason) {
-                ctx.publish(&bucket.object_ref(&()), EventType::Warning, reason, message.clone()).await;
+            if conditions::find(&previous.conditions, conditions::READY)
+                .is_none_or(|c| c.reason != reason)
+            {
+                ctx.publish(
+                    &bucket.object_ref(&()),
+                    EventType::Warning,
+                    reason,
+                    message.clone(),
+                )
+                .await;
             }
             conditions.ready(false, reason, message);
             Ok(Action::requeue(ctx.settings.resync))
@@ -149,7 +186,11 @@ async fn apply(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Acti
 
 /// Makes the store match the spec; returns what happened to the bucket and the
 /// configured settings the server does not enforce yet.
-async fn provision(bucket: &Bucket, name: &str, ctx: &Context) -> Result<(Provisioned, Vec<&'static str>)> {
+async fn provision(
+    bucket: &Bucket,
+    name: &str,
+    ctx: &Context,
+) -> Result<(Provisioned, Vec<&'static str>)> {
     validate_bucket_name(name).map_err(|m| Error::invalid("InvalidBucketName", m))?;
     let documents = setting_documents(&bucket.spec)?;
     let namespace = bucket.namespace().unwrap_or_default();
@@ -159,7 +200,9 @@ async fn provision(bucket: &Bucket, name: &str, ctx: &Context) -> Result<(Provis
     for (kind, desired) in documents {
         let current = ctx.store.get_bucket_config(name, kind).await?;
         if current != desired {
-            ctx.store.set_bucket_config(name, kind, desired.as_deref()).await?;
+            ctx.store
+                .set_bucket_config(name, kind, desired.as_deref())
+                .await?;
             tracing::info!(bucket = name, setting = kind, "bucket setting updated");
         }
         if desired.is_some() && !ENFORCED_BY_SERVER.contains(&kind) {
@@ -170,7 +213,12 @@ async fn provision(bucket: &Bucket, name: &str, ctx: &Context) -> Result<(Provis
 }
 
 /// Creates the bucket, or confirms this resource owns it, or adopts it when asked.
-async fn ensure_bucket(bucket: &Bucket, name: &str, owner: &str, ctx: &Context) -> Result<Provisioned> {
+async fn ensure_bucket(
+    bucket: &Bucket,
+    name: &str,
+    owner: &str,
+    ctx: &Context,
+) -> Result<Provisioned> {
     let existing = match ctx.store.get_bucket(name).await? {
         Some(existing) => existing,
         None => {
@@ -212,7 +260,10 @@ async fn ensure_bucket(bucket: &Bucket, name: &str, owner: &str, ctx: &Context) 
     };
     Err(Error::invalid(
         "BucketNameTaken",
-        format!("bucket {name} already exists and is owned by {}; {hint}", existing.owner),
+        format!(
+            "bucket {name} already exists and is owned by {}; {hint}",
+            existing.owner
+        ),
     ))
 }
 
@@ -248,9 +299,12 @@ fn setting_documents(spec: &BucketSpec) -> Result<Vec<(&'static str, Option<Stri
         Some(quota) => {
             let mut doc = json!({});
             if let Some(size) = &quota.max_size {
-                let bytes = size
-                    .to_bytes()
-                    .ok_or_else(|| Error::invalid("InvalidQuota", format!("quota.maxSize {size:?} is not a byte quantity")))?;
+                let bytes = size.to_bytes().ok_or_else(|| {
+                    Error::invalid(
+                        "InvalidQuota",
+                        format!("quota.maxSize {size:?} is not a byte quantity"),
+                    )
+                })?;
                 doc["MaxSizeBytes"] = json!(bytes);
             }
             if let Some(objects) = quota.max_objects {
@@ -334,10 +388,22 @@ async fn cleanup(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Ac
     if existing.owner != owner {
         return Ok(Action::await_change());
     }
-    match bucket.spec.deletion_policy.unwrap_or(DeletionPolicy::Retain) {
+    match bucket
+        .spec
+        .deletion_policy
+        .unwrap_or(DeletionPolicy::Retain)
+    {
         DeletionPolicy::Retain => {
-            ctx.store.set_bucket_owner(&name, &retained_owner(&owner)).await?;
-            ctx.publish(&bucket.object_ref(&()), EventType::Normal, "Retained", format!("Bucket {name} retained (deletionPolicy: Retain)")).await;
+            ctx.store
+                .set_bucket_owner(&name, &retained_owner(&owner))
+                .await?;
+            ctx.publish(
+                &bucket.object_ref(&()),
+                EventType::Normal,
+                "Retained",
+                format!("Bucket {name} retained (deletionPolicy: Retain)"),
+            )
+            .await;
             Ok(Action::await_change())
         }
         DeletionPolicy::Delete => {
@@ -346,7 +412,13 @@ async fn cleanup(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Ac
             }
             match ctx.store.delete_bucket(&name).await {
                 Ok(()) | Err(MetaError::NoSuchBucket(_)) => {
-                    ctx.publish(&bucket.object_ref(&()), EventType::Normal, "Deleted", format!("Deleted bucket {name}")).await;
+                    ctx.publish(
+                        &bucket.object_ref(&()),
+                        EventType::Normal,
+                        "Deleted",
+                        format!("Deleted bucket {name}"),
+                    )
+                    .await;
                     Ok(Action::await_change())
                 }
                 Err(MetaError::BucketNotEmpty(_)) => {
@@ -354,12 +426,25 @@ async fn cleanup(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Ac
                         "bucket {name} is not empty; empty it or set spec.forceDelete: true to delete its objects"
                     );
                     let previous = bucket.status.clone().unwrap_or_default();
-                    if conditions::find(&previous.conditions, DELETION_BLOCKED).is_none_or(|c| c.status != "True") {
-                        ctx.publish(&bucket.object_ref(&()), EventType::Warning, "DeletionBlocked", message.clone()).await;
+                    if conditions::find(&previous.conditions, DELETION_BLOCKED)
+                        .is_none_or(|c| c.status != "True")
+                    {
+                        ctx.publish(
+                            &bucket.object_ref(&()),
+                            EventType::Warning,
+                            "DeletionBlocked",
+                            message.clone(),
+                        )
+                        .await;
                     }
                     let mut status = previous.clone();
-                    let mut conditions = Conditions::new(&previous.conditions, bucket.meta().generation);
-                    for c in previous.conditions.iter().filter(|c| c.type_ != DELETION_BLOCKED) {
+                    let mut conditions =
+                        Conditions::new(&previous.conditions, bucket.meta().generation);
+                    for c in previous
+                        .conditions
+                        .iter()
+                        .filter(|c| c.type_ != DELETION_BLOCKED)
+                    {
                         conditions.set(&c.type_, c.status == "True", &c.reason, c.message.clone());
                     }
                     conditions.set(DELETION_BLOCKED, true, "BucketNotEmpty", message.clone());
@@ -396,16 +481,27 @@ async fn delete_all_objects(bucket: &str, ctx: &Context) -> Result<()> {
 
 /// `MetaStore::delete_object`'s future cannot be proven `Send` in generic
 /// contexts (a borrowing iterator inside it), so it runs on a blocking thread.
-async fn delete_object(store: coffer_server::meta::MetaStore, bucket: String, key: String) -> Result<()> {
+async fn delete_object(
+    store: coffer_server::meta::MetaStore,
+    bucket: String,
+    key: String,
+) -> Result<()> {
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || handle.block_on(store.delete_object(&bucket, &key)))
         .await
-        .map_err(|e| Error::invalid("InternalError", format!("object deletion task failed: {e}")))??;
+        .map_err(|e| {
+            Error::invalid("InternalError", format!("object deletion task failed: {e}"))
+        })??;
     Ok(())
 }
 
 /// Writes the status with server-side apply, only when it changed.
-async fn write_status(api: &Api<Bucket>, bucket: &Bucket, previous: &BucketStatus, status: BucketStatus) -> Result<()> {
+async fn write_status(
+    api: &Api<Bucket>,
+    bucket: &Bucket,
+    previous: &BucketStatus,
+    status: BucketStatus,
+) -> Result<()> {
     if &status == previous {
         return Ok(());
     }
@@ -414,7 +510,11 @@ async fn write_status(api: &Api<Bucket>, bucket: &Bucket, previous: &BucketStatu
         "kind": "Bucket",
         "status": status,
     });
-    api.patch_status(&bucket.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(
+        &bucket.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(())
 }

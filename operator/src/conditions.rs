@@ -39,7 +39,13 @@ impl<'a> Conditions<'a> {
     }
 
     /// Sets a condition; keeps the previous transition time when the status is unchanged.
-    pub fn set(&mut self, type_: &str, status: bool, reason: &str, message: impl Into<String>) -> &mut Self {
+    pub fn set(
+        &mut self,
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> &mut Self {
         let status = if status { "True" } else { "False" };
         let last_transition_time = self
             .previous
@@ -110,6 +116,9 @@ mod tests {
         assert_eq!(second[0].last_transition_time, "2020-01-01T00:00:00Z");
         let mut third = Conditions::new(&second, Some(2));
         third.set(READY, false, "Broken", "no");
-        assert_ne!(third.finish()[0].last_transition_time, "2020-01-01T00:00:00Z");
+        assert_ne!(
+            third.finish()[0].last_transition_time,
+            "2020-01-01T00:00:00Z"
+        );
     }
 }

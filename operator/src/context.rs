@@ -45,7 +45,12 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: kube::Client, store: MetaStore, settings: Settings, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        client: kube::Client,
+        store: MetaStore,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         let reporter = Reporter {
             controller: crate::MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),

@@ -34,12 +34,44 @@ pub const KEY_ID_ANNOTATION: &str = "coffer.dev/access-key-id";
     category = "coffer",
     annotation("helm.sh/resource-policy", "keep"),
     doc = "A bucket in Coffer's S3-compatible object store. The operator creates it, applies its settings and reports usage.",
-    printcolumn(name = "Bucket", type_ = "string", json_path = ".status.bucketName", description = "Name of the bucket in the S3 API"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the bucket is provisioned"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the bucket is (not) ready", priority = "1"),
-    printcolumn(name = "Objects", type_ = "integer", json_path = ".status.usage.objects", description = "Number of objects", priority = "1"),
-    printcolumn(name = "Bytes", type_ = "integer", json_path = ".status.usage.bytes", description = "Bytes stored", priority = "1"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Bucket",
+        type_ = "string",
+        json_path = ".status.bucketName",
+        description = "Name of the bucket in the S3 API"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the bucket is provisioned"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Why the bucket is (not) ready",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Objects",
+        type_ = "integer",
+        json_path = ".status.usage.objects",
+        description = "Number of objects",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Bytes",
+        type_ = "integer",
+        json_path = ".status.usage.bytes",
+        description = "Bytes stored",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new(
     "has(self.bucketName) == has(oldSelf.bucketName) && (!has(self.bucketName) || self.bucketName == oldSelf.bucketName)"
@@ -53,7 +85,10 @@ pub struct BucketSpec {
     /// the S3 naming rules (3-63 characters: lower-case letters, digits, dots and
     /// hyphens, starting and ending with a letter or digit). Immutable.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 3, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"))]
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
+    )]
     pub bucket_name: Option<String>,
 
     /// Object versioning: `Enabled` keeps every version of an object, `Suspended`
@@ -204,7 +239,9 @@ impl Quantity {
 
 fn parse_quantity(text: &str) -> Option<u64> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
     let multiplier: u128 = match suffix {
         "" => 1,
@@ -226,7 +263,11 @@ fn parse_quantity(text: &str) -> Option<u64> {
     if whole.is_empty() && fraction.is_empty() {
         return None;
     }
-    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let mut bytes = whole.checked_mul(multiplier)?;
     if !fraction.is_empty() {
         let digits: u32 = fraction.len().try_into().ok()?;
@@ -367,12 +408,42 @@ pub struct BucketUsage {
     category = "coffer",
     annotation("helm.sh/resource-policy", "keep"),
     doc = "S3 credentials for Coffer, scoped by an IAM policy generated from bucket grants, written to a Secret that pods load with envFrom.",
-    printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName", description = "Secret holding the credentials"),
-    printcolumn(name = "Key ID", type_ = "string", json_path = ".status.accessKeyId", description = "Current access key id"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the credentials are usable"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the key is (not) ready", priority = "1"),
-    printcolumn(name = "Last Rotated", type_ = "date", json_path = ".status.lastRotated", priority = "1"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Secret",
+        type_ = "string",
+        json_path = ".status.secretName",
+        description = "Secret holding the credentials"
+    ),
+    printcolumn(
+        name = "Key ID",
+        type_ = "string",
+        json_path = ".status.accessKeyId",
+        description = "Current access key id"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the credentials are usable"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Why the key is (not) ready",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Last Rotated",
+        type_ = "date",
+        json_path = ".status.lastRotated",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AccessKeySpec {

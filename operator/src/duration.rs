@@ -36,7 +36,10 @@ mod tests {
 
     #[test]
     fn parses_go_durations() {
-        assert_eq!(parse_go_duration("720h"), Some(Duration::from_secs(720 * 3600)));
+        assert_eq!(
+            parse_go_duration("720h"),
+            Some(Duration::from_secs(720 * 3600))
+        );
         assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_go_duration("10m"), Some(Duration::from_secs(600)));
         assert_eq!(parse_go_duration("10"), None);

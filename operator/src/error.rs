@@ -16,7 +16,10 @@ pub enum Error {
     #[error("{message}")]
     /// The resource cannot be reconciled as written; retrying will not help until
     /// it (or something it refers to) changes.
-    Invalid { reason: &'static str, message: String },
+    Invalid {
+        reason: &'static str,
+        message: String,
+    },
     #[error("resource has no {0}")]
     MissingField(&'static str),
 }

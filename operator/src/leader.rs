@@ -16,7 +16,13 @@ pub struct LeaderElection {
 }
 
 impl LeaderElection {
-    pub fn new(client: kube::Client, namespace: &str, name: &str, identity: &str, lease_duration: Duration) -> Self {
+    pub fn new(
+        client: kube::Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        lease_duration: Duration,
+    ) -> Self {
         LeaderElection {
             api: Api::namespaced(client, namespace),
             name: name.to_owned(),
@@ -95,7 +101,8 @@ impl LeaderElection {
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         let ours = spec.holder_identity.as_deref() == Some(self.identity.as_str());
         if !ours {
-            let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
+            let duration =
+                SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
             let expired = spec
                 .renew_time
                 .as_ref()
@@ -109,7 +116,11 @@ impl LeaderElection {
         }
         spec.renew_time = Some(now);
         spec.lease_duration_seconds = Some(self.lease_seconds());
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),

@@ -10,7 +10,11 @@ use coffer_operator::Settings;
 use coffer_operator::run::{RunConfig, run};
 
 #[derive(Parser)]
-#[command(name = "coffer-operator", version, about = "Coffer Kubernetes operator")]
+#[command(
+    name = "coffer-operator",
+    version,
+    about = "Coffer Kubernetes operator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -76,7 +80,8 @@ async fn main() -> anyhow::Result<()> {
             settings.resync = Duration::from_secs(args.resync_seconds.max(1));
             if let Some(path) = &args.s3_ca_file {
                 settings.ca_bundle = Some(
-                    std::fs::read_to_string(path).with_context(|| format!("reading CA bundle {}", path.display()))?,
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading CA bundle {}", path.display()))?,
                 );
             }
             let identity = args

@@ -23,18 +23,29 @@ impl Metrics {
         let registry = Registry::new();
         // The metric definitions are constants: building them cannot fail.
         let reconciliations = IntCounterVec::new(
-            Opts::new("coffer_operator_reconciliations_total", "Reconciliations run"),
+            Opts::new(
+                "coffer_operator_reconciliations_total",
+                "Reconciliations run",
+            ),
             &["kind"],
         )
         .expect("valid metric definition");
         let failures = IntCounterVec::new(
-            Opts::new("coffer_operator_reconcile_errors_total", "Reconciliations that failed"),
+            Opts::new(
+                "coffer_operator_reconcile_errors_total",
+                "Reconciliations that failed",
+            ),
             &["kind", "reason"],
         )
         .expect("valid metric definition");
         let duration = HistogramVec::new(
-            HistogramOpts::new("coffer_operator_reconcile_duration_seconds", "Time spent reconciling")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            HistogramOpts::new(
+                "coffer_operator_reconcile_duration_seconds",
+                "Time spent reconciling",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
             &["kind"],
         )
         .expect("valid metric definition");
@@ -43,7 +54,9 @@ impl Metrics {
             Box::new(failures.clone()),
             Box::new(duration.clone()),
         ] {
-            registry.register(collector).expect("metric registered once");
+            registry
+                .register(collector)
+                .expect("metric registered once");
         }
         Metrics {
             registry,

@@ -4,7 +4,9 @@
 pub fn validate_bucket_name(name: &str) -> Result<(), String> {
     let len = name.len();
     if !(3..=63).contains(&len) {
-        return Err(format!("bucket name {name:?} must be 3 to 63 characters long (it is {len})"));
+        return Err(format!(
+            "bucket name {name:?} must be 3 to 63 characters long (it is {len})"
+        ));
     }
     if !name
         .bytes()
@@ -16,19 +18,29 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
     }
     let first_last_ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     if !first_last_ok(name.as_bytes()[0]) || !first_last_ok(name.as_bytes()[len - 1]) {
-        return Err(format!("bucket name {name:?} must start and end with a letter or digit"));
+        return Err(format!(
+            "bucket name {name:?} must start and end with a letter or digit"
+        ));
     }
     if name.contains("..") || name.contains(".-") || name.contains("-.") {
-        return Err(format!("bucket name {name:?} must not contain '..', '.-' or '-.'"));
+        return Err(format!(
+            "bucket name {name:?} must not contain '..', '.-' or '-.'"
+        ));
     }
     if name.parse::<std::net::Ipv4Addr>().is_ok() {
-        return Err(format!("bucket name {name:?} must not look like an IP address"));
+        return Err(format!(
+            "bucket name {name:?} must not look like an IP address"
+        ));
     }
     if name.starts_with("xn--") || name.starts_with("sthree-") {
-        return Err(format!("bucket name {name:?} must not start with 'xn--' or 'sthree-'"));
+        return Err(format!(
+            "bucket name {name:?} must not start with 'xn--' or 'sthree-'"
+        ));
     }
     if name.ends_with("-s3alias") || name.ends_with("--ol-s3") {
-        return Err(format!("bucket name {name:?} must not end with '-s3alias' or '--ol-s3'"));
+        return Err(format!(
+            "bucket name {name:?} must not end with '-s3alias' or '--ol-s3'"
+        ));
     }
     Ok(())
 }
@@ -43,7 +55,18 @@ mod tests {
             assert!(validate_bucket_name(ok).is_ok(), "{ok}");
         }
         let too_long = "a".repeat(64);
-        for bad in ["ab", too_long.as_str(), "Upper", "-start", "end-", "a..b", "192.168.1.1", "xn--abc", "a_b", "x-s3alias"] {
+        for bad in [
+            "ab",
+            too_long.as_str(),
+            "Upper",
+            "-start",
+            "end-",
+            "a..b",
+            "192.168.1.1",
+            "xn--abc",
+            "a_b",
+            "x-s3alias",
+        ] {
             assert!(validate_bucket_name(bad).is_err(), "{bad}");
         }
     }

@@ -22,7 +22,11 @@ const WRITE_OBJECT: &[&str] = &[
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
 ];
-const DELETE_OBJECT: &[&str] = &["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteObjectTagging"];
+const DELETE_OBJECT: &[&str] = &[
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:DeleteObjectTagging",
+];
 const LIST_BUCKET: &[&str] = &["s3:ListBucket", "s3:ListBucketVersions"];
 const BUCKET_INFO: &[&str] = &["s3:GetBucketLocation", "s3:ListBucketMultipartUploads"];
 
@@ -70,12 +74,24 @@ fn grant_statements(grant: &Grant) -> Vec<Statement> {
                 // A prefix narrows object access; bucket configuration stays whole.
                 bucket_wide = Statement::new(
                     Effect::Allow,
-                    &["s3:Get*", "s3:Put*", "s3:Delete*", "s3:ListBucketMultipartUploads"],
+                    &[
+                        "s3:Get*",
+                        "s3:Put*",
+                        "s3:Delete*",
+                        "s3:ListBucketMultipartUploads",
+                    ],
                     vec![bucket.clone()],
                 );
-                vec![bucket_wide, list(), Statement::new(Effect::Allow, &["s3:*"], vec![objects.clone()])]
+                vec![
+                    bucket_wide,
+                    list(),
+                    Statement::new(Effect::Allow, &["s3:*"], vec![objects.clone()]),
+                ]
             } else {
-                vec![bucket_wide, Statement::new(Effect::Allow, &["s3:*"], vec![objects.clone()])]
+                vec![
+                    bucket_wide,
+                    Statement::new(Effect::Allow, &["s3:*"], vec![objects.clone()]),
+                ]
             }
         }
     }
@@ -83,7 +99,10 @@ fn grant_statements(grant: &Grant) -> Vec<Statement> {
 
 /// The identity policy of a key: the grants' statements followed by the statements
 /// of the user's inline policy (validated first).
-pub fn identity_policy(grants: &[Grant], inline: Option<&str>) -> Result<PolicyDocument, PolicyError> {
+pub fn identity_policy(
+    grants: &[Grant],
+    inline: Option<&str>,
+) -> Result<PolicyDocument, PolicyError> {
     let mut statements: Vec<Statement> = grants.iter().flat_map(grant_statements).collect();
     if let Some(json) = inline {
         let extra = PolicyDocument::parse(json)?;
@@ -97,7 +116,12 @@ mod tests {
     use super::*;
     use coffer_server::iam::{Decision, Request, RequestContext};
 
-    fn decide(policy: &PolicyDocument, action: &str, resource: &str, prefix: Option<&str>) -> Decision {
+    fn decide(
+        policy: &PolicyDocument,
+        action: &str,
+        resource: &str,
+        prefix: Option<&str>,
+    ) -> Decision {
         let mut ctx = RequestContext::default();
         if let Some(p) = prefix {
             ctx.insert("s3:prefix", p);
@@ -124,37 +148,101 @@ mod tests {
     #[test]
     fn read_only_grant_allows_reads_and_nothing_else() {
         let policy = identity_policy(&[grant(AccessMode::ReadOnly, None)], None).unwrap();
-        assert_eq!(decide(&policy, "s3:GetObject", "arn:aws:s3:::photos/a", None), Decision::Allow);
-        assert_eq!(decide(&policy, "s3:ListBucket", "arn:aws:s3:::photos", Some("")), Decision::Allow);
-        assert_eq!(decide(&policy, "s3:PutObject", "arn:aws:s3:::photos/a", None), Decision::NotApplicable);
-        assert_eq!(decide(&policy, "s3:GetObject", "arn:aws:s3:::other/a", None), Decision::NotApplicable);
-        assert_eq!(decide(&policy, "s3:GetObject", "arn:aws:s3:::photosx/a", None), Decision::NotApplicable);
+        assert_eq!(
+            decide(&policy, "s3:GetObject", "arn:aws:s3:::photos/a", None),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&policy, "s3:ListBucket", "arn:aws:s3:::photos", Some("")),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&policy, "s3:PutObject", "arn:aws:s3:::photos/a", None),
+            Decision::NotApplicable
+        );
+        assert_eq!(
+            decide(&policy, "s3:GetObject", "arn:aws:s3:::other/a", None),
+            Decision::NotApplicable
+        );
+        assert_eq!(
+            decide(&policy, "s3:GetObject", "arn:aws:s3:::photosx/a", None),
+            Decision::NotApplicable
+        );
     }
 
     #[test]
     fn write_only_grant_cannot_read_or_list() {
         let policy = identity_policy(&[grant(AccessMode::WriteOnly, None)], None).unwrap();
-        assert_eq!(decide(&policy, "s3:PutObject", "arn:aws:s3:::photos/a", None), Decision::Allow);
-        assert_eq!(decide(&policy, "s3:GetObject", "arn:aws:s3:::photos/a", None), Decision::NotApplicable);
-        assert_eq!(decide(&policy, "s3:ListBucket", "arn:aws:s3:::photos", Some("")), Decision::NotApplicable);
-        assert_eq!(decide(&policy, "s3:DeleteObject", "arn:aws:s3:::photos/a", None), Decision::NotApplicable);
+        assert_eq!(
+            decide(&policy, "s3:PutObject", "arn:aws:s3:::photos/a", None),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&policy, "s3:GetObject", "arn:aws:s3:::photos/a", None),
+            Decision::NotApplicable
+        );
+        assert_eq!(
+            decide(&policy, "s3:ListBucket", "arn:aws:s3:::photos", Some("")),
+            Decision::NotApplicable
+        );
+        assert_eq!(
+            decide(&policy, "s3:DeleteObject", "arn:aws:s3:::photos/a", None),
+            Decision::NotApplicable
+        );
     }
 
     #[test]
     fn prefix_grant_limits_objects_and_listing() {
-        let policy = identity_policy(&[grant(AccessMode::ReadWrite, Some("team-a/"))], None).unwrap();
-        assert_eq!(decide(&policy, "s3:PutObject", "arn:aws:s3:::photos/team-a/x", None), Decision::Allow);
-        assert_eq!(decide(&policy, "s3:PutObject", "arn:aws:s3:::photos/team-b/x", None), Decision::NotApplicable);
-        assert_eq!(decide(&policy, "s3:ListBucket", "arn:aws:s3:::photos", Some("team-a/")), Decision::Allow);
-        assert_eq!(decide(&policy, "s3:ListBucket", "arn:aws:s3:::photos", Some("")), Decision::NotApplicable);
+        let policy =
+            identity_policy(&[grant(AccessMode::ReadWrite, Some("team-a/"))], None).unwrap();
+        assert_eq!(
+            decide(
+                &policy,
+                "s3:PutObject",
+                "arn:aws:s3:::photos/team-a/x",
+                None
+            ),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(
+                &policy,
+                "s3:PutObject",
+                "arn:aws:s3:::photos/team-b/x",
+                None
+            ),
+            Decision::NotApplicable
+        );
+        assert_eq!(
+            decide(
+                &policy,
+                "s3:ListBucket",
+                "arn:aws:s3:::photos",
+                Some("team-a/")
+            ),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&policy, "s3:ListBucket", "arn:aws:s3:::photos", Some("")),
+            Decision::NotApplicable
+        );
     }
 
     #[test]
     fn admin_grant_covers_bucket_configuration() {
         let policy = identity_policy(&[grant(AccessMode::Admin, None)], None).unwrap();
-        assert_eq!(decide(&policy, "s3:PutBucketPolicy", "arn:aws:s3:::photos", None), Decision::Allow);
-        assert_eq!(decide(&policy, "s3:DeleteObject", "arn:aws:s3:::photos/a", None), Decision::Allow);
-        assert_eq!(decide(&policy, "s3:DeleteObject", "arn:aws:s3:::other/a", None), Decision::NotApplicable);
+        assert_eq!(
+            decide(&policy, "s3:PutBucketPolicy", "arn:aws:s3:::photos", None),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&policy, "s3:DeleteObject", "arn:aws:s3:::photos/a", None),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&policy, "s3:DeleteObject", "arn:aws:s3:::other/a", None),
+            Decision::NotApplicable
+        );
     }
 
     #[test]
@@ -165,6 +253,14 @@ mod tests {
             Some(r#"{"Statement":[{"Effect":"Deny","Action":"s3:GetObject","Resource":"arn:aws:s3:::photos/private/*"}]}"#),
         )
         .unwrap();
-        assert_eq!(decide(&policy, "s3:GetObject", "arn:aws:s3:::photos/private/x", None), Decision::Deny);
+        assert_eq!(
+            decide(
+                &policy,
+                "s3:GetObject",
+                "arn:aws:s3:::photos/private/x",
+                None
+            ),
+            Decision::Deny
+        );
     }
 }

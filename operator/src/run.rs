@@ -63,10 +63,15 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         }
     });
 
-    let election = config
-        .lease
-        .as_ref()
-        .map(|(ns, name)| LeaderElection::new(client.clone(), ns, name, &config.identity, Duration::from_secs(15)));
+    let election = config.lease.as_ref().map(|(ns, name)| {
+        LeaderElection::new(
+            client.clone(),
+            ns,
+            name,
+            &config.identity,
+            Duration::from_secs(15),
+        )
+    });
     if let Some(election) = &election {
         election.acquire().await;
     }
@@ -94,29 +99,41 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
 
 /// Both controllers until they stop (on shutdown signals handled by kube-runtime).
 pub async fn run_controllers(client: kube::Client, ctx: Arc<Context>) {
-    let buckets = Controller::new(Api::<Bucket>::all(client.clone()), watcher::Config::default().any_semantic())
-        .shutdown_on_signal()
-        .run(bucket::reconcile, bucket::error_policy, ctx.clone())
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "bucket reconcile");
-            }
-        });
-    let keys = Controller::new(Api::<AccessKey>::all(client.clone()), watcher::Config::default().any_semantic())
-        .owns(Api::<Secret>::all(client), watcher::Config::default().labels(access_key::ACCESS_KEY_LABEL))
-        .shutdown_on_signal()
-        .run(access_key::reconcile, access_key::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "access key reconcile");
-            }
-        });
+    let buckets = Controller::new(
+        Api::<Bucket>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .shutdown_on_signal()
+    .run(bucket::reconcile, bucket::error_policy, ctx.clone())
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "bucket reconcile");
+        }
+    });
+    let keys = Controller::new(
+        Api::<AccessKey>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(
+        Api::<Secret>::all(client),
+        watcher::Config::default().labels(access_key::ACCESS_KEY_LABEL),
+    )
+    .shutdown_on_signal()
+    .run(access_key::reconcile, access_key::error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "access key reconcile");
+        }
+    });
     futures::join!(buckets, keys);
 }
 
 async fn ready(State(health): State<Health>) -> (StatusCode, &'static str) {
     if health.store.ping().await.is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "metadata store unreachable");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metadata store unreachable",
+        );
     }
     if !health.leading.load(Ordering::SeqCst) {
         // A standby is healthy; it reports ready so rollouts proceed.

@@ -83,7 +83,7 @@ enum KeyCommand {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG").unwrap_or_else(|_| "info,s3s=warn,s3s::ops=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();

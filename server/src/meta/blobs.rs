@@ -9,7 +9,7 @@ use super::{MetaResult, MetaStore};
 impl MetaStore {
     /// Up to `limit` blobs no longer referenced by anything.
     pub async fn garbage_blobs(&self, limit: usize) -> MetaResult<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM blobs WHERE garbage = TRUE ORDER BY id LIMIT $1")
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM blobs WHERE garbage = 1 ORDER BY id LIMIT $1")
             .bind(limit as i64)
             .fetch_all(&self.pool)
             .await?;
@@ -21,7 +21,7 @@ impl MetaStore {
     pub async fn forget_garbage_blobs(&self, ids: &[String]) -> MetaResult<()> {
         let mut tx = self.begin_write().await?;
         for id in ids {
-            sqlx::query("DELETE FROM blobs WHERE id = $1 AND garbage = TRUE")
+            sqlx::query("DELETE FROM blobs WHERE id = $1 AND garbage = 1")
                 .bind(id)
                 .execute(&mut **tx)
                 .await?;

@@ -126,7 +126,7 @@ impl MetaStore {
             return Err(MetaError::BucketNotEmpty(name.to_owned()));
         }
         sqlx::query(
-            "UPDATE blobs SET garbage = TRUE WHERE id IN (SELECT p.blob_id FROM parts p
+            "UPDATE blobs SET garbage = 1 WHERE id IN (SELECT p.blob_id FROM parts p
              JOIN multipart_uploads u ON u.upload_id = p.upload_id WHERE u.bucket = $1)",
         )
         .bind(name)

@@ -58,7 +58,7 @@ fn key_from_row(row: &sqlx::any::AnyRow) -> MetaResult<AccessKey> {
         name: row.try_get("name")?,
         owner: row.try_get("owner")?,
         policy: row.try_get("policy")?,
-        is_root: row.try_get("is_root")?,
+        is_root: row.try_get::<i64, _>("is_root")? != 0,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
     })
@@ -102,7 +102,7 @@ impl MetaStore {
         .bind(&key.name)
         .bind(&key.owner)
         .bind(key.policy.as_deref())
-        .bind(key.is_root)
+        .bind(i64::from(key.is_root))
         .bind(created_at)
         .execute(&mut **tx)
         .await?
@@ -152,7 +152,7 @@ impl MetaStore {
     /// The root key, when one has been stored.
     pub async fn root_access_key(&self) -> MetaResult<Option<AccessKey>> {
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM access_keys WHERE is_root = TRUE ORDER BY created_at LIMIT 1"
+            "SELECT {COLUMNS} FROM access_keys WHERE is_root = 1 ORDER BY created_at LIMIT 1"
         ))
         .fetch_optional(&self.pool)
         .await?;

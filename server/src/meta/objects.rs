@@ -252,8 +252,8 @@ async fn update_object_row(tx: &mut WriteTx<'_>, object: &ObjectMeta) -> MetaRes
 pub(super) async fn register_blobs_tx(tx: &mut WriteTx<'_>, segments: &[Segment]) -> MetaResult<()> {
     for segment in segments {
         sqlx::query(
-            "INSERT INTO blobs (id, size, created_at, garbage) VALUES ($1, $2, $3, FALSE)
-             ON CONFLICT (id) DO UPDATE SET garbage = FALSE",
+            "INSERT INTO blobs (id, size, created_at, garbage) VALUES ($1, $2, $3, 0)
+             ON CONFLICT (id) DO UPDATE SET garbage = 0",
         )
         .bind(&segment.blob)
         .bind(segment.size as i64)
@@ -267,7 +267,7 @@ pub(super) async fn register_blobs_tx(tx: &mut WriteTx<'_>, segments: &[Segment]
 /// Hands blobs no longer referenced to the garbage collector.
 pub(super) async fn mark_garbage_tx(tx: &mut WriteTx<'_>, blobs: &[String]) -> MetaResult<()> {
     for blob in blobs {
-        sqlx::query("UPDATE blobs SET garbage = TRUE WHERE id = $1")
+        sqlx::query("UPDATE blobs SET garbage = 1 WHERE id = $1")
             .bind(blob)
             .execute(&mut ***tx)
             .await?;

@@ -31,7 +31,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             name TEXT NOT NULL,
             owner TEXT NOT NULL,
             policy TEXT,
-            is_root BOOLEAN NOT NULL,
+            is_root BIGINT NOT NULL,
             created_at BIGINT NOT NULL,
             expires_at BIGINT)",
         "CREATE TABLE objects (
@@ -66,7 +66,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             id TEXT PRIMARY KEY,
             size BIGINT NOT NULL,
             created_at BIGINT NOT NULL,
-            garbage BOOLEAN NOT NULL)",
+            garbage BIGINT NOT NULL)",
         "CREATE INDEX blobs_garbage ON blobs (garbage, id)",
     ],
     postgres: &[
@@ -86,7 +86,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             name TEXT NOT NULL,
             owner TEXT NOT NULL,
             policy TEXT,
-            is_root BOOLEAN NOT NULL,
+            is_root BIGINT NOT NULL,
             created_at BIGINT NOT NULL,
             expires_at BIGINT)",
         "CREATE TABLE objects (
@@ -121,7 +121,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             id TEXT PRIMARY KEY,
             size BIGINT NOT NULL,
             created_at BIGINT NOT NULL,
-            garbage BOOLEAN NOT NULL)",
+            garbage BIGINT NOT NULL)",
         "CREATE INDEX blobs_garbage ON blobs (garbage, id)",
     ],
 }];

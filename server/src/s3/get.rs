@@ -222,7 +222,7 @@ fn describe(object: &ObjectMeta, selection: &Selection, checksum_mode: Option<&C
                 object.size
             )
         }),
-        parts_count: object.parts_count().map(|n| n as i32),
+        parts_count: selection.part.and(object.parts_count()).map(|n| n as i32),
         checksum,
     }
 }

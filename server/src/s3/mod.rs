@@ -88,7 +88,9 @@ pub(crate) fn meta_error(err: MetaError) -> S3Error {
         MetaError::PreconditionFailed => {
             s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
         }
-        MetaError::Database(e) => {
+        MetaError::Database(
+            e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)),
+        ) => {
             tracing::error!(error = %e, "metadata store unavailable");
             let mut err = S3Error::with_message(
                 S3ErrorCode::ServiceUnavailable,

@@ -1,0 +1,11 @@
+//! End-to-end tests of the S3 API: a real server in-process, real clients,
+//! against SQLite and Postgres.
+
+mod common;
+
+mod auth;
+mod bad_input;
+mod buckets;
+mod listing;
+mod multipart;
+mod objects;

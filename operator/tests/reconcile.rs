@@ -1,0 +1,766 @@
+//! The reconcilers against the in-process Kubernetes API, a real Postgres metadata
+//! store and a real coffer-server: Secrets must hold credentials that work.
+
+mod common;
+
+use std::time::Duration;
+
+use coffer_operator::crd::{AccessKey, Bucket};
+use coffer_server::meta::NewBucket;
+use common::{Harness, NS, s3_client};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+fn bucket_yaml(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: coffer.dev/v1alpha1\nkind: Bucket\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n{extra}"
+    )
+}
+
+fn key_yaml(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: coffer.dev/v1alpha1\nkind: AccessKey\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n{spec}"
+    )
+}
+
+async fn put(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: &str,
+) -> Result<(), String> {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.as_bytes().to_vec().into())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{:?}", aws_sdk_s3::error::DisplayErrorContext(e)))
+}
+
+async fn get(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<String, String> {
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| format!("{:?}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_bytes();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn is_access_denied(result: &Result<(), String>) -> bool {
+    matches!(result, Err(e) if e.contains("AccessDenied"))
+}
+
+async fn ready_bucket(h: &Harness, name: &str, extra: &str) -> Bucket {
+    h.create::<Bucket>(&bucket_yaml(name, extra)).await;
+    h.reconcile_bucket(NS, name)
+        .await
+        .expect("bucket reconciles");
+    let bucket = h.buckets().get(name).await.expect("bucket");
+    assert_eq!(
+        h.bucket_condition(NS, name, "Ready").await,
+        Some(("True".into(), "Provisioned".into())),
+        "bucket {name} should be ready: {:?}",
+        bucket.status
+    );
+    bucket
+}
+
+#[tokio::test]
+async fn access_key_secret_works_with_aws_sdk_in_granted_bucket_only() {
+    let h = Harness::start().await;
+    let photos = ready_bucket(&h, "photos", "  deletionPolicy: Delete\n").await;
+    ready_bucket(&h, "other", "  bucketName: other-bucket-x\n").await;
+    let status = photos.status.expect("status");
+    assert_eq!(status.bucket_name.as_deref(), Some("team-a-photos"));
+    assert_eq!(status.usage.map(|u| u.objects), Some(0));
+    let stored = h
+        .store
+        .require_bucket("team-a-photos")
+        .await
+        .expect("bucket in store");
+    assert_eq!(stored.owner, "k8s:team-a/photos");
+    assert!(
+        h.event_reasons(NS, "photos")
+            .contains(&"Created".to_owned())
+    );
+
+    h.create::<AccessKey>(&key_yaml(
+        "app",
+        "  buckets:\n  - name: photos\n    access: ReadWrite\n",
+    ))
+    .await;
+    h.reconcile_key(NS, "app").await.expect("key reconciles");
+    assert_eq!(
+        h.key_condition(NS, "app", "Ready").await,
+        Some(("True".into(), "Provisioned".into()))
+    );
+    let env = h.secret_env(NS, "app").await;
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+        "BUCKET_NAME",
+        "BUCKET_HOST",
+        "BUCKET_PORT",
+    ] {
+        assert!(
+            env.contains_key(var),
+            "Secret lacks {var}: {:?}",
+            env.keys()
+        );
+    }
+    assert_eq!(env["BUCKET_NAME"], "team-a-photos");
+    assert_eq!(env["BUCKET_HOST"], "127.0.0.1");
+    let secret = h.secrets().get("app").await.expect("secret");
+    assert_eq!(
+        secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("coffer.dev/access-key-id")),
+        Some(&env["AWS_ACCESS_KEY_ID"])
+    );
+    let owners = secret.metadata.owner_references.unwrap_or_default();
+    assert!(
+        owners
+            .iter()
+            .any(|o| o.kind == "AccessKey" && o.name == "app" && o.controller == Some(true))
+    );
+    let key = h.keys().get("app").await.expect("key");
+    assert_eq!(
+        key.status.and_then(|s| s.access_key_id),
+        Some(env["AWS_ACCESS_KEY_ID"].clone())
+    );
+
+    let s3 = s3_client(&env);
+    put(&s3, "team-a-photos", "cat.jpg", "meow")
+        .await
+        .expect("put in granted bucket");
+    assert_eq!(
+        get(&s3, "team-a-photos", "cat.jpg").await.expect("get"),
+        "meow"
+    );
+    let listed = s3
+        .list_objects_v2()
+        .bucket("team-a-photos")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(listed.key_count(), Some(1));
+    assert!(is_access_denied(
+        &put(&s3, "other-bucket-x", "cat.jpg", "meow").await
+    ));
+
+    // A second AccessKey without any grant gets nothing.
+    h.create::<AccessKey>(&key_yaml("nothing", "  secretName: nothing-creds\n"))
+        .await;
+    h.reconcile_key(NS, "nothing")
+        .await
+        .expect("key reconciles");
+    let nothing = s3_client(&h.secret_env(NS, "nothing-creds").await);
+    assert!(is_access_denied(
+        &put(&nothing, "team-a-photos", "x", "y").await
+    ));
+    assert!(
+        get(&nothing, "team-a-photos", "cat.jpg")
+            .await
+            .is_err_and(|e| e.contains("AccessDenied"))
+    );
+
+    // Usage is reported on the next reconcile.
+    h.reconcile_bucket(NS, "photos").await.expect("reconcile");
+    let usage = h
+        .buckets()
+        .get("photos")
+        .await
+        .expect("bucket")
+        .status
+        .and_then(|s| s.usage);
+    assert_eq!(usage.map(|u| (u.objects, u.bytes)), Some((1, 4)));
+
+    // Deleting the AccessKey revokes the key and removes the Secret.
+    h.delete_key(NS, "app").await;
+    h.reconcile_key(NS, "app").await.expect("cleanup");
+    assert!(h.keys().get_opt("app").await.expect("get").is_none());
+    assert!(h.secrets().get_opt("app").await.expect("get").is_none());
+    assert!(
+        h.store
+            .get_access_key(&env["AWS_ACCESS_KEY_ID"])
+            .await
+            .expect("store")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn reconcile_of_an_unchanged_resource_writes_nothing() {
+    let h = Harness::start().await;
+    ready_bucket(&h, "quiet", "").await;
+    h.create::<AccessKey>(&key_yaml(
+        "quiet",
+        "  buckets:\n  - name: quiet\n    access: ReadOnly\n",
+    ))
+    .await;
+    h.reconcile_key(NS, "quiet").await.expect("key reconciles");
+    let versions = |b: Bucket, k: AccessKey, s: Secret| {
+        (
+            b.metadata.resource_version,
+            k.metadata.resource_version,
+            s.metadata.resource_version,
+        )
+    };
+    let before = versions(
+        h.buckets().get("quiet").await.expect("b"),
+        h.keys().get("quiet").await.expect("k"),
+        h.secrets().get("quiet").await.expect("s"),
+    );
+    for _ in 0..3 {
+        h.reconcile_bucket(NS, "quiet").await.expect("bucket");
+        h.reconcile_key(NS, "quiet").await.expect("key");
+    }
+    let after = versions(
+        h.buckets().get("quiet").await.expect("b"),
+        h.keys().get("quiet").await.expect("k"),
+        h.secrets().get("quiet").await.expect("s"),
+    );
+    assert_eq!(before, after, "an idle reconcile must not write");
+    let keys = h
+        .store
+        .list_access_keys_by_owner("k8s:team-a/quiet")
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 1, "no extra keys are minted");
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_old_key_through_the_overlap_then_revokes_it() {
+    let h = Harness::start().await;
+    ready_bucket(&h, "rot", "").await;
+    h.create::<AccessKey>(&key_yaml(
+        "rot",
+        "  buckets:\n  - name: rot\n    access: ReadWrite\n  rotation:\n    overlap: 3s\n",
+    ))
+    .await;
+    h.reconcile_key(NS, "rot").await.expect("key reconciles");
+    let old = h.secret_env(NS, "rot").await;
+
+    let patch = json!({"metadata": {"annotations": {"coffer.dev/rotate": "2026-11-22"}}});
+    h.keys()
+        .patch("rot", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotate");
+    h.reconcile_key(NS, "rot").await.expect("rotation");
+    let new = h.secret_env(NS, "rot").await;
+    assert_ne!(
+        old["AWS_ACCESS_KEY_ID"], new["AWS_ACCESS_KEY_ID"],
+        "the Secret holds a new key"
+    );
+    assert_eq!(
+        h.key_condition(NS, "rot", "Rotating").await,
+        Some(("True".into(), "PreviousKeyValid".into()))
+    );
+    let secret = h.secrets().get("rot").await.expect("secret");
+    assert_eq!(
+        secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("coffer.dev/access-key-id")),
+        Some(&new["AWS_ACCESS_KEY_ID"])
+    );
+    // Both keys work during the overlap.
+    put(&s3_client(&old), "team-a-rot", "a", "old")
+        .await
+        .expect("old key works in overlap");
+    put(&s3_client(&new), "team-a-rot", "b", "new")
+        .await
+        .expect("new key works");
+    // Reconciling again does not rotate again: the annotation value was handled.
+    h.reconcile_key(NS, "rot").await.expect("reconcile");
+    assert_eq!(
+        h.secret_env(NS, "rot").await["AWS_ACCESS_KEY_ID"],
+        new["AWS_ACCESS_KEY_ID"]
+    );
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    h.reconcile_key(NS, "rot").await.expect("revocation");
+    assert_eq!(
+        h.key_condition(NS, "rot", "Rotating").await,
+        Some(("False".into(), "RotationComplete".into()))
+    );
+    assert!(
+        h.store
+            .get_access_key(&old["AWS_ACCESS_KEY_ID"])
+            .await
+            .expect("store")
+            .is_none()
+    );
+    // The server caches keys briefly; after that the old key is refused.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let refused = put(&s3_client(&old), "team-a-rot", "c", "old").await;
+    assert!(refused.is_err(), "revoked key must not work: {refused:?}");
+    put(&s3_client(&new), "team-a-rot", "d", "new")
+        .await
+        .expect("new key still works");
+    let reasons = h.event_reasons(NS, "rot");
+    assert!(
+        reasons.contains(&"Rotated".to_owned()) && reasons.contains(&"Revoked".to_owned()),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn deletion_policy_retain_keeps_delete_removes_empty_and_refuses_non_empty() {
+    let h = Harness::start().await;
+    ready_bucket(&h, "keep", "").await;
+    ready_bucket(&h, "drop", "  deletionPolicy: Delete\n").await;
+    ready_bucket(&h, "full", "  deletionPolicy: Delete\n").await;
+    let root = h.server.as_ref().expect("server").root_key().clone();
+    let root_env = [
+        ("AWS_ACCESS_KEY_ID", root.id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", root.secret.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", h.ctx.settings.s3_endpoint.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    put(&s3_client(&root_env), "team-a-full", "x", "data")
+        .await
+        .expect("put as root");
+
+    h.delete_bucket(NS, "keep").await;
+    h.reconcile_bucket(NS, "keep").await.expect("retain");
+    assert!(h.buckets().get_opt("keep").await.expect("get").is_none());
+    assert!(
+        h.store
+            .get_bucket("team-a-keep")
+            .await
+            .expect("store")
+            .is_some(),
+        "Retain keeps the bucket"
+    );
+
+    h.delete_bucket(NS, "drop").await;
+    h.reconcile_bucket(NS, "drop").await.expect("delete");
+    assert!(h.buckets().get_opt("drop").await.expect("get").is_none());
+    assert!(
+        h.store
+            .get_bucket("team-a-drop")
+            .await
+            .expect("store")
+            .is_none(),
+        "Delete removes it"
+    );
+
+    h.delete_bucket(NS, "full").await;
+    assert!(
+        h.reconcile_bucket(NS, "full").await.is_err(),
+        "non-empty bucket deletion fails"
+    );
+    assert_eq!(
+        h.bucket_condition(NS, "full", "DeletionBlocked").await,
+        Some(("True".into(), "BucketNotEmpty".into()))
+    );
+    assert!(
+        h.store
+            .get_bucket("team-a-full")
+            .await
+            .expect("store")
+            .is_some()
+    );
+    // forceDelete empties and deletes it.
+    let patch = json!({"spec": {"forceDelete": true}});
+    h.buckets()
+        .patch("full", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    h.reconcile_bucket(NS, "full").await.expect("force delete");
+    assert!(h.buckets().get_opt("full").await.expect("get").is_none());
+    assert!(
+        h.store
+            .get_bucket("team-a-full")
+            .await
+            .expect("store")
+            .is_none()
+    );
+
+    // A Bucket whose backend bucket is already gone is not stuck in Terminating.
+    ready_bucket(&h, "gone", "  deletionPolicy: Delete\n").await;
+    h.store
+        .delete_bucket("team-a-gone")
+        .await
+        .expect("delete behind the operator's back");
+    h.delete_bucket(NS, "gone").await;
+    h.reconcile_bucket(NS, "gone")
+        .await
+        .expect("cleanup of a missing bucket");
+    assert!(h.buckets().get_opt("gone").await.expect("get").is_none());
+
+    // Re-creating the retained resource reclaims its bucket.
+    ready_bucket(&h, "keep", "").await;
+    assert_eq!(
+        h.store
+            .require_bucket("team-a-keep")
+            .await
+            .expect("bucket")
+            .owner,
+        "k8s:team-a/keep"
+    );
+}
+
+#[tokio::test]
+async fn bucket_name_owned_by_another_resource_is_reported_never_taken_over() {
+    let h = Harness::start().await;
+    ready_bucket(&h, "first", "  bucketName: shared-name\n").await;
+    h.create::<Bucket>(&bucket_yaml(
+        "second",
+        "  bucketName: shared-name\n  adopt: true\n",
+    ))
+    .await;
+    h.reconcile_bucket(NS, "second").await.expect("reconcile");
+    assert_eq!(
+        h.bucket_condition(NS, "second", "Ready").await,
+        Some(("False".into(), "BucketNameTaken".into()))
+    );
+    assert_eq!(
+        h.store
+            .require_bucket("shared-name")
+            .await
+            .expect("b")
+            .owner,
+        "k8s:team-a/first"
+    );
+
+    // A bucket made outside Kubernetes: taken unless adopt is set.
+    h.store
+        .create_bucket(&NewBucket {
+            name: "legacy-data".into(),
+            owner: "cli".into(),
+            region: "us-east-1".into(),
+        })
+        .await
+        .expect("create");
+    h.create::<Bucket>(&bucket_yaml("legacy", "  bucketName: legacy-data\n"))
+        .await;
+    h.reconcile_bucket(NS, "legacy").await.expect("reconcile");
+    assert_eq!(
+        h.bucket_condition(NS, "legacy", "Ready").await,
+        Some(("False".into(), "BucketNameTaken".into()))
+    );
+    h.create::<Bucket>(&bucket_yaml(
+        "adopter",
+        "  bucketName: legacy-data\n  adopt: true\n",
+    ))
+    .await;
+    h.reconcile_bucket(NS, "adopter").await.expect("reconcile");
+    assert_eq!(
+        h.bucket_condition(NS, "adopter", "Ready").await,
+        Some(("True".into(), "Provisioned".into()))
+    );
+    assert_eq!(
+        h.store
+            .require_bucket("legacy-data")
+            .await
+            .expect("b")
+            .owner,
+        "k8s:team-a/adopter"
+    );
+    assert!(
+        h.event_reasons(NS, "adopter")
+            .contains(&"Adopted".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn drift_in_secret_key_and_policy_is_repaired() {
+    let h = Harness::start().await;
+    ready_bucket(&h, "drift", "").await;
+    h.create::<AccessKey>(&key_yaml(
+        "drift",
+        "  buckets:\n  - name: drift\n    access: ReadWrite\n",
+    ))
+    .await;
+    h.reconcile_key(NS, "drift").await.expect("reconcile");
+    let env = h.secret_env(NS, "drift").await;
+
+    // Deleted Secret: restored with the same key.
+    h.secrets()
+        .delete("drift", &Default::default())
+        .await
+        .expect("delete secret");
+    h.reconcile_key(NS, "drift").await.expect("reconcile");
+    assert_eq!(h.secret_env(NS, "drift").await, env);
+
+    // Edited Secret: put back.
+    let patch = json!({"stringData": null, "data": {"AWS_SECRET_ACCESS_KEY": "dGFtcGVyZWQ="}});
+    h.secrets()
+        .patch("drift", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("tamper");
+    h.reconcile_key(NS, "drift").await.expect("reconcile");
+    assert_eq!(h.secret_env(NS, "drift").await, env);
+
+    // Policy edited out of band: put back.
+    h.store
+        .set_access_key_policy(&env["AWS_ACCESS_KEY_ID"], None)
+        .await
+        .expect("strip policy");
+    h.reconcile_key(NS, "drift").await.expect("reconcile");
+    let stored = h
+        .store
+        .get_access_key(&env["AWS_ACCESS_KEY_ID"])
+        .await
+        .expect("s")
+        .expect("key");
+    assert!(stored.policy.is_some_and(|p| p.contains("team-a-drift")));
+
+    // Key removed from the store: a new one is issued and the Secret updated.
+    h.store
+        .delete_access_key(&env["AWS_ACCESS_KEY_ID"])
+        .await
+        .expect("delete key");
+    h.reconcile_key(NS, "drift").await.expect("reconcile");
+    let renewed = h.secret_env(NS, "drift").await;
+    assert_ne!(renewed["AWS_ACCESS_KEY_ID"], env["AWS_ACCESS_KEY_ID"]);
+    put(&s3_client(&renewed), "team-a-drift", "k", "v")
+        .await
+        .expect("new key works");
+    assert!(
+        h.event_reasons(NS, "drift")
+            .contains(&"Recreated".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn cross_namespace_grant_requires_allowed_namespaces() {
+    let h = Harness::start().await;
+    let shared: Api<Bucket> = Api::namespaced(h.client.clone(), "shared");
+    let bucket: Bucket = serde_yaml::from_str(
+        "apiVersion: coffer.dev/v1alpha1\nkind: Bucket\nmetadata:\n  name: datasets\n  namespace: shared\nspec: {}\n",
+    )
+    .expect("yaml");
+    shared
+        .create(&PostParams::default(), &bucket)
+        .await
+        .expect("create");
+    h.reconcile_bucket("shared", "datasets")
+        .await
+        .expect("reconcile");
+
+    h.create::<AccessKey>(&key_yaml(
+        "reader",
+        "  buckets:\n  - name: datasets\n    namespace: shared\n    access: ReadOnly\n",
+    ))
+    .await;
+    h.reconcile_key(NS, "reader").await.expect("reconcile");
+    assert_eq!(
+        h.key_condition(NS, "reader", "Ready").await,
+        Some(("False".into(), "NamespaceNotAllowed".into()))
+    );
+    let env = h.secret_env(NS, "reader").await;
+    let denied = s3_client(&env)
+        .list_objects_v2()
+        .bucket("shared-datasets")
+        .send()
+        .await;
+    assert!(
+        denied.is_err(),
+        "no access before the Bucket allows the namespace"
+    );
+
+    let patch = json!({"spec": {"access": {"allowedNamespaces": [NS]}}});
+    shared
+        .patch("datasets", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("allow");
+    h.reconcile_bucket("shared", "datasets")
+        .await
+        .expect("reconcile");
+    h.reconcile_key(NS, "reader").await.expect("reconcile");
+    assert_eq!(
+        h.key_condition(NS, "reader", "Ready").await,
+        Some(("True".into(), "Provisioned".into()))
+    );
+    let env = h.secret_env(NS, "reader").await;
+    // The server caches keys (and their policies) for a couple of seconds.
+    let mut listed = Err(String::new());
+    for _ in 0..20 {
+        listed = s3_client(&env)
+            .list_objects_v2()
+            .bucket("shared-datasets")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:?}"));
+        if listed.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    listed.expect("listing allowed once the Bucket allows the namespace");
+    assert!(
+        is_access_denied(&put(&s3_client(&env), "shared-datasets", "x", "y").await),
+        "ReadOnly"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_the_operator_did_not_create_is_never_overwritten() {
+    let h = Harness::start().await;
+    ready_bucket(&h, "mine", "").await;
+    let foreign: Secret = serde_yaml::from_str(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: app-creds\nstringData: {}\ndata:\n  password: aHVudGVyMg==\n",
+    )
+    .expect("yaml");
+    h.secrets()
+        .create(&PostParams::default(), &foreign)
+        .await
+        .expect("create");
+    h.create::<AccessKey>(&key_yaml(
+        "app",
+        "  secretName: app-creds\n  buckets:\n  - name: mine\n    access: ReadOnly\n",
+    ))
+    .await;
+    h.reconcile_key(NS, "app").await.expect("reconcile");
+    assert_eq!(
+        h.key_condition(NS, "app", "Ready").await,
+        Some(("False".into(), "SecretConflict".into()))
+    );
+    let env = h.secret_env(NS, "app-creds").await;
+    assert_eq!(env.keys().collect::<Vec<_>>(), ["password"]);
+    assert!(
+        h.store
+            .list_access_keys_by_owner("k8s:team-a/app")
+            .await
+            .expect("keys")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn settings_are_stored_and_unenforced_ones_reported() {
+    let h = Harness::start().await;
+    let spec = "  versioning: Enabled\n  quota:\n    maxSize: 10Gi\n    maxObjects: 1000\n  lifecycle:\n  - id: expire-tmp\n    prefix: tmp/\n    expirationDays: 7\n  cors:\n  - allowedOrigins: ['https://app.example.com']\n    allowedMethods: [GET, PUT]\n  policy: |\n    {\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"s3:GetObject\",\"Resource\":\"arn:aws:s3:::team-a-site/public/*\"}]}\n";
+    ready_bucket(&h, "site", spec).await;
+    let config = |kind: &'static str| {
+        let store = h.store.clone();
+        async move {
+            store
+                .get_bucket_config("team-a-site", kind)
+                .await
+                .expect("config")
+        }
+    };
+    assert_eq!(
+        config("versioning").await.as_deref(),
+        Some(r#"{"Status":"Enabled"}"#)
+    );
+    let quota: serde_json::Value =
+        serde_json::from_str(&config("quota").await.expect("quota")).expect("json");
+    assert_eq!(
+        quota,
+        json!({"MaxSizeBytes": 10u64 << 30, "MaxObjects": 1000})
+    );
+    assert!(
+        config("lifecycle")
+            .await
+            .is_some_and(|l| l.contains("expire-tmp"))
+    );
+    assert!(
+        config("cors")
+            .await
+            .is_some_and(|c| c.contains("https://app.example.com"))
+    );
+    assert!(
+        h.store
+            .get_bucket_policy("team-a-site")
+            .await
+            .expect("policy")
+            .is_some()
+    );
+    let (status, reason) = h
+        .bucket_condition(NS, "site", "SettingsEnforced")
+        .await
+        .expect("condition");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "NotEnforcedByServer")
+    );
+    // The bucket policy is enforced by the server: anonymous reads of public/ work.
+    let root = h.server.as_ref().expect("server").root_key().clone();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", root.id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", root.secret.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", h.ctx.settings.s3_endpoint.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    put(&s3_client(&env), "team-a-site", "public/index.html", "hi")
+        .await
+        .expect("put");
+    let url = format!(
+        "{}/team-a-site/public/index.html",
+        h.ctx.settings.s3_endpoint
+    );
+    let response = reqwest::get(&url).await.expect("anonymous get");
+    assert_eq!(response.status().as_u16(), 200);
+
+    // Removing a setting from the spec removes it from the store.
+    let patch = json!({"spec": {"versioning": null, "quota": null}});
+    h.buckets()
+        .patch("site", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    h.reconcile_bucket(NS, "site").await.expect("reconcile");
+    assert_eq!(config("versioning").await, None);
+    assert_eq!(config("quota").await, None);
+
+    // An invalid policy is refused with a reason, and the stored one is kept.
+    let patch = json!({"spec": {"policy": "{\"Statement\": 5}"}});
+    h.buckets()
+        .patch("site", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    h.reconcile_bucket(NS, "site").await.expect("reconcile");
+    assert_eq!(
+        h.bucket_condition(NS, "site", "Ready").await,
+        Some(("False".into(), "InvalidPolicy".into()))
+    );
+    assert!(
+        h.store
+            .get_bucket_policy("team-a-site")
+            .await
+            .expect("policy")
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn invalid_default_bucket_name_is_reported() {
+    let h = Harness::start().await;
+    let long = "x".repeat(60);
+    h.create::<Bucket>(&bucket_yaml(&long, "")).await;
+    h.reconcile_bucket(NS, &long).await.expect("reconcile");
+    assert_eq!(
+        h.bucket_condition(NS, &long, "Ready").await,
+        Some(("False".into(), "InvalidBucketName".into()))
+    );
+    assert!(h.store.list_buckets().await.expect("list").is_empty());
+}

@@ -53,7 +53,10 @@ impl<V: Clone> TtlCache<V> {
     }
 
     fn forget(&self, key: &str) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 }
 
@@ -78,7 +81,11 @@ impl KeyRing {
         let key = match self.keys.get(id) {
             Some(cached) => cached,
             None => {
-                let key = self.meta.get_access_key(id).await.map_err(crate::s3::meta_error)?;
+                let key = self
+                    .meta
+                    .get_access_key(id)
+                    .await
+                    .map_err(crate::s3::meta_error)?;
                 let key = key.map(Arc::new);
                 self.keys.put(id, key.clone());
                 key
@@ -91,7 +98,11 @@ impl KeyRing {
         if let Some(cached) = self.policies.get(bucket) {
             return Ok(cached);
         }
-        let text = self.meta.get_bucket_policy(bucket).await.map_err(crate::s3::meta_error)?;
+        let text = self
+            .meta
+            .get_bucket_policy(bucket)
+            .await
+            .map_err(crate::s3::meta_error)?;
         // A stored policy was validated on the way in; one that no longer parses
         // (hand-edited) grants nothing rather than failing every request.
         let policy = text
@@ -115,7 +126,10 @@ impl S3Auth for SignatureKeys {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         match self.0.access_key(access_key).await? {
             Some(key) => Ok(SecretKey::from(key.secret.as_str())),
-            None => Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records.")),
+            None => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )),
         }
     }
 }
@@ -135,7 +149,9 @@ impl Caller {
 
     /// Owner id recorded for buckets and uploads this caller creates.
     pub fn owner_id(&self) -> String {
-        self.key.as_ref().map_or_else(|| "anonymous".to_owned(), |k| k.id.clone())
+        self.key
+            .as_ref()
+            .map_or_else(|| "anonymous".to_owned(), |k| k.id.clone())
     }
 }
 
@@ -146,7 +162,12 @@ pub fn action_for(operation: &str) -> &'static str {
         "HeadBucket" | "ListObjects" | "ListObjectsV2" => "s3:ListBucket",
         "ListObjectVersions" => "s3:ListBucketVersions",
         "ListBuckets" => "s3:ListAllMyBuckets",
-        "PutObject" | "PostObject" | "CopyObject" | "CreateMultipartUpload" | "UploadPart" | "UploadPartCopy"
+        "PutObject"
+        | "PostObject"
+        | "CopyObject"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "UploadPartCopy"
         | "CompleteMultipartUpload" => "s3:PutObject",
         "DeleteObject" | "DeleteObjects" => "s3:DeleteObject",
         "AbortMultipartUpload" => "s3:AbortMultipartUpload",
@@ -164,7 +185,9 @@ pub fn action_for(operation: &str) -> &'static str {
         "GetBucketCors" => "s3:GetBucketCORS",
         "PutBucketCors" | "DeleteBucketCors" => "s3:PutBucketCORS",
         "GetBucketLifecycleConfiguration" => "s3:GetLifecycleConfiguration",
-        "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => "s3:PutLifecycleConfiguration",
+        "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => {
+            "s3:PutLifecycleConfiguration"
+        }
         "GetBucketTagging" => "s3:GetBucketTagging",
         "PutBucketTagging" | "DeleteBucketTagging" => "s3:PutBucketTagging",
         "GetBucketEncryption" => "s3:GetEncryptionConfiguration",
@@ -183,7 +206,9 @@ pub fn action_for(operation: &str) -> &'static str {
         "GetObjectLegalHold" => "s3:GetObjectLegalHold",
         "PutObjectLegalHold" => "s3:PutObjectLegalHold",
         "GetBucketOwnershipControls" => "s3:GetBucketOwnershipControls",
-        "PutBucketOwnershipControls" | "DeleteBucketOwnershipControls" => "s3:PutBucketOwnershipControls",
+        "PutBucketOwnershipControls" | "DeleteBucketOwnershipControls" => {
+            "s3:PutBucketOwnershipControls"
+        }
         _ => "s3:Unsupported",
     }
 }
@@ -217,7 +242,14 @@ fn request_context(cx: &mut S3AccessContext<'_>) -> RequestContext {
     }
     let query = cx.uri().query().unwrap_or("");
     let presigned = query.contains("X-Amz-Signature=");
-    ctx.insert("s3:authType", if presigned { "REST-QUERY-STRING" } else { "REST-HEADER" });
+    ctx.insert(
+        "s3:authType",
+        if presigned {
+            "REST-QUERY-STRING"
+        } else {
+            "REST-HEADER"
+        },
+    );
     ctx.insert("s3:signatureversion", "AWS4-HMAC-SHA256");
     for (name, value) in form_urlencoded_pairs(query) {
         match name.as_str() {
@@ -260,14 +292,26 @@ impl Authorizer {
 
     /// Whether `caller` may do `action` on `bucket` (and `key`); errors with
     /// AccessDenied otherwise.
-    pub async fn authorize(&self, caller: &Caller, action: &str, bucket: Option<&str>, key: Option<&str>) -> S3Result<()> {
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        action: &str,
+        bucket: Option<&str>,
+        key: Option<&str>,
+    ) -> S3Result<()> {
         match self.decide(caller, action, bucket, key).await? {
             Decision::Allow => Ok(()),
             _ => Err(s3_error!(AccessDenied, "Access Denied")),
         }
     }
 
-    pub async fn decide(&self, caller: &Caller, action: &str, bucket: Option<&str>, key: Option<&str>) -> S3Result<Decision> {
+    pub async fn decide(
+        &self,
+        caller: &Caller,
+        action: &str,
+        bucket: Option<&str>,
+        key: Option<&str>,
+    ) -> S3Result<Decision> {
         if caller.is_root() {
             return Ok(Decision::Allow);
         }
@@ -302,10 +346,13 @@ impl Authorizer {
     }
 
     pub fn caller_of(extensions: &http::Extensions) -> Caller {
-        extensions.get::<Caller>().cloned().unwrap_or_else(|| Caller {
-            key: None,
-            context: Arc::new(RequestContext::default()),
-        })
+        extensions
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_else(|| Caller {
+                key: None,
+                context: Arc::new(RequestContext::default()),
+            })
     }
 }
 
@@ -332,25 +379,40 @@ impl S3Access for Authorizer {
             "DeleteObjects" => return Ok(()),
             _ => {}
         }
-        self.authorize(&caller, action_for(&operation), bucket.as_deref(), object.as_deref())
-            .await
+        self.authorize(
+            &caller,
+            action_for(&operation),
+            bucket.as_deref(),
+            object.as_deref(),
+        )
+        .await
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
-        self.authorize_copy_source(&req.extensions, &req.input.copy_source).await
+        self.authorize_copy_source(&req.extensions, &req.input.copy_source)
+            .await
     }
 
     async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
-        self.authorize_copy_source(&req.extensions, &req.input.copy_source).await
+        self.authorize_copy_source(&req.extensions, &req.input.copy_source)
+            .await
     }
 }
 
 impl Authorizer {
-    async fn authorize_copy_source(&self, extensions: &http::Extensions, source: &CopySource) -> S3Result<()> {
+    async fn authorize_copy_source(
+        &self,
+        extensions: &http::Extensions,
+        source: &CopySource,
+    ) -> S3Result<()> {
         let CopySource::Bucket { bucket, key, .. } = source else {
-            return Err(s3_error!(NotImplemented, "Access point copy sources are not supported"));
+            return Err(s3_error!(
+                NotImplemented,
+                "Access point copy sources are not supported"
+            ));
         };
         let caller = Self::caller_of(extensions);
-        self.authorize(&caller, "s3:GetObject", Some(bucket), Some(key)).await
+        self.authorize(&caller, "s3:GetObject", Some(bucket), Some(key))
+            .await
     }
 }

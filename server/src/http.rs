@@ -37,21 +37,32 @@ pub struct FrontDoor {
 pub fn router(front: FrontDoor, s3: s3s::service::S3Service) -> Router {
     let s3 = HandleError::new(s3, |err: s3s::HttpError| async move {
         tracing::error!(?err, "s3 service failed");
-        s3_error_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "We encountered an internal error. Please try again.")
+        s3_error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "We encountered an internal error. Please try again.",
+        )
     });
     Router::new()
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback_service(s3)
-        .layer(axum::middleware::from_fn_with_state(front.clone(), front_door))
+        .layer(axum::middleware::from_fn_with_state(
+            front.clone(),
+            front_door,
+        ))
         .with_state(front)
 }
 
 async fn ready(State(front): State<FrontDoor>) -> Response {
     match front.meta.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("metadata store unavailable: {e}")).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("metadata store unavailable: {e}"),
+        )
+            .into_response(),
     }
 }
 
@@ -64,7 +75,9 @@ async fn metrics(State(front): State<FrontDoor>) -> Response {
 }
 
 fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn s3_error_response(status: StatusCode, code: &str, message: &str) -> Response {
@@ -74,9 +87,10 @@ fn s3_error_response(status: StatusCode, code: &str, message: &str) -> Response 
     );
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
     response
 }
 
@@ -87,7 +101,10 @@ fn new_request_id() -> String {
 /// Errors from the S3 layer are small XML documents; add what clients log.
 async fn complete_error_body(response: Response, resource: &str, request_id: &str) -> Response {
     let (parts, body) = response.into_parts();
-    let bytes = match http_body_util::Limited::new(body, 64 * 1024).collect().await {
+    let bytes = match http_body_util::Limited::new(body, 64 * 1024)
+        .collect()
+        .await
+    {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Response::from_parts(parts, Body::empty()),
     };
@@ -113,12 +130,18 @@ async fn front_door(State(front): State<FrontDoor>, request: Request, next: Next
     let request_id = new_request_id();
     let method = request.method().clone();
     let resource = request.uri().path().to_owned();
-    let header_bytes: usize = request.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
     let mut response = if header_bytes > MAX_HEADER_BYTES {
         s3_error_response(
             StatusCode::BAD_REQUEST,
             "RequestHeaderSectionTooLarge",
-            &format!("Your request header section exceeds the maximum allowed size of {MAX_HEADER_BYTES} bytes."),
+            &format!(
+                "Your request header section exceeds the maximum allowed size of {MAX_HEADER_BYTES} bytes."
+            ),
         )
     } else {
         match front.in_flight.clone().try_acquire_owned() {
@@ -129,18 +152,25 @@ async fn front_door(State(front): State<FrontDoor>, request: Request, next: Next
                 drop(permit);
                 response
             }
-            Err(_) => s3_error_response(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "Please reduce your request rate."),
+            Err(_) => s3_error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SlowDown",
+                "Please reduce your request rate.",
+            ),
         }
     };
     let status = response.status();
     if status == StatusCode::NOT_MODIFIED {
         let (parts, _) = response.into_parts();
         response = Response::from_parts(parts, Body::empty());
-    } else if (status.is_client_error() || status.is_server_error()) && method != http::Method::HEAD {
+    } else if (status.is_client_error() || status.is_server_error()) && method != http::Method::HEAD
+    {
         response = complete_error_body(response, &resource, &request_id).await;
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-amz-request-id", value.clone());
+        response
+            .headers_mut()
+            .insert("x-amz-request-id", value.clone());
         response.headers_mut().insert("x-amz-id-2", value);
     }
     response

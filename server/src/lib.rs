@@ -5,11 +5,11 @@
 //! [`iam`]), and is served by one handler per operation family in [`s3`], which
 //! writes metadata through [`meta`] and bytes through [`storage`].
 
+pub mod auth;
+pub mod http;
 pub mod iam;
 pub mod meta;
-pub mod storage;
-pub mod auth;
-pub mod s3;
-pub mod http;
 pub mod metrics;
+pub mod s3;
 pub mod serve;
+pub mod storage;

@@ -10,7 +10,11 @@ use coffer_server::meta::NewAccessKey;
 use coffer_server::serve::{self, ServeConfig};
 
 #[derive(Parser)]
-#[command(name = "coffer-server", version, about = "S3-compatible object storage")]
+#[command(
+    name = "coffer-server",
+    version,
+    about = "S3-compatible object storage"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,10 +58,20 @@ struct ServeArgs {
     #[arg(long, env = "COFFER_DOMAIN")]
     domain: Option<String>,
     /// Root access key id (generated on first start when unset).
-    #[arg(long, env = "COFFER_ROOT_ACCESS_KEY", hide_env_values = true, requires = "root_secret_key")]
+    #[arg(
+        long,
+        env = "COFFER_ROOT_ACCESS_KEY",
+        hide_env_values = true,
+        requires = "root_secret_key"
+    )]
     root_access_key: Option<String>,
     /// Root secret key.
-    #[arg(long, env = "COFFER_ROOT_SECRET_KEY", hide_env_values = true, requires = "root_access_key")]
+    #[arg(
+        long,
+        env = "COFFER_ROOT_SECRET_KEY",
+        hide_env_values = true,
+        requires = "root_access_key"
+    )]
     root_secret_key: Option<String>,
     /// Requests served at once before answering 503 SlowDown.
     #[arg(long, env = "COFFER_MAX_IN_FLIGHT", default_value_t = 1024)]
@@ -83,7 +97,8 @@ enum KeyCommand {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG").unwrap_or_else(|_| "info,s3s=warn,s3s::ops=off".into()),
+            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
+                .unwrap_or_else(|_| "info,s3s=warn,s3s::ops=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -128,13 +143,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -150,8 +166,10 @@ async fn run_key(store: StoreArgs, command: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Create { name, policy } => {
             let policy = match policy {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                    PolicyDocument::parse(&text).with_context(|| format!("invalid policy in {}", path.display()))?;
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    PolicyDocument::parse(&text)
+                        .with_context(|| format!("invalid policy in {}", path.display()))?;
                     Some(text)
                 }
                 None => None,
@@ -169,7 +187,10 @@ async fn run_key(store: StoreArgs, command: KeyCommand) -> anyhow::Result<()> {
             println!("SecretAccessKey: {}", key.secret);
         }
         KeyCommand::List => {
-            println!("{:<24} {:<24} {:<6} {:<8} CREATED", "ACCESS KEY ID", "NAME", "ROOT", "POLICY");
+            println!(
+                "{:<24} {:<24} {:<6} {:<8} CREATED",
+                "ACCESS KEY ID", "NAME", "ROOT", "POLICY"
+            );
             for key in meta.list_access_keys().await? {
                 let created = coffer_server::meta::millis_to_datetime(key.created_at)
                     .format(&time::format_description::well_known::Rfc3339)

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -15,13 +17,21 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("coffer_http_requests_total", "HTTP requests by method and status code"),
+            Opts::new(
+                "coffer_http_requests_total",
+                "HTTP requests by method and status code",
+            ),
             &["method", "status"],
         )
         .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
         let duration = HistogramVec::new(
-            HistogramOpts::new("coffer_http_request_duration_seconds", "Time to the response head")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "coffer_http_request_duration_seconds",
+                "Time to the response head",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["method"],
         )
         .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));

@@ -91,7 +91,10 @@ pub fn redact(url: &str) -> String {
 
 /// The root key: from the configured credentials (replacing any other root key),
 /// or the stored one, or a new one. The flag is true when it was just generated.
-pub async fn ensure_root_key(meta: &MetaStore, configured: Option<&(String, String)>) -> anyhow::Result<(AccessKey, bool)> {
+pub async fn ensure_root_key(
+    meta: &MetaStore,
+    configured: Option<&(String, String)>,
+) -> anyhow::Result<(AccessKey, bool)> {
     let existing = meta.list_access_keys().await?;
     if let Some((id, secret)) = configured {
         for key in existing.iter().filter(|k| k.is_root) {
@@ -202,9 +205,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let mut s3_config = s3s::config::S3Config::default();
     // XML bodies: a 1000-key DeleteObjects or a 10,000-part completion fit in 4 MiB.
     s3_config.xml_max_body_size = 4 << 20;
-    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(s3_config))));
+    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        s3_config,
+    ))));
     if let Some(domain) = &config.domain {
-        let host = s3s::host::SingleDomain::new(domain).map_err(|e| anyhow::anyhow!("invalid --domain {domain}: {e}"))?;
+        let host = s3s::host::SingleDomain::new(domain)
+            .map_err(|e| anyhow::anyhow!("invalid --domain {domain}: {e}"))?;
         builder.set_host(host);
     }
     let front = FrontDoor {
@@ -220,7 +226,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let local_addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, app, shutdown_rx));
-    let collector = spawn_collector(meta.clone(), blobs.clone(), config.gc_interval, config.gc_grace, 120);
+    let collector = spawn_collector(
+        meta.clone(),
+        blobs.clone(),
+        config.gc_interval,
+        config.gc_grace,
+        120,
+    );
     tracing::info!(%local_addr, region = %config.region, data_dir = %config.data_dir.display(), "coffer serving S3");
     Ok(RunningServer {
         local_addr,
@@ -234,7 +246,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     })
 }
 
-async fn accept_loop(listener: TcpListener, app: axum::Router, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    app: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = auto::Builder::new(TokioExecutor::new());
     // Header sections beyond this are refused by hyper itself (431); the front
@@ -254,10 +270,11 @@ async fn accept_loop(listener: TcpListener, app: axum::Router, mut shutdown: wat
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-            let request = with_peer(request.map(axum::body::Body::new), peer);
-            app.clone().oneshot(request)
-        });
+        let service =
+            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let request = with_peer(request.map(axum::body::Body::new), peer);
+                app.clone().oneshot(request)
+            });
         let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {

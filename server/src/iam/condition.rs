@@ -19,11 +19,16 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn insert(&mut self, key: &str, value: impl Into<String>) {
-        self.values.entry(key.to_ascii_lowercase()).or_default().push(value.into());
+        self.values
+            .entry(key.to_ascii_lowercase())
+            .or_default()
+            .push(value.into());
     }
 
     pub fn get(&self, key: &str) -> Option<&[String]> {
-        self.values.get(&key.to_ascii_lowercase()).map(Vec::as_slice)
+        self.values
+            .get(&key.to_ascii_lowercase())
+            .map(Vec::as_slice)
     }
 }
 
@@ -109,10 +114,12 @@ impl Op {
             | Op::NumericLessThan
             | Op::NumericLessThanEquals
             | Op::NumericGreaterThan
-            | Op::NumericGreaterThanEquals => match (actual.parse::<f64>(), expected.parse::<f64>()) {
-                (Ok(a), Ok(e)) => compare(self, a.partial_cmp(&e)),
-                _ => false,
-            },
+            | Op::NumericGreaterThanEquals => {
+                match (actual.parse::<f64>(), expected.parse::<f64>()) {
+                    (Ok(a), Ok(e)) => compare(self, a.partial_cmp(&e)),
+                    _ => false,
+                }
+            }
             Op::DateEquals
             | Op::DateNotEquals
             | Op::DateLessThan
@@ -154,12 +161,18 @@ fn parse_date(text: &str) -> Option<i64> {
     if let Ok(t) = time::OffsetDateTime::parse(text, &format) {
         return Some(t.unix_timestamp());
     }
-    let date = time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+    let date = time::Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()?;
     Some(date.midnight().assume_utc().unix_timestamp())
 }
 
 fn ip_in(actual: &str, cidr: &str) -> bool {
-    let Ok(ip) = actual.parse::<IpAddr>() else { return false };
+    let Ok(ip) = actual.parse::<IpAddr>() else {
+        return false;
+    };
     if let Ok(net) = cidr.parse::<ipnet::IpNet>() {
         return net.contains(&ip);
     }
@@ -210,10 +223,18 @@ pub(super) fn evaluate(block: &ConditionBlock, context: &RequestContext) -> bool
     })
 }
 
-fn evaluate_key(set: Option<&str>, op: Op, if_exists: bool, actual: Option<&[String]>, expected: &[String]) -> bool {
+fn evaluate_key(
+    set: Option<&str>,
+    op: Op,
+    if_exists: bool,
+    actual: Option<&[String]>,
+    expected: &[String],
+) -> bool {
     if op == Op::Null {
         let absent = actual.is_none_or(<[String]>::is_empty);
-        return expected.iter().any(|e| e.eq_ignore_ascii_case(&absent.to_string()));
+        return expected
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(&absent.to_string()));
     }
     let Some(actual) = actual.filter(|a| !a.is_empty()) else {
         return if_exists || op.is_negated() || set == Some("ForAllValues");
@@ -254,9 +275,18 @@ mod tests {
     #[test]
     fn negated_operator_and_if_exists_hold_for_absent_keys() {
         let ctx = RequestContext::default();
-        assert!(evaluate(&block(r#"{"StringNotEquals": {"s3:x-amz-acl": "public-read"}}"#), &ctx));
-        assert!(evaluate(&block(r#"{"StringEqualsIfExists": {"s3:x-amz-acl": "private"}}"#), &ctx));
-        assert!(evaluate(&block(r#"{"Null": {"s3:x-amz-acl": "true"}}"#), &ctx));
+        assert!(evaluate(
+            &block(r#"{"StringNotEquals": {"s3:x-amz-acl": "public-read"}}"#),
+            &ctx
+        ));
+        assert!(evaluate(
+            &block(r#"{"StringEqualsIfExists": {"s3:x-amz-acl": "private"}}"#),
+            &ctx
+        ));
+        assert!(evaluate(
+            &block(r#"{"Null": {"s3:x-amz-acl": "true"}}"#),
+            &ctx
+        ));
     }
 
     #[test]
@@ -266,14 +296,38 @@ mod tests {
         ctx.insert("s3:max-keys", "50");
         ctx.insert("aws:SecureTransport", "false");
         ctx.insert("aws:CurrentTime", "2026-11-22T10:00:00Z");
-        assert!(evaluate(&block(r#"{"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}"#), &ctx));
-        assert!(!evaluate(&block(r#"{"IpAddress": {"aws:SourceIp": "192.168.0.0/16"}}"#), &ctx));
-        assert!(evaluate(&block(r#"{"NotIpAddress": {"aws:SourceIp": "192.168.0.0/16"}}"#), &ctx));
-        assert!(evaluate(&block(r#"{"NumericLessThanEquals": {"s3:max-keys": 100}}"#), &ctx));
-        assert!(!evaluate(&block(r#"{"NumericGreaterThan": {"s3:max-keys": "100"}}"#), &ctx));
-        assert!(evaluate(&block(r#"{"Bool": {"aws:SecureTransport": false}}"#), &ctx));
-        assert!(evaluate(&block(r#"{"DateLessThan": {"aws:CurrentTime": "2027-01-01T00:00:00Z"}}"#), &ctx));
-        assert!(!evaluate(&block(r#"{"DateGreaterThan": {"aws:CurrentTime": "2027-01-01"}}"#), &ctx));
+        assert!(evaluate(
+            &block(r#"{"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}"#),
+            &ctx
+        ));
+        assert!(!evaluate(
+            &block(r#"{"IpAddress": {"aws:SourceIp": "192.168.0.0/16"}}"#),
+            &ctx
+        ));
+        assert!(evaluate(
+            &block(r#"{"NotIpAddress": {"aws:SourceIp": "192.168.0.0/16"}}"#),
+            &ctx
+        ));
+        assert!(evaluate(
+            &block(r#"{"NumericLessThanEquals": {"s3:max-keys": 100}}"#),
+            &ctx
+        ));
+        assert!(!evaluate(
+            &block(r#"{"NumericGreaterThan": {"s3:max-keys": "100"}}"#),
+            &ctx
+        ));
+        assert!(evaluate(
+            &block(r#"{"Bool": {"aws:SecureTransport": false}}"#),
+            &ctx
+        ));
+        assert!(evaluate(
+            &block(r#"{"DateLessThan": {"aws:CurrentTime": "2027-01-01T00:00:00Z"}}"#),
+            &ctx
+        ));
+        assert!(!evaluate(
+            &block(r#"{"DateGreaterThan": {"aws:CurrentTime": "2027-01-01"}}"#),
+            &ctx
+        ));
     }
 
     #[test]

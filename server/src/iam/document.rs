@@ -69,7 +69,11 @@ pub struct Statement {
     pub effect: Effect,
     #[serde(rename = "Principal", default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<Principal>,
-    #[serde(rename = "NotPrincipal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NotPrincipal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub not_principal: Option<Principal>,
     #[serde(rename = "Action", default, skip_serializing_if = "Option::is_none")]
     pub action: Option<OneOrMany<String>>,
@@ -77,7 +81,11 @@ pub struct Statement {
     pub not_action: Option<OneOrMany<String>>,
     #[serde(rename = "Resource", default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<OneOrMany<String>>,
-    #[serde(rename = "NotResource", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NotResource",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub not_resource: Option<OneOrMany<String>>,
     #[serde(rename = "Condition", default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<ConditionBlock>,
@@ -91,7 +99,9 @@ impl Statement {
             effect,
             principal: None,
             not_principal: None,
-            action: Some(OneOrMany::Many(actions.iter().map(|a| (*a).to_owned()).collect())),
+            action: Some(OneOrMany::Many(
+                actions.iter().map(|a| (*a).to_owned()).collect(),
+            )),
             not_action: None,
             resource: Some(OneOrMany::Many(resources)),
             not_resource: None,
@@ -112,7 +122,9 @@ impl Statement {
         }
         let action = request.action.to_ascii_lowercase();
         let action_matches = |patterns: &OneOrMany<String>| {
-            patterns.iter().any(|p| glob_match(&p.to_ascii_lowercase(), &action))
+            patterns
+                .iter()
+                .any(|p| glob_match(&p.to_ascii_lowercase(), &action))
         };
         let action_ok = match (&self.action, &self.not_action) {
             (Some(a), _) => action_matches(a),
@@ -122,7 +134,8 @@ impl Statement {
         if !action_ok {
             return false;
         }
-        let resource_matches = |patterns: &OneOrMany<String>| patterns.iter().any(|p| glob_match(p, request.resource));
+        let resource_matches =
+            |patterns: &OneOrMany<String>| patterns.iter().any(|p| glob_match(p, request.resource));
         let resource_ok = match (&self.resource, &self.not_resource) {
             (Some(r), _) => resource_matches(r),
             (None, Some(nr)) => !resource_matches(nr),
@@ -173,7 +186,8 @@ impl PolicyDocument {
 
     /// Parses and validates an identity policy.
     pub fn parse(json: &str) -> Result<Self, PolicyError> {
-        let doc: PolicyDocument = serde_json::from_str(json).map_err(|e| PolicyError::Malformed(e.to_string()))?;
+        let doc: PolicyDocument =
+            serde_json::from_str(json).map_err(|e| PolicyError::Malformed(e.to_string()))?;
         if let Some(v) = &doc.version
             && v != "2012-10-17"
             && v != "2008-10-17"

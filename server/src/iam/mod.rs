@@ -123,11 +123,17 @@ mod tests {
         .unwrap();
         let ctx = RequestContext::default();
         assert_eq!(
-            policy.evaluate(&request("s3:DeleteObject", "arn:aws:s3:::b/keep/x", &ctx), false),
+            policy.evaluate(
+                &request("s3:DeleteObject", "arn:aws:s3:::b/keep/x", &ctx),
+                false
+            ),
             Decision::Deny
         );
         assert_eq!(
-            policy.evaluate(&request("s3:DeleteObject", "arn:aws:s3:::b/other", &ctx), false),
+            policy.evaluate(
+                &request("s3:DeleteObject", "arn:aws:s3:::b/other", &ctx),
+                false
+            ),
             Decision::Allow
         );
     }
@@ -148,15 +154,20 @@ mod tests {
             Decision::NotApplicable
         );
         assert_eq!(
-            policy.evaluate(&request("s3:GetObject", "arn:aws:s3:::secret/x", &ctx), false),
+            policy.evaluate(
+                &request("s3:GetObject", "arn:aws:s3:::secret/x", &ctx),
+                false
+            ),
             Decision::NotApplicable
         );
     }
 
     #[test]
     fn actions_match_case_insensitively() {
-        let policy = PolicyDocument::parse(r#"{"Statement":[{"Effect":"Allow","Action":"S3:getobject","Resource":"*"}]}"#)
-            .unwrap();
+        let policy = PolicyDocument::parse(
+            r#"{"Statement":[{"Effect":"Allow","Action":"S3:getobject","Resource":"*"}]}"#,
+        )
+        .unwrap();
         let ctx = RequestContext::default();
         assert_eq!(
             policy.evaluate(&request("s3:GetObject", "arn:aws:s3:::b/x", &ctx), false),
@@ -173,7 +184,10 @@ mod tests {
         let ctx = RequestContext::default();
         let req = request("s3:GetObject", "arn:aws:s3:::b/x", &ctx);
         assert_eq!(policy.evaluate(&req, true), Decision::NotApplicable);
-        let anonymous = Request { principal: None, ..req };
+        let anonymous = Request {
+            principal: None,
+            ..req
+        };
         assert_eq!(policy.evaluate(&anonymous, true), Decision::NotApplicable);
         let public = PolicyDocument::parse(
             r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}]}"#,

@@ -9,10 +9,11 @@ use super::{MetaResult, MetaStore};
 impl MetaStore {
     /// Up to `limit` blobs no longer referenced by anything.
     pub async fn garbage_blobs(&self, limit: usize) -> MetaResult<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM blobs WHERE garbage = 1 ORDER BY id LIMIT $1")
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM blobs WHERE garbage = 1 ORDER BY id LIMIT $1")
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 

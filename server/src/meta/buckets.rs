@@ -70,10 +70,11 @@ impl MetaStore {
     }
 
     pub async fn get_bucket(&self, name: &str) -> MetaResult<Option<Bucket>> {
-        let row = sqlx::query("SELECT name, owner, region, created_at FROM buckets WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT name, owner, region, created_at FROM buckets WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(bucket_from_row).transpose()
     }
 
@@ -153,16 +154,22 @@ impl MetaStore {
 
     /// Reads one configuration document of a bucket (`None` when unset).
     pub async fn get_bucket_config(&self, bucket: &str, kind: &str) -> MetaResult<Option<String>> {
-        let row: Option<(String,)> = sqlx::query_as("SELECT value FROM bucket_configs WHERE bucket = $1 AND kind = $2")
-            .bind(bucket)
-            .bind(kind)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM bucket_configs WHERE bucket = $1 AND kind = $2")
+                .bind(bucket)
+                .bind(kind)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|(v,)| v))
     }
 
     /// Sets (`Some`) or removes (`None`) one configuration document of a bucket.
-    pub async fn set_bucket_config(&self, bucket: &str, kind: &str, value: Option<&str>) -> MetaResult<()> {
+    pub async fn set_bucket_config(
+        &self,
+        bucket: &str,
+        kind: &str,
+        value: Option<&str>,
+    ) -> MetaResult<()> {
         let mut tx = self.begin_write().await?;
         let exists = sqlx::query("SELECT 1 FROM buckets WHERE name = $1")
             .bind(bucket)

@@ -132,9 +132,11 @@ impl MetaStore {
     }
 
     pub async fn list_access_keys(&self) -> MetaResult<Vec<AccessKey>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM access_keys ORDER BY created_at, id"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM access_keys ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(key_from_row).collect()
     }
 
@@ -173,14 +175,22 @@ impl MetaStore {
     }
 
     pub async fn set_access_key_policy(&self, id: &str, policy: Option<&str>) -> MetaResult<()> {
-        self.update_key(id, "UPDATE access_keys SET policy = $1 WHERE id = $2", policy)
-            .await
+        self.update_key(
+            id,
+            "UPDATE access_keys SET policy = $1 WHERE id = $2",
+            policy,
+        )
+        .await
     }
 
     /// Sets when the key stops authenticating (`None`: never).
     pub async fn set_access_key_expiry(&self, id: &str, expires_at: Option<i64>) -> MetaResult<()> {
-        self.update_key(id, "UPDATE access_keys SET expires_at = $1 WHERE id = $2", expires_at)
-            .await
+        self.update_key(
+            id,
+            "UPDATE access_keys SET expires_at = $1 WHERE id = $2",
+            expires_at,
+        )
+        .await
     }
 
     async fn update_key<'q, T>(&self, id: &'q str, sql: &'q str, value: T) -> MetaResult<()>

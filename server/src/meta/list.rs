@@ -43,7 +43,12 @@ pub(super) trait Source: Sync {
     type Item: Send;
     fn key(item: &Self::Item) -> &[u8];
     fn cursor_after(item: &Self::Item) -> Cursor;
-    async fn fetch(&self, from: &Cursor, upper: Option<&[u8]>, limit: usize) -> MetaResult<Vec<Self::Item>>;
+    async fn fetch(
+        &self,
+        from: &Cursor,
+        upper: Option<&[u8]>,
+        limit: usize,
+    ) -> MetaResult<Vec<Self::Item>>;
 }
 
 /// The smallest byte string greater than every string starting with `prefix`
@@ -70,7 +75,11 @@ fn common_prefix<'k>(key: &'k [u8], prefix_len: usize, delimiter: &[u8]) -> Opti
 }
 
 /// Walks `source` from `start` and fills one page.
-pub(super) async fn walk<S: Source>(source: &S, query: &ListQuery, start: Option<Cursor>) -> MetaResult<ListPage<S::Item>> {
+pub(super) async fn walk<S: Source>(
+    source: &S,
+    query: &ListQuery,
+    start: Option<Cursor>,
+) -> MetaResult<ListPage<S::Item>> {
     let prefix = query.prefix.as_bytes();
     let delimiter = query.delimiter.as_deref().unwrap_or("").as_bytes();
     let upper = prefix_end(prefix);
@@ -108,7 +117,8 @@ pub(super) async fn walk<S: Source>(source: &S, query: &ListQuery, start: Option
                 // A prefix at or before the start marker was returned on an
                 // earlier page: skip it without emitting.
                 if start_after.is_none_or(|sa| cp > sa) {
-                    page.common_prefixes.push(String::from_utf8_lossy(cp).into_owned());
+                    page.common_prefixes
+                        .push(String::from_utf8_lossy(cp).into_owned());
                     page.last = Some(cp.to_vec());
                     count += 1;
                 }
@@ -157,7 +167,12 @@ pub(super) fn bind_all<'q>(
 }
 
 /// The WHERE clause for a key range of one bucket, and its bind values.
-pub(super) fn range_clause(bucket: &str, from: &Cursor, upper: Option<&[u8]>, id_column: &str) -> (String, Vec<Arg>) {
+pub(super) fn range_clause(
+    bucket: &str,
+    from: &Cursor,
+    upper: Option<&[u8]>,
+    id_column: &str,
+) -> (String, Vec<Arg>) {
     let mut args = vec![Arg::Text(bucket.to_owned())];
     let mut sql = String::from("bucket = $1");
     match from {
@@ -172,7 +187,9 @@ pub(super) fn range_clause(bucket: &str, from: &Cursor, upper: Option<&[u8]>, id
         Cursor::After(key, Some(id)) => {
             args.push(Arg::Bytes(key.clone()));
             args.push(Arg::Text(id.clone()));
-            sql.push_str(&format!(" AND (key > $2 OR (key = $2 AND {id_column} > $3))"));
+            sql.push_str(&format!(
+                " AND (key > $2 OR (key = $2 AND {id_column} > $3))"
+            ));
         }
     }
     if let Some(upper) = upper {
@@ -194,22 +211,36 @@ impl Source for ObjectSource<'_> {
         Cursor::After(item.key.as_bytes().to_vec(), None)
     }
 
-    async fn fetch(&self, from: &Cursor, upper: Option<&[u8]>, limit: usize) -> MetaResult<Vec<ObjectMeta>> {
+    async fn fetch(
+        &self,
+        from: &Cursor,
+        upper: Option<&[u8]>,
+        limit: usize,
+    ) -> MetaResult<Vec<ObjectMeta>> {
         let (clause, mut args) = range_clause(self.bucket, from, upper, "key");
         args.push(Arg::Int(limit as i64));
         let sql = format!(
             "SELECT {OBJECT_COLUMNS} FROM objects WHERE {clause} ORDER BY key LIMIT ${}",
             args.len()
         );
-        let rows = bind_all(sqlx::query(&sql), args).fetch_all(&self.store.pool).await?;
+        let rows = bind_all(sqlx::query(&sql), args)
+            .fetch_all(&self.store.pool)
+            .await?;
         rows.iter().map(object_from_row).collect()
     }
 }
 
 impl MetaStore {
     /// One page of the current objects of a bucket (ListObjects V1 and V2).
-    pub async fn list_objects(&self, bucket: &str, query: &ListQuery) -> MetaResult<ListPage<ObjectMeta>> {
-        let source = ObjectSource { store: self, bucket };
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        query: &ListQuery,
+    ) -> MetaResult<ListPage<ObjectMeta>> {
+        let source = ObjectSource {
+            store: self,
+            bucket,
+        };
         let start = query.start_after.clone().map(|k| Cursor::After(k, None));
         walk(&source, query, start).await
     }

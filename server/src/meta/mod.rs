@@ -72,7 +72,9 @@ pub struct MetaStore {
 
 impl std::fmt::Debug for MetaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetaStore").field("backend", &self.backend).finish()
+        f.debug_struct("MetaStore")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 

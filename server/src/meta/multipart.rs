@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::list::{self, Cursor, ListPage, ListQuery, Source};
-use super::objects::{ObjectHeaders, ObjectMeta, Segment, WriteCondition, mark_garbage_tx, register_blobs_tx};
+use super::objects::{
+    ObjectHeaders, ObjectMeta, Segment, WriteCondition, mark_garbage_tx, register_blobs_tx,
+};
 use super::{Backend, MetaError, MetaResult, MetaStore, WriteTx, from_json, to_json};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +36,8 @@ pub struct Part {
 /// One page of `ListMultipartUploads`.
 pub type UploadsPage = ListPage<MultipartUpload>;
 
-const UPLOAD_COLUMNS: &str = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm";
+const UPLOAD_COLUMNS: &str =
+    "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm";
 
 fn upload_from_row(row: &sqlx::any::AnyRow) -> MetaResult<MultipartUpload> {
     let key: Vec<u8> = row.try_get("key")?;
@@ -85,7 +88,12 @@ impl MetaStore {
     }
 
     /// The upload, when it exists and belongs to `bucket`/`key`.
-    pub async fn get_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> MetaResult<MultipartUpload> {
+    pub async fn get_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> MetaResult<MultipartUpload> {
         let row = sqlx::query(&format!(
             "SELECT {UPLOAD_COLUMNS} FROM multipart_uploads WHERE upload_id = $1"
         ))
@@ -136,7 +144,12 @@ impl MetaStore {
     }
 
     /// Parts in number order, starting after `marker`, at most `max` (+1 to tell truncation).
-    pub async fn list_parts(&self, upload_id: &str, marker: u32, max: usize) -> MetaResult<Vec<Part>> {
+    pub async fn list_parts(
+        &self,
+        upload_id: &str,
+        marker: u32,
+        max: usize,
+    ) -> MetaResult<Vec<Part>> {
         let rows = sqlx::query(&format!(
             "SELECT {PART_COLUMNS} FROM parts WHERE upload_id = $1 AND part_number > $2
              ORDER BY part_number LIMIT $3"
@@ -153,10 +166,11 @@ impl MetaStore {
     pub async fn abort_multipart_upload(&self, upload_id: &str) -> MetaResult<()> {
         let mut tx = self.begin_write().await?;
         lock_upload_tx(self.backend, &mut tx, upload_id).await?;
-        let blobs: Vec<(String,)> = sqlx::query_as("SELECT blob_id FROM parts WHERE upload_id = $1")
-            .bind(upload_id)
-            .fetch_all(&mut **tx)
-            .await?;
+        let blobs: Vec<(String,)> =
+            sqlx::query_as("SELECT blob_id FROM parts WHERE upload_id = $1")
+                .bind(upload_id)
+                .fetch_all(&mut **tx)
+                .await?;
         let blobs: Vec<String> = blobs.into_iter().map(|(b,)| b).collect();
         mark_garbage_tx(&mut tx, &blobs).await?;
         delete_upload_tx(&mut tx, upload_id).await?;
@@ -174,10 +188,11 @@ impl MetaStore {
         let mut tx = self.begin_write().await?;
         lock_upload_tx(self.backend, &mut tx, upload_id).await?;
         self.upsert_object_tx(&mut tx, object, condition).await?;
-        let blobs: Vec<(String,)> = sqlx::query_as("SELECT blob_id FROM parts WHERE upload_id = $1")
-            .bind(upload_id)
-            .fetch_all(&mut **tx)
-            .await?;
+        let blobs: Vec<(String,)> =
+            sqlx::query_as("SELECT blob_id FROM parts WHERE upload_id = $1")
+                .bind(upload_id)
+                .fetch_all(&mut **tx)
+                .await?;
         let unused: Vec<String> = blobs
             .into_iter()
             .map(|(b,)| b)
@@ -195,7 +210,10 @@ impl MetaStore {
         query: &ListQuery,
         upload_id_marker: Option<&str>,
     ) -> MetaResult<UploadsPage> {
-        let source = UploadSource { store: self, bucket };
+        let source = UploadSource {
+            store: self,
+            bucket,
+        };
         let start = match (&query.start_after, upload_id_marker) {
             (Some(key), Some(id)) => Some(Cursor::After(key.clone(), Some(id.to_owned()))),
             (Some(key), None) => Some(Cursor::After(key.clone(), None)),
@@ -210,10 +228,12 @@ async fn lock_upload_tx(backend: Backend, tx: &mut WriteTx<'_>, upload_id: &str)
         Backend::Postgres => " FOR UPDATE",
         Backend::Sqlite => "",
     };
-    let row = sqlx::query(&format!("SELECT 1 FROM multipart_uploads WHERE upload_id = $1{lock}"))
-        .bind(upload_id)
-        .fetch_optional(&mut ***tx)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT 1 FROM multipart_uploads WHERE upload_id = $1{lock}"
+    ))
+    .bind(upload_id)
+    .fetch_optional(&mut ***tx)
+    .await?;
     row.map(|_| ()).ok_or(MetaError::NoSuchUpload)
 }
 
@@ -246,14 +266,21 @@ impl Source for UploadSource<'_> {
         Cursor::After(item.key.as_bytes().to_vec(), Some(item.upload_id.clone()))
     }
 
-    async fn fetch(&self, from: &Cursor, upper: Option<&[u8]>, limit: usize) -> MetaResult<Vec<MultipartUpload>> {
+    async fn fetch(
+        &self,
+        from: &Cursor,
+        upper: Option<&[u8]>,
+        limit: usize,
+    ) -> MetaResult<Vec<MultipartUpload>> {
         let (clause, mut args) = list::range_clause(self.bucket, from, upper, "upload_id");
         args.push(list::Arg::Int(limit as i64));
         let sql = format!(
             "SELECT {UPLOAD_COLUMNS} FROM multipart_uploads WHERE {clause} ORDER BY key, upload_id LIMIT ${}",
             args.len()
         );
-        let rows = list::bind_all(sqlx::query(&sql), args).fetch_all(&self.store.pool).await?;
+        let rows = list::bind_all(sqlx::query(&sql), args)
+            .fetch_all(&self.store.pool)
+            .await?;
         rows.iter().map(upload_from_row).collect()
     }
 }

@@ -87,7 +87,8 @@ pub enum WriteCondition {
     IfMatch(String),
 }
 
-pub(super) const OBJECT_COLUMNS: &str = "bucket, key, size, etag, last_modified, headers, checksum, segments";
+pub(super) const OBJECT_COLUMNS: &str =
+    "bucket, key, size, etag, last_modified, headers, checksum, segments";
 
 pub(super) fn object_from_row(row: &sqlx::any::AnyRow) -> MetaResult<ObjectMeta> {
     let key: Vec<u8> = row.try_get("key")?;
@@ -119,7 +120,11 @@ impl MetaStore {
     /// Makes `object` the current version of its key. Its blobs must already be
     /// durable. Fails with `NoSuchBucket`, or `PreconditionFailed`/`NoSuchKey`
     /// when `condition` does not hold.
-    pub async fn put_object(&self, object: &ObjectMeta, condition: &WriteCondition) -> MetaResult<()> {
+    pub async fn put_object(
+        &self,
+        object: &ObjectMeta,
+        condition: &WriteCondition,
+    ) -> MetaResult<()> {
         let mut tx = self.begin_write().await?;
         self.bucket_exists_tx(&mut tx, &object.bucket).await?;
         self.upsert_object_tx(&mut tx, object, condition).await?;
@@ -144,7 +149,11 @@ impl MetaStore {
         Ok(true)
     }
 
-    pub(super) async fn bucket_exists_tx(&self, tx: &mut WriteTx<'_>, bucket: &str) -> MetaResult<()> {
+    pub(super) async fn bucket_exists_tx(
+        &self,
+        tx: &mut WriteTx<'_>,
+        bucket: &str,
+    ) -> MetaResult<()> {
         let row = sqlx::query("SELECT 1 FROM buckets WHERE name = $1")
             .bind(bucket)
             .fetch_optional(&mut ***tx)
@@ -156,7 +165,12 @@ impl MetaStore {
     }
 
     /// Reads a key's current row and, on Postgres, locks it until commit.
-    async fn lock_object_tx(&self, tx: &mut WriteTx<'_>, bucket: &str, key: &str) -> MetaResult<Option<ObjectMeta>> {
+    async fn lock_object_tx(
+        &self,
+        tx: &mut WriteTx<'_>,
+        bucket: &str,
+        key: &str,
+    ) -> MetaResult<Option<ObjectMeta>> {
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
@@ -182,7 +196,9 @@ impl MetaStore {
         for _ in 0..2 {
             let existing = self.lock_object_tx(tx, &object.bucket, &object.key).await?;
             match (&existing, condition) {
-                (Some(_), WriteCondition::IfNoneMatchAny) => return Err(MetaError::PreconditionFailed),
+                (Some(_), WriteCondition::IfNoneMatchAny) => {
+                    return Err(MetaError::PreconditionFailed);
+                }
                 (None, WriteCondition::IfMatch(_)) => return Err(MetaError::NoSuchKey),
                 (Some(current), WriteCondition::IfMatch(etag)) if current.etag != *etag => {
                     return Err(MetaError::PreconditionFailed);
@@ -249,7 +265,10 @@ async fn update_object_row(tx: &mut WriteTx<'_>, object: &ObjectMeta) -> MetaRes
 }
 
 /// Records blobs as live (referenced by a committed row).
-pub(super) async fn register_blobs_tx(tx: &mut WriteTx<'_>, segments: &[Segment]) -> MetaResult<()> {
+pub(super) async fn register_blobs_tx(
+    tx: &mut WriteTx<'_>,
+    segments: &[Segment],
+) -> MetaResult<()> {
     for segment in segments {
         sqlx::query(
             "INSERT INTO blobs (id, size, created_at, garbage) VALUES ($1, $2, $3, 0)

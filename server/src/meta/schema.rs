@@ -131,7 +131,9 @@ pub(super) async fn migrate(store: &MetaStore) -> MetaResult<()> {
     let mut tx = store.begin_write().await?;
     if store.backend == Backend::Postgres {
         // Several servers may start at once against one database; one migrates.
-        sqlx::query("SELECT pg_advisory_xact_lock(7316001)").execute(&mut **tx).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7316001)")
+            .execute(&mut **tx)
+            .await?;
     }
     sqlx::query("CREATE TABLE IF NOT EXISTS coffer_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
         .execute(&mut **tx)

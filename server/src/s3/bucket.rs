@@ -14,7 +14,12 @@ const RESERVED: &[&str] = &["health", "metrics"];
 
 /// S3's bucket naming rules (general purpose buckets).
 pub fn validate_bucket_name(name: &str) -> S3Result<()> {
-    let invalid = |why: &str| Err(s3_error!(InvalidBucketName, "The specified bucket is not valid: {why}"));
+    let invalid = |why: &str| {
+        Err(s3_error!(
+            InvalidBucketName,
+            "The specified bucket is not valid: {why}"
+        ))
+    };
     if !(3..=63).contains(&name.len()) {
         return invalid("length must be between 3 and 63");
     }
@@ -35,7 +40,11 @@ pub fn validate_bucket_name(name: &str) -> S3Result<()> {
     if name.parse::<std::net::Ipv4Addr>().is_ok() {
         return invalid("must not be formatted as an IP address");
     }
-    if name.starts_with("xn--") || name.starts_with("sthree-") || name.ends_with("-s3alias") || name.ends_with("--ol-s3") {
+    if name.starts_with("xn--")
+        || name.starts_with("sthree-")
+        || name.ends_with("-s3alias")
+        || name.ends_with("--ol-s3")
+    {
         return invalid("reserved prefix or suffix");
     }
     if RESERVED.contains(&name) {
@@ -44,10 +53,17 @@ pub fn validate_bucket_name(name: &str) -> S3Result<()> {
     Ok(())
 }
 
-pub async fn list_buckets(s3: &Coffer, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+pub async fn list_buckets(
+    s3: &Coffer,
+    req: S3Request<ListBucketsInput>,
+) -> S3Result<S3Response<ListBucketsOutput>> {
     let caller = Authorizer::caller_of(&req.extensions);
     let all = s3.meta.list_buckets().await.map_err(meta_error)?;
-    let sees_all = s3.authorizer.decide(&caller, "s3:ListAllMyBuckets", None, None).await? == Decision::Allow;
+    let sees_all = s3
+        .authorizer
+        .decide(&caller, "s3:ListAllMyBuckets", None, None)
+        .await?
+        == Decision::Allow;
     let prefix = req.input.prefix.as_deref().unwrap_or("");
     let mut buckets = Vec::new();
     for bucket in all {
@@ -57,7 +73,11 @@ pub async fn list_buckets(s3: &Coffer, req: S3Request<ListBucketsInput>) -> S3Re
         // Without ListAllMyBuckets a key still sees the buckets it can list,
         // so `aws s3 ls` is useful for scoped keys.
         let visible = sees_all
-            || s3.authorizer.decide(&caller, "s3:ListBucket", Some(&bucket.name), None).await? == Decision::Allow;
+            || s3
+                .authorizer
+                .decide(&caller, "s3:ListBucket", Some(&bucket.name), None)
+                .await?
+                == Decision::Allow;
         if visible {
             buckets.push(Bucket {
                 name: Some(bucket.name),
@@ -78,7 +98,10 @@ pub async fn list_buckets(s3: &Coffer, req: S3Request<ListBucketsInput>) -> S3Re
     }))
 }
 
-pub async fn create_bucket(s3: &Coffer, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+pub async fn create_bucket(
+    s3: &Coffer,
+    req: S3Request<CreateBucketInput>,
+) -> S3Result<S3Response<CreateBucketOutput>> {
     let input = req.input;
     validate_bucket_name(&input.bucket)?;
     if let Some(constraint) = input
@@ -95,7 +118,10 @@ pub async fn create_bucket(s3: &Coffer, req: S3Request<CreateBucketInput>) -> S3
         ));
     }
     if input.object_lock_enabled_for_bucket == Some(true) {
-        return Err(s3_error!(NotImplemented, "Object Lock is not supported yet"));
+        return Err(s3_error!(
+            NotImplemented,
+            "Object Lock is not supported yet"
+        ));
     }
     let caller = Authorizer::caller_of(&req.extensions);
     let owner = caller.owner_id();
@@ -110,7 +136,11 @@ pub async fn create_bucket(s3: &Coffer, req: S3Request<CreateBucketInput>) -> S3
     match created {
         Ok(_) => {}
         Err(MetaError::BucketAlreadyExists(_)) => {
-            let existing = s3.meta.get_bucket(&input.bucket).await.map_err(meta_error)?;
+            let existing = s3
+                .meta
+                .get_bucket(&input.bucket)
+                .await
+                .map_err(meta_error)?;
             if existing.is_some_and(|b| b.owner == owner) {
                 return Err(s3_error!(
                     BucketAlreadyOwnedByYou,
@@ -127,16 +157,29 @@ pub async fn create_bucket(s3: &Coffer, req: S3Request<CreateBucketInput>) -> S3
     }))
 }
 
-pub async fn head_bucket(s3: &Coffer, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
-    let bucket = s3.meta.require_bucket(&req.input.bucket).await.map_err(meta_error)?;
+pub async fn head_bucket(
+    s3: &Coffer,
+    req: S3Request<HeadBucketInput>,
+) -> S3Result<S3Response<HeadBucketOutput>> {
+    let bucket = s3
+        .meta
+        .require_bucket(&req.input.bucket)
+        .await
+        .map_err(meta_error)?;
     Ok(S3Response::new(HeadBucketOutput {
         bucket_region: Some(bucket.region),
         ..Default::default()
     }))
 }
 
-pub async fn delete_bucket(s3: &Coffer, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
-    s3.meta.delete_bucket(&req.input.bucket).await.map_err(meta_error)?;
+pub async fn delete_bucket(
+    s3: &Coffer,
+    req: S3Request<DeleteBucketInput>,
+) -> S3Result<S3Response<DeleteBucketOutput>> {
+    s3.meta
+        .delete_bucket(&req.input.bucket)
+        .await
+        .map_err(meta_error)?;
     s3.keyring.forget_bucket_policy(&req.input.bucket);
     let mut response = S3Response::new(DeleteBucketOutput::default());
     response.status = Some(http::StatusCode::NO_CONTENT);
@@ -147,9 +190,14 @@ pub async fn get_bucket_location(
     s3: &Coffer,
     req: S3Request<GetBucketLocationInput>,
 ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-    let bucket = s3.meta.require_bucket(&req.input.bucket).await.map_err(meta_error)?;
+    let bucket = s3
+        .meta
+        .require_bucket(&req.input.bucket)
+        .await
+        .map_err(meta_error)?;
     // us-east-1 is reported as an empty constraint, as AWS does.
-    let constraint = (bucket.region != "us-east-1").then(|| BucketLocationConstraint::from(bucket.region));
+    let constraint =
+        (bucket.region != "us-east-1").then(|| BucketLocationConstraint::from(bucket.region));
     Ok(S3Response::new(GetBucketLocationOutput {
         location_constraint: constraint,
     }))
@@ -164,7 +212,18 @@ mod tests {
         for ok in ["abc", "my-bucket.logs", "a1b2c3", "123"] {
             assert!(validate_bucket_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", "My-Bucket", "-abc", "abc-", "a..b", "a.-b", "192.168.1.1", "xn--abc", "a_b", "health"] {
+        for bad in [
+            "ab",
+            "My-Bucket",
+            "-abc",
+            "abc-",
+            "a..b",
+            "a.-b",
+            "192.168.1.1",
+            "xn--abc",
+            "a_b",
+            "health",
+        ] {
             assert!(validate_bucket_name(bad).is_err(), "{bad}");
         }
     }

@@ -105,7 +105,10 @@ pub fn expected(headers: &HeaderMap, declared: Option<&ChecksumAlgorithm>) -> S3
         .filter_map(|a| headers.get(a.header()).map(|v| (a, v)))
         .collect::<Vec<_>>();
     if found.len() > 1 {
-        return Err(s3_error!(InvalidRequest, "Expecting a single x-amz-checksum- header"));
+        return Err(s3_error!(
+            InvalidRequest,
+            "Expecting a single x-amz-checksum- header"
+        ));
     }
     if let Some((algorithm, value)) = found.pop() {
         let value = value
@@ -132,7 +135,10 @@ pub fn expected(headers: &HeaderMap, declared: Option<&ChecksumAlgorithm>) -> S3
     }
     let algorithm = match declared {
         Some(a) => Some(Algorithm::from_dto(a)?),
-        None => match headers.get("x-amz-sdk-checksum-algorithm").and_then(|v| v.to_str().ok()) {
+        None => match headers
+            .get("x-amz-sdk-checksum-algorithm")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(name) => Some(Algorithm::parse(name)?),
             None => None,
         },
@@ -146,24 +152,38 @@ pub fn expected(headers: &HeaderMap, declared: Option<&ChecksumAlgorithm>) -> S3
 
 impl Expected {
     /// Compares what was computed with what the client sent (header or trailer).
-    pub fn verify(&self, computed: Option<&str>, trailers: Option<&TrailingHeaders>) -> S3Result<()> {
-        let Some(algorithm) = self.algorithm else { return Ok(()) };
+    pub fn verify(
+        &self,
+        computed: Option<&str>,
+        trailers: Option<&TrailingHeaders>,
+    ) -> S3Result<()> {
+        let Some(algorithm) = self.algorithm else {
+            return Ok(());
+        };
         let sent = if self.in_trailer {
-            let map = trailers
-                .and_then(TrailingHeaders::take)
-                .ok_or_else(|| s3_error!(InvalidRequest, "The trailing checksum was not received"))?;
+            let map = trailers.and_then(TrailingHeaders::take).ok_or_else(|| {
+                s3_error!(InvalidRequest, "The trailing checksum was not received")
+            })?;
             let value = map
                 .get(algorithm.header())
                 .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| s3_error!(InvalidRequest, "The trailing checksum was not received"))?;
+                .ok_or_else(|| {
+                    s3_error!(InvalidRequest, "The trailing checksum was not received")
+                })?;
             Some(value.to_owned())
         } else {
             self.value.clone()
         };
         let Some(sent) = sent else { return Ok(()) };
-        let valid_encoding = base64::engine::general_purpose::STANDARD.decode(sent.as_bytes()).is_ok();
+        let valid_encoding = base64::engine::general_purpose::STANDARD
+            .decode(sent.as_bytes())
+            .is_ok();
         if !valid_encoding {
-            return Err(s3_error!(InvalidRequest, "Value for {} header is invalid.", algorithm.header()));
+            return Err(s3_error!(
+                InvalidRequest,
+                "Value for {} header is invalid.",
+                algorithm.header()
+            ));
         }
         if computed != Some(sent.as_str()) {
             return Err(s3_error!(
@@ -198,7 +218,10 @@ mod tests {
     #[test]
     fn crc32_of_known_input_matches_aws_base64() {
         // CRC32("hello world") = 0x0D4A1185
-        assert_eq!(Algorithm::Crc32.digest_base64(b"hello world").as_deref(), Some("DUoRhQ=="));
+        assert_eq!(
+            Algorithm::Crc32.digest_base64(b"hello world").as_deref(),
+            Some("DUoRhQ==")
+        );
     }
 
     #[test]

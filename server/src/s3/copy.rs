@@ -20,11 +20,22 @@ pub(super) async fn copy_source_object(
     source: &CopySource,
     conditions: Conditions<'_>,
 ) -> S3Result<ObjectMeta> {
-    let CopySource::Bucket { bucket, key, version_id } = source else {
-        return Err(s3_error!(NotImplemented, "Access point copy sources are not supported"));
+    let CopySource::Bucket {
+        bucket,
+        key,
+        version_id,
+    } = source
+    else {
+        return Err(s3_error!(
+            NotImplemented,
+            "Access point copy sources are not supported"
+        ));
     };
     if version_id.as_deref().is_some_and(|v| v != "null") {
-        return Err(s3_error!(NoSuchVersion, "The specified version does not exist."));
+        return Err(s3_error!(
+            NoSuchVersion,
+            "The specified version does not exist."
+        ));
     }
     let object = match s3.meta.get_object(bucket, key).await.map_err(meta_error)? {
         Some(object) => object,
@@ -33,15 +44,25 @@ pub(super) async fn copy_source_object(
             return Err(s3_error!(NoSuchKey, "The specified key does not exist."));
         }
     };
-    check_conditions(&object, &conditions)
-        .map_err(|_| s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"))?;
+    check_conditions(&object, &conditions).map_err(|_| {
+        s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        )
+    })?;
     Ok(object)
 }
 
-pub async fn copy_object(s3: &Coffer, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+pub async fn copy_object(
+    s3: &Coffer,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
     let input = req.input;
     validate_key(&input.key)?;
-    s3.meta.require_bucket(&input.bucket).await.map_err(meta_error)?;
+    s3.meta
+        .require_bucket(&input.bucket)
+        .await
+        .map_err(meta_error)?;
     let source = copy_source_object(
         s3,
         &input.copy_source,
@@ -53,10 +74,19 @@ pub async fn copy_object(s3: &Coffer, req: S3Request<CopyObjectInput>) -> S3Resu
         },
     )
     .await?;
-    let replace = match input.metadata_directive.as_ref().map(MetadataDirective::as_str) {
+    let replace = match input
+        .metadata_directive
+        .as_ref()
+        .map(MetadataDirective::as_str)
+    {
         None | Some("COPY") => false,
         Some("REPLACE") => true,
-        Some(other) => return Err(s3_error!(InvalidArgument, "Unknown metadata directive {other}")),
+        Some(other) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Unknown metadata directive {other}"
+            ));
+        }
     };
     let headers = if replace {
         object_headers(
@@ -93,7 +123,15 @@ pub async fn copy_object(s3: &Coffer, req: S3Request<CopyObjectInput>) -> S3Resu
             ..source.clone()
         }
     } else {
-        copy_bytes(s3, &source, &input.bucket, &input.key, headers, input.checksum_algorithm.as_ref()).await?
+        copy_bytes(
+            s3,
+            &source,
+            &input.bucket,
+            &input.key,
+            headers,
+            input.checksum_algorithm.as_ref(),
+        )
+        .await?
     };
     let condition = if onto_itself {
         WriteCondition::IfMatch(source.etag.clone())
@@ -113,7 +151,12 @@ pub async fn copy_object(s3: &Coffer, req: S3Request<CopyObjectInput>) -> S3Resu
         last_modified: Some(timestamp(object.last_modified)),
         ..Default::default()
     };
-    if let Some(algorithm) = object.checksum.algorithm.as_deref().and_then(|a| Algorithm::parse(a).ok()) {
+    if let Some(algorithm) = object
+        .checksum
+        .algorithm
+        .as_deref()
+        .and_then(|a| Algorithm::parse(a).ok())
+    {
         set_checksum!(result, algorithm, object.checksum.value.clone());
     }
     Ok(S3Response::new(CopyObjectOutput {
@@ -133,9 +176,17 @@ async fn copy_bytes(
 ) -> S3Result<ObjectMeta> {
     let algorithm = match requested {
         Some(a) => Some(Algorithm::from_dto(a)?),
-        None => source.checksum.algorithm.as_deref().and_then(|a| Algorithm::parse(a).ok()),
+        None => source
+            .checksum
+            .algorithm
+            .as_deref()
+            .and_then(|a| Algorithm::parse(a).ok()),
     };
-    let stream = Box::pin(SyncStream::new(object_stream(s3.blobs.clone(), &source.segments, 0..source.size)));
+    let stream = Box::pin(SyncStream::new(object_stream(
+        s3.blobs.clone(),
+        &source.segments,
+        0..source.size,
+    )));
     let ingested = ingest(
         &s3.blobs,
         stream,

@@ -40,7 +40,9 @@ fn seconds(ts: &Timestamp) -> i64 {
 pub(super) fn check_conditions(object: &ObjectMeta, c: &Conditions<'_>) -> Result<(), S3ErrorCode> {
     let modified = object.last_modified.div_euclid(1000);
     match c.if_match {
-        Some(cond) if !etag_matches(cond, &object.etag) => return Err(S3ErrorCode::PreconditionFailed),
+        Some(cond) if !etag_matches(cond, &object.etag) => {
+            return Err(S3ErrorCode::PreconditionFailed);
+        }
         Some(_) => {}
         None => {
             if c.if_unmodified_since.is_some_and(|t| modified > seconds(t)) {
@@ -70,7 +72,10 @@ fn condition_error(code: S3ErrorCode, object: &ObjectMeta) -> S3Error {
         err.set_headers(headers);
         err
     } else {
-        s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        )
     }
 }
 
@@ -90,9 +95,16 @@ pub(super) struct Selection {
     pub part: Option<usize>,
 }
 
-pub(super) fn select(object: &ObjectMeta, range: Option<&s3s::dto::Range>, part_number: Option<i32>) -> S3Result<Selection> {
+pub(super) fn select(
+    object: &ObjectMeta,
+    range: Option<&s3s::dto::Range>,
+    part_number: Option<i32>,
+) -> S3Result<Selection> {
     match (range, part_number) {
-        (Some(_), Some(_)) => Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter")),
+        (Some(_), Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        )),
         (Some(r), None) => {
             let range = r.check(object.size).map_err(|_| {
                 let mut err = s3_error!(InvalidRange, "The requested range is not satisfiable");
@@ -171,7 +183,11 @@ pub(super) fn object_stream(
 
 /// A verified body: the first chunk is read before answering, so a corrupt or
 /// missing blob becomes an error response instead of a truncated 200.
-pub(super) async fn verified_body(blobs: &BlobStore, object: &ObjectMeta, range: Range<u64>) -> S3Result<StreamingBlob> {
+pub(super) async fn verified_body(
+    blobs: &BlobStore,
+    object: &ObjectMeta,
+    range: Range<u64>,
+) -> S3Result<StreamingBlob> {
     let mut stream = Box::pin(object_stream(blobs.clone(), &object.segments, range));
     let first = match stream.next().await {
         Some(Err(e)) => return Err(io_error(e)),
@@ -194,9 +210,17 @@ struct Described {
     checksum: Option<(Algorithm, Option<String>, &'static str)>,
 }
 
-fn describe(object: &ObjectMeta, selection: &Selection, checksum_mode: Option<&ChecksumMode>) -> Described {
+fn describe(
+    object: &ObjectMeta,
+    selection: &Selection,
+    checksum_mode: Option<&ChecksumMode>,
+) -> Described {
     let enabled = checksum_mode.is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
-    let algorithm = object.checksum.algorithm.as_deref().and_then(|a| Algorithm::parse(a).ok());
+    let algorithm = object
+        .checksum
+        .algorithm
+        .as_deref()
+        .and_then(|a| Algorithm::parse(a).ok());
     let checksum = match (enabled, algorithm, selection.part) {
         (true, Some(a), Some(index)) if object.parts_count().is_some() => object
             .segments
@@ -252,14 +276,34 @@ macro_rules! fill_common {
             .clone()
             .or_else(|| h.content_type.clone())
             .or_else(|| Some("binary/octet-stream".to_owned()));
-        $out.content_encoding = $input.response_content_encoding.clone().or_else(|| h.content_encoding.clone());
-        $out.content_disposition = $input.response_content_disposition.clone().or_else(|| h.content_disposition.clone());
-        $out.content_language = $input.response_content_language.clone().or_else(|| h.content_language.clone());
-        $out.cache_control = $input.response_cache_control.clone().or_else(|| h.cache_control.clone());
-        $out.expires = $input.response_expires.clone().or_else(|| h.expires.as_deref().and_then(parse_expires));
+        $out.content_encoding = $input
+            .response_content_encoding
+            .clone()
+            .or_else(|| h.content_encoding.clone());
+        $out.content_disposition = $input
+            .response_content_disposition
+            .clone()
+            .or_else(|| h.content_disposition.clone());
+        $out.content_language = $input
+            .response_content_language
+            .clone()
+            .or_else(|| h.content_language.clone());
+        $out.cache_control = $input
+            .response_cache_control
+            .clone()
+            .or_else(|| h.cache_control.clone());
+        $out.expires = $input
+            .response_expires
+            .clone()
+            .or_else(|| h.expires.as_deref().and_then(parse_expires));
         $out.storage_class = h.storage_class.clone().map(StorageClass::from);
         if !h.user_metadata.is_empty() {
-            $out.metadata = Some(h.user_metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+            $out.metadata = Some(
+                h.user_metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            );
         }
         if let Some((algorithm, value, kind)) = $described.checksum.clone() {
             set_checksum!($out, algorithm, value);
@@ -268,7 +312,10 @@ macro_rules! fill_common {
     }};
 }
 
-pub async fn get_object(s3: &Coffer, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+pub async fn get_object(
+    s3: &Coffer,
+    req: S3Request<GetObjectInput>,
+) -> S3Result<S3Response<GetObjectOutput>> {
     let input = &req.input;
     let object = find_object(s3, &input.bucket, &input.key).await?;
     let conditions = Conditions {
@@ -293,7 +340,10 @@ pub async fn get_object(s3: &Coffer, req: S3Request<GetObjectInput>) -> S3Result
     Ok(response)
 }
 
-pub async fn head_object(s3: &Coffer, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+pub async fn head_object(
+    s3: &Coffer,
+    req: S3Request<HeadObjectInput>,
+) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = &req.input;
     let object = find_object(s3, &input.bucket, &input.key).await?;
     let conditions = Conditions {

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use md5::{Digest as _, Md5};
 use s3s::checksum::ChecksumHasher;
-use s3s::{S3Result, s3_error};
+use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 
 use super::checksum::Algorithm;
 use super::{io_error, join_error};
@@ -40,6 +40,37 @@ impl Sink {
     }
 }
 
+/// Maps a failure while reading a body to the S3 error clients expect. s3s keeps
+/// its stream error types private, so their (stable) names are matched here.
+fn body_error(message: &str) -> S3Error {
+    tracing::debug!(error = message, "request body failed");
+    if message.contains("Sha256Mismatch") {
+        let mut err = S3Error::with_message(
+            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        );
+        err.set_status_code(http::StatusCode::BAD_REQUEST);
+        err
+    } else if message.contains("SignatureMismatch") {
+        s3_error!(
+            SignatureDoesNotMatch,
+            "The chunk signature we calculated does not match the signature you provided."
+        )
+    } else if message.contains("FormatError")
+        || message.contains("TooLarge")
+        || message.contains("TooMany")
+    {
+        s3_error!(InvalidRequest, "The aws-chunked body is malformed.")
+    } else if message.contains("LengthMismatch") {
+        s3_error!(
+            IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header."
+        )
+    } else {
+        s3_error!(IncompleteBody, "The request body terminated unexpectedly.")
+    }
+}
+
 /// What the body must look like.
 pub struct BodyRules<'a> {
     /// Refuse bodies longer than this (EntityTooLarge).
@@ -63,12 +94,17 @@ where
                 .decode(text.trim())
                 .ok()
                 .filter(|d| d.len() == 16)
-                .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid."))?,
+                .ok_or_else(|| {
+                    s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid.")
+                })?,
         ),
         None => None,
     };
     if rules.declared_len.is_some_and(|n| n > rules.max_size) {
-        return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size"));
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size"
+        ));
     }
     let store = blobs.clone();
     let writer = tokio::task::spawn_blocking(move || store.create())
@@ -87,13 +123,13 @@ where
         let chunk = body.next().await;
         let done = chunk.is_none();
         if let Some(chunk) = chunk {
-            let chunk = chunk.map_err(|e| {
-                tracing::debug!(error = %e, "request body ended early");
-                s3_error!(IncompleteBody, "The request body terminated unexpectedly: {e}")
-            })?;
+            let chunk = chunk.map_err(|e| body_error(&e.to_string()))?;
             received += chunk.len() as u64;
             if received > rules.max_size {
-                return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size"));
+                return Err(s3_error!(
+                    EntityTooLarge,
+                    "Your proposed upload exceeds the maximum allowed size"
+                ));
             }
             buffer.extend_from_slice(&chunk);
         }
@@ -121,7 +157,10 @@ where
     if let Some(expected) = expected_md5
         && expected.as_slice() != md5.as_slice()
     {
-        return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
+        return Err(s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ));
     }
     let checksum = match (rules.algorithm, sink.hasher) {
         (Some(a), Some(h)) => a.pick(&h.finalize()),

@@ -23,7 +23,10 @@ fn url_encoding(encoding: Option<&EncodingType>) -> S3Result<bool> {
     match encoding.map(EncodingType::as_str) {
         None => Ok(false),
         Some("url") => Ok(true),
-        Some(other) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request: {other}")),
+        Some(other) => Err(s3_error!(
+            InvalidArgument,
+            "Invalid Encoding Method specified in Request: {other}"
+        )),
     }
 }
 
@@ -49,14 +52,14 @@ fn to_entry(object: ObjectMeta, url: bool, owner: Option<&Owner>) -> Object {
         last_modified: Some(timestamp(object.last_modified)),
         size: Some(object.size as i64),
         storage_class: Some(ObjectStorageClass::from(
-            object.headers.storage_class.clone().unwrap_or_else(|| "STANDARD".to_owned()),
+            object
+                .headers
+                .storage_class
+                .clone()
+                .unwrap_or_else(|| "STANDARD".to_owned()),
         )),
         checksum_algorithm: algorithm,
-        checksum_type: object
-            .checksum
-            .kind
-            .clone()
-            .map(ChecksumType::from),
+        checksum_type: object.checksum.kind.clone().map(ChecksumType::from),
         owner: owner.cloned(),
         restore_status: None,
     }
@@ -78,20 +81,35 @@ async fn bucket_owner(s3: &Coffer, bucket: &str) -> S3Result<Owner> {
     })
 }
 
-pub async fn list_objects(s3: &Coffer, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+pub async fn list_objects(
+    s3: &Coffer,
+    req: S3Request<ListObjectsInput>,
+) -> S3Result<S3Response<ListObjectsOutput>> {
     let input = req.input;
     let url = url_encoding(input.encoding_type.as_ref())?;
     let owner = bucket_owner(s3, &input.bucket).await?;
     let query = ListQuery {
         prefix: input.prefix.clone().unwrap_or_default(),
         delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
-        start_after: input.marker.clone().filter(|m| !m.is_empty()).map(String::into_bytes),
+        start_after: input
+            .marker
+            .clone()
+            .filter(|m| !m.is_empty())
+            .map(String::into_bytes),
         max_keys: max_keys(input.max_keys)?,
     };
-    let page = s3.meta.list_objects(&input.bucket, &query).await.map_err(meta_error)?;
+    let page = s3
+        .meta
+        .list_objects(&input.bucket, &query)
+        .await
+        .map_err(meta_error)?;
     // NextMarker is only returned with a delimiter; without one clients use the last key.
     let next_marker = (page.is_truncated && query.delimiter.is_some())
-        .then(|| page.last.as_deref().map(|l| encode(&String::from_utf8_lossy(l), url)))
+        .then(|| {
+            page.last
+                .as_deref()
+                .map(|l| encode(&String::from_utf8_lossy(l), url))
+        })
         .flatten();
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
@@ -99,7 +117,12 @@ pub async fn list_objects(s3: &Coffer, req: S3Request<ListObjectsInput>) -> S3Re
         marker: Some(encode(input.marker.as_deref().unwrap_or(""), url)),
         max_keys: Some(query.max_keys as i32),
         is_truncated: Some(page.is_truncated),
-        contents: Some(page.items.into_iter().map(|o| to_entry(o, url, Some(&owner))).collect()),
+        contents: Some(
+            page.items
+                .into_iter()
+                .map(|o| to_entry(o, url, Some(&owner)))
+                .collect(),
+        ),
         common_prefixes: Some(prefixes(page.common_prefixes, url)),
         delimiter: query.delimiter.map(|d| encode(&d, url)),
         next_marker,
@@ -115,16 +138,28 @@ fn encode_token(last: &[u8]) -> String {
 fn decode_token(token: &str) -> S3Result<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
-        .map_err(|_| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))
+        .map_err(|_| {
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
+        })
 }
 
-pub async fn list_objects_v2(s3: &Coffer, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+pub async fn list_objects_v2(
+    s3: &Coffer,
+    req: S3Request<ListObjectsV2Input>,
+) -> S3Result<S3Response<ListObjectsV2Output>> {
     let input = req.input;
     let url = url_encoding(input.encoding_type.as_ref())?;
     let owner = bucket_owner(s3, &input.bucket).await?;
     let start_after = match input.continuation_token.as_deref() {
         Some(token) => Some(decode_token(token)?),
-        None => input.start_after.clone().filter(|s| !s.is_empty()).map(String::into_bytes),
+        None => input
+            .start_after
+            .clone()
+            .filter(|s| !s.is_empty())
+            .map(String::into_bytes),
     };
     let query = ListQuery {
         prefix: input.prefix.clone().unwrap_or_default(),
@@ -132,7 +167,11 @@ pub async fn list_objects_v2(s3: &Coffer, req: S3Request<ListObjectsV2Input>) ->
         start_after,
         max_keys: max_keys(input.max_keys)?,
     };
-    let page = s3.meta.list_objects(&input.bucket, &query).await.map_err(meta_error)?;
+    let page = s3
+        .meta
+        .list_objects(&input.bucket, &query)
+        .await
+        .map_err(meta_error)?;
     let key_count = (page.items.len() + page.common_prefixes.len()) as i32;
     let next = page
         .is_truncated
@@ -147,7 +186,12 @@ pub async fn list_objects_v2(s3: &Coffer, req: S3Request<ListObjectsV2Input>) ->
         continuation_token: input.continuation_token,
         is_truncated: Some(page.is_truncated),
         next_continuation_token: next,
-        contents: Some(page.items.into_iter().map(|o| to_entry(o, url, show_owner)).collect()),
+        contents: Some(
+            page.items
+                .into_iter()
+                .map(|o| to_entry(o, url, show_owner))
+                .collect(),
+        ),
         common_prefixes: Some(prefixes(page.common_prefixes, url)),
         delimiter: query.delimiter.map(|d| encode(&d, url)),
         encoding_type: input.encoding_type,

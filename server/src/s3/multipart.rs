@@ -15,7 +15,9 @@ use super::ingest::{BodyRules, Ingested, ingest};
 use super::put::{HeaderInput, declared_length, discard, object_headers, write_condition};
 use super::{Coffer, meta_error, quoted_etag, timestamp, validate_key};
 use crate::auth::Authorizer;
-use crate::meta::{self, ListQuery, MultipartUpload, ObjectChecksum, ObjectMeta, Segment, now_millis};
+use crate::meta::{
+    self, ListQuery, MultipartUpload, ObjectChecksum, ObjectMeta, Segment, now_millis,
+};
 
 /// S3 allows part numbers 1 to 10,000.
 const MAX_PARTS: i32 = 10_000;
@@ -24,12 +26,18 @@ fn part_number(n: i32) -> S3Result<u32> {
     if (1..=MAX_PARTS).contains(&n) {
         Ok(n as u32)
     } else {
-        Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and {MAX_PARTS}, inclusive"))
+        Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and {MAX_PARTS}, inclusive"
+        ))
     }
 }
 
 fn upload_algorithm(upload: &MultipartUpload) -> Option<Algorithm> {
-    upload.checksum_algorithm.as_deref().and_then(|a| Algorithm::parse(a).ok())
+    upload
+        .checksum_algorithm
+        .as_deref()
+        .and_then(|a| Algorithm::parse(a).ok())
 }
 
 pub async fn create_multipart_upload(
@@ -52,9 +60,20 @@ pub async fn create_multipart_upload(
         },
         s3.limits.max_user_metadata,
     )?;
-    let algorithm = input.checksum_algorithm.as_ref().map(Algorithm::from_dto).transpose()?;
-    if input.checksum_type.as_ref().is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT) {
-        return Err(s3_error!(NotImplemented, "FULL_OBJECT checksums for multipart uploads are not supported yet; use COMPOSITE"));
+    let algorithm = input
+        .checksum_algorithm
+        .as_ref()
+        .map(Algorithm::from_dto)
+        .transpose()?;
+    if input
+        .checksum_type
+        .as_ref()
+        .is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT)
+    {
+        return Err(s3_error!(
+            NotImplemented,
+            "FULL_OBJECT checksums for multipart uploads are not supported yet; use COMPOSITE"
+        ));
     }
     let upload = MultipartUpload {
         upload_id: format!("{:032x}", rand::random::<u128>()),
@@ -65,7 +84,10 @@ pub async fn create_multipart_upload(
         headers,
         checksum_algorithm: algorithm.map(|a| a.name().to_owned()),
     };
-    s3.meta.create_multipart_upload(&upload).await.map_err(meta_error)?;
+    s3.meta
+        .create_multipart_upload(&upload)
+        .await
+        .map_err(meta_error)?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -77,7 +99,12 @@ pub async fn create_multipart_upload(
 }
 
 /// Records an ingested part, discarding its blob if the upload is gone.
-async fn record_part(s3: &Coffer, upload_id: &str, number: u32, ingested: &Ingested) -> S3Result<()> {
+async fn record_part(
+    s3: &Coffer,
+    upload_id: &str,
+    number: u32,
+    ingested: &Ingested,
+) -> S3Result<()> {
     let part = meta::Part {
         part_number: number,
         size: ingested.blob.size,
@@ -93,7 +120,10 @@ async fn record_part(s3: &Coffer, upload_id: &str, number: u32, ingested: &Inges
     Ok(())
 }
 
-pub async fn upload_part(s3: &Coffer, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+pub async fn upload_part(
+    s3: &Coffer,
+    req: S3Request<UploadPartInput>,
+) -> S3Result<S3Response<UploadPartOutput>> {
     let input = req.input;
     let number = part_number(input.part_number)?;
     let upload = s3
@@ -114,9 +144,9 @@ pub async fn upload_part(s3: &Coffer, req: S3Request<UploadPartInput>) -> S3Resu
         ));
     }
     let algorithm = expected.algorithm.or(stored_algorithm);
-    let body = input
-        .body
-        .unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()));
+    let body = input.body.unwrap_or_else(|| {
+        StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
+    });
     let ingested = ingest(
         &s3.blobs,
         body,
@@ -145,7 +175,9 @@ pub async fn upload_part(s3: &Coffer, req: S3Request<UploadPartInput>) -> S3Resu
 
 /// Parses `bytes=first-last` of `x-amz-copy-source-range` against the source size.
 fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
-    let Some(text) = range else { return Ok(0..size) };
+    let Some(text) = range else {
+        return Ok(0..size);
+    };
     let invalid = || {
         s3_error!(
             InvalidArgument,
@@ -162,12 +194,18 @@ fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> 
         return Err(invalid());
     }
     if last >= size {
-        return Err(s3_error!(InvalidRange, "The requested range is not satisfiable"));
+        return Err(s3_error!(
+            InvalidRange,
+            "The requested range is not satisfiable"
+        ));
     }
     Ok(first..last + 1)
 }
 
-pub async fn upload_part_copy(s3: &Coffer, req: S3Request<UploadPartCopyInput>) -> S3Result<S3Response<UploadPartCopyOutput>> {
+pub async fn upload_part_copy(
+    s3: &Coffer,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
     let input = req.input;
     let number = part_number(input.part_number)?;
     let upload = s3
@@ -189,7 +227,11 @@ pub async fn upload_part_copy(s3: &Coffer, req: S3Request<UploadPartCopyInput>) 
     let range = copy_range(input.copy_source_range.as_deref(), source.size)?;
     let algorithm = upload_algorithm(&upload);
     let len = range.end - range.start;
-    let stream = Box::pin(SyncStream::new(object_stream(s3.blobs.clone(), &source.segments, range)));
+    let stream = Box::pin(SyncStream::new(object_stream(
+        s3.blobs.clone(),
+        &source.segments,
+        range,
+    )));
     let ingested = ingest(
         &s3.blobs,
         stream,
@@ -230,9 +272,17 @@ fn requested_part_checksum(part: &CompletedPart, algorithm: Algorithm) -> Option
 fn composite_checksum(algorithm: Algorithm, part_checksums: &[Option<String>]) -> Option<String> {
     let mut raw = Vec::new();
     for value in part_checksums {
-        raw.extend(base64::engine::general_purpose::STANDARD.decode(value.as_deref()?).ok()?);
+        raw.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(value.as_deref()?)
+                .ok()?,
+        );
     }
-    Some(format!("{}-{}", algorithm.digest_base64(&raw)?, part_checksums.len()))
+    Some(format!(
+        "{}-{}",
+        algorithm.digest_base64(&raw)?,
+        part_checksums.len()
+    ))
 }
 
 pub async fn complete_multipart_upload(
@@ -251,7 +301,10 @@ pub async fn complete_multipart_upload(
         .filter(|p| !p.is_empty())
         .ok_or_else(|| s3_error!(MalformedXML, "The XML you provided did not list any parts"))?;
     if requested.len() > MAX_PARTS as usize {
-        return Err(s3_error!(MalformedXML, "At most {MAX_PARTS} parts may be listed"));
+        return Err(s3_error!(
+            MalformedXML,
+            "At most {MAX_PARTS} parts may be listed"
+        ));
     }
     let stored = s3
         .meta
@@ -264,7 +317,10 @@ pub async fn complete_multipart_upload(
     for part in &requested {
         let number = part_number(part.part_number.unwrap_or(0))?;
         if number <= previous {
-            return Err(s3_error!(InvalidPartOrder, "The list of parts was not in ascending order. The parts list must be specified in order by part number."));
+            return Err(s3_error!(
+                InvalidPartOrder,
+                "The list of parts was not in ascending order. The parts list must be specified in order by part number."
+            ));
         }
         previous = number;
         let invalid_part = || {
@@ -273,7 +329,10 @@ pub async fn complete_multipart_upload(
                 "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."
             )
         };
-        let found = stored.iter().find(|p| p.part_number == number).ok_or_else(invalid_part)?;
+        let found = stored
+            .iter()
+            .find(|p| p.part_number == number)
+            .ok_or_else(invalid_part)?;
         if part.e_tag.as_ref().is_some_and(|e| e.value() != found.etag) {
             return Err(invalid_part());
         }
@@ -285,7 +344,10 @@ pub async fn complete_multipart_upload(
         }
         chosen.push(found.clone());
     }
-    if let Some(small) = chosen[..chosen.len() - 1].iter().find(|p| p.size < s3.limits.min_part_size) {
+    if let Some(small) = chosen[..chosen.len() - 1]
+        .iter()
+        .find(|p| p.size < s3.limits.min_part_size)
+    {
         return Err(s3_error!(
             EntityTooSmall,
             "Your proposed upload is smaller than the minimum allowed object size (part {} has {} bytes).",
@@ -295,7 +357,8 @@ pub async fn complete_multipart_upload(
     }
     let mut md5 = Md5::new();
     for part in &chosen {
-        let digest = hex::decode(&part.etag).map_err(|_| s3_error!(InternalError, "stored part ETag is corrupt"))?;
+        let digest = hex::decode(&part.etag)
+            .map_err(|_| s3_error!(InternalError, "stored part ETag is corrupt"))?;
         md5.update(&digest);
     }
     let etag = format!("{}-{}", hex::encode(md5.finalize()), chosen.len());
@@ -309,7 +372,9 @@ pub async fn complete_multipart_upload(
         last_modified: now_millis(),
         headers: upload.headers.clone(),
         checksum: ObjectChecksum {
-            algorithm: algorithm.filter(|_| checksum_value.is_some()).map(|a| a.name().to_owned()),
+            algorithm: algorithm
+                .filter(|_| checksum_value.is_some())
+                .map(|a| a.name().to_owned()),
             value: checksum_value.clone(),
             kind: checksum_value.as_ref().map(|_| "COMPOSITE".to_owned()),
         },
@@ -351,7 +416,10 @@ pub async fn abort_multipart_upload(
         .get_multipart_upload(&input.bucket, &input.key, &input.upload_id)
         .await
         .map_err(meta_error)?;
-    s3.meta.abort_multipart_upload(&upload.upload_id).await.map_err(meta_error)?;
+    s3.meta
+        .abort_multipart_upload(&upload.upload_id)
+        .await
+        .map_err(meta_error)?;
     let mut response = S3Response::new(AbortMultipartUploadOutput::default());
     response.status = Some(http::StatusCode::NO_CONTENT);
     Ok(response)
@@ -370,7 +438,10 @@ fn owner(id: &str) -> (Owner, Initiator) {
     )
 }
 
-pub async fn list_parts(s3: &Coffer, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+pub async fn list_parts(
+    s3: &Coffer,
+    req: S3Request<ListPartsInput>,
+) -> S3Result<S3Response<ListPartsOutput>> {
     let input = req.input;
     let upload = s3
         .meta
@@ -417,7 +488,11 @@ pub async fn list_parts(s3: &Coffer, req: S3Request<ListPartsInput>) -> S3Result
         owner: Some(owner),
         initiator: Some(initiator),
         storage_class: Some(StorageClass::from(
-            upload.headers.storage_class.clone().unwrap_or_else(|| "STANDARD".to_owned()),
+            upload
+                .headers
+                .storage_class
+                .clone()
+                .unwrap_or_else(|| "STANDARD".to_owned()),
         )),
         checksum_algorithm: algorithm.map(|a| ChecksumAlgorithm::from(a.name().to_owned())),
         ..Default::default()
@@ -429,20 +504,33 @@ pub async fn list_multipart_uploads(
     req: S3Request<ListMultipartUploadsInput>,
 ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
     let input = req.input;
-    s3.meta.require_bucket(&input.bucket).await.map_err(meta_error)?;
+    s3.meta
+        .require_bucket(&input.bucket)
+        .await
+        .map_err(meta_error)?;
     let query = ListQuery {
         prefix: input.prefix.clone().unwrap_or_default(),
         delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
-        start_after: input.key_marker.clone().filter(|k| !k.is_empty()).map(String::into_bytes),
+        start_after: input
+            .key_marker
+            .clone()
+            .filter(|k| !k.is_empty())
+            .map(String::into_bytes),
         max_keys: input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize,
     };
-    let id_marker = input.upload_id_marker.as_deref().filter(|_| query.start_after.is_some());
+    let id_marker = input
+        .upload_id_marker
+        .as_deref()
+        .filter(|_| query.start_after.is_some());
     let page = s3
         .meta
         .list_multipart_uploads(&input.bucket, &query, id_marker)
         .await
         .map_err(meta_error)?;
-    let last_key = page.last.as_deref().map(|l| String::from_utf8_lossy(l).into_owned());
+    let last_key = page
+        .last
+        .as_deref()
+        .map(|l| String::from_utf8_lossy(l).into_owned());
     let next_upload_id = page
         .items
         .last()
@@ -460,7 +548,9 @@ pub async fn list_multipart_uploads(
                 owner: Some(owner),
                 initiator: Some(initiator),
                 storage_class: Some(StorageClass::from(
-                    u.headers.storage_class.unwrap_or_else(|| "STANDARD".to_owned()),
+                    u.headers
+                        .storage_class
+                        .unwrap_or_else(|| "STANDARD".to_owned()),
                 )),
                 checksum_algorithm: u.checksum_algorithm.map(ChecksumAlgorithm::from),
                 checksum_type: None,

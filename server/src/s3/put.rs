@@ -25,10 +25,17 @@ pub(super) struct HeaderInput<'a> {
     pub metadata: Option<&'a Metadata>,
 }
 
-pub(super) fn object_headers(input: HeaderInput<'_>, max_user_metadata: usize) -> S3Result<ObjectHeaders> {
+pub(super) fn object_headers(
+    input: HeaderInput<'_>,
+    max_user_metadata: usize,
+) -> S3Result<ObjectHeaders> {
     let user_metadata: BTreeMap<String, String> = input
         .metadata
-        .map(|m| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     let metadata_size: usize = user_metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
     if metadata_size > max_user_metadata {
@@ -47,9 +54,19 @@ pub(super) fn object_headers(input: HeaderInput<'_>, max_user_metadata: usize) -
         None => None,
     };
     if let Some(class) = input.storage_class
-        && !matches!(class.as_str(), "STANDARD" | "REDUCED_REDUNDANCY" | "STANDARD_IA" | "ONEZONE_IA" | "INTELLIGENT_TIERING")
+        && !matches!(
+            class.as_str(),
+            "STANDARD"
+                | "REDUCED_REDUNDANCY"
+                | "STANDARD_IA"
+                | "ONEZONE_IA"
+                | "INTELLIGENT_TIERING"
+        )
     {
-        return Err(s3_error!(InvalidStorageClass, "The storage class you specified is not valid"));
+        return Err(s3_error!(
+            InvalidStorageClass,
+            "The storage class you specified is not valid"
+        ));
     }
     Ok(ObjectHeaders {
         content_type: input.content_type.map(str::to_owned),
@@ -80,7 +97,10 @@ pub(super) fn declared_length(headers: &HeaderMap, content_length: Option<i64>) 
 }
 
 /// `If-None-Match: *` or `If-Match: "etag"` on a write.
-pub(super) fn write_condition(if_match: Option<&IfMatch>, if_none_match: Option<&IfNoneMatch>) -> S3Result<WriteCondition> {
+pub(super) fn write_condition(
+    if_match: Option<&IfMatch>,
+    if_none_match: Option<&IfNoneMatch>,
+) -> S3Result<WriteCondition> {
     match (if_match, if_none_match) {
         (Some(_), Some(_)) => Err(s3_error!(
             NotImplemented,
@@ -91,8 +111,13 @@ pub(super) fn write_condition(if_match: Option<&IfMatch>, if_none_match: Option<
             NotImplemented,
             "If-None-Match on writes supports only the value *"
         )),
-        (Some(ETagCondition::ETag(etag)), None) => Ok(WriteCondition::IfMatch(etag.value().to_owned())),
-        (Some(ETagCondition::Any), None) => Err(s3_error!(NotImplemented, "If-Match: * is not supported on writes")),
+        (Some(ETagCondition::ETag(etag)), None) => {
+            Ok(WriteCondition::IfMatch(etag.value().to_owned()))
+        }
+        (Some(ETagCondition::Any), None) => Err(s3_error!(
+            NotImplemented,
+            "If-Match: * is not supported on writes"
+        )),
         (None, None) => Ok(WriteCondition::None),
     }
 }
@@ -103,10 +128,16 @@ pub(super) async fn discard(blobs: &BlobStore, id: String) {
     let _ = tokio::task::spawn_blocking(move || blobs.delete(&id)).await;
 }
 
-pub async fn put_object(s3: &Coffer, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+pub async fn put_object(
+    s3: &Coffer,
+    req: S3Request<PutObjectInput>,
+) -> S3Result<S3Response<PutObjectOutput>> {
     let input = req.input;
     validate_key(&input.key)?;
-    s3.meta.require_bucket(&input.bucket).await.map_err(meta_error)?;
+    s3.meta
+        .require_bucket(&input.bucket)
+        .await
+        .map_err(meta_error)?;
     let headers = object_headers(
         HeaderInput {
             content_type: input.content_type.as_deref(),
@@ -122,13 +153,20 @@ pub async fn put_object(s3: &Coffer, req: S3Request<PutObjectInput>) -> S3Result
     )?;
     let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     if condition == WriteCondition::IfNoneMatchAny
-        && s3.meta.get_object(&input.bucket, &input.key).await.map_err(meta_error)?.is_some()
+        && s3
+            .meta
+            .get_object(&input.bucket, &input.key)
+            .await
+            .map_err(meta_error)?
+            .is_some()
     {
         // Fail before reading the body; the commit checks again atomically.
         return Err(meta_error(crate::meta::MetaError::PreconditionFailed));
     }
     let expected = checksum::expected(&req.headers, input.checksum_algorithm.as_ref())?;
-    let body = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()));
+    let body = input.body.unwrap_or_else(|| {
+        StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
+    });
     let ingested = ingest(
         &s3.blobs,
         body,

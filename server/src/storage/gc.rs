@@ -35,7 +35,8 @@ pub async fn collect_garbage(
         }
         let store = blobs.clone();
         let doomed = ids.clone();
-        tokio::task::spawn_blocking(move || doomed.iter().try_for_each(|id| store.delete(id))).await??;
+        tokio::task::spawn_blocking(move || doomed.iter().try_for_each(|id| store.delete(id)))
+            .await??;
         meta.forget_garbage_blobs(&ids).await?;
         report.garbage_removed += ids.len();
     }
@@ -60,10 +61,15 @@ pub async fn collect_garbage(
     report.temp_removed = temp_removed;
     for batch in candidates.chunks(500) {
         let known = meta.known_blobs(batch).await?;
-        let orphans: Vec<String> = batch.iter().filter(|id| !known.contains(*id)).cloned().collect();
+        let orphans: Vec<String> = batch
+            .iter()
+            .filter(|id| !known.contains(*id))
+            .cloned()
+            .collect();
         report.orphans_removed += orphans.len();
         let store = blobs.clone();
-        tokio::task::spawn_blocking(move || orphans.iter().try_for_each(|id| store.delete(id))).await??;
+        tokio::task::spawn_blocking(move || orphans.iter().try_for_each(|id| store.delete(id)))
+            .await??;
     }
     Ok(report)
 }
@@ -115,7 +121,9 @@ pub fn spawn_collector(
             let walk = pass % walk_every.max(1) == 0;
             pass = pass.wrapping_add(1);
             match collect_garbage(&meta, &blobs, grace, walk).await {
-                Ok(report) if report != GcReport::default() => tracing::info!(?report, "garbage collected"),
+                Ok(report) if report != GcReport::default() => {
+                    tracing::info!(?report, "garbage collected")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "garbage collection failed; will retry"),
             }

@@ -73,7 +73,10 @@ impl BlobStore {
     fn path_of(&self, id: &str) -> io::Result<PathBuf> {
         let valid = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
         if !valid {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad blob id {id:?}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad blob id {id:?}"),
+            ));
         }
         Ok(self.inner.blobs.join(&id[..2]).join(id))
     }
@@ -82,7 +85,10 @@ impl BlobStore {
     pub fn create(&self) -> io::Result<BlobWriter> {
         let id = Self::new_blob_id();
         let tmp_path = self.inner.tmp.join(format!("{id}.tmp"));
-        let file = OpenOptions::new().write(true).create_new(true).open(&tmp_path)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)?;
         Ok(BlobWriter {
             store: self.clone(),
             id,
@@ -106,8 +112,10 @@ impl BlobStore {
         let mut tail = [0u8; TAIL_LEN as usize];
         file.read_exact(&mut tail)?;
         let len = u64::from_le_bytes(tail[0..8].try_into().map_err(|_| corrupt("tail"))?);
-        let block_size = u32::from_le_bytes(tail[8..12].try_into().map_err(|_| corrupt("tail"))?) as usize;
-        let blocks = u32::from_le_bytes(tail[12..16].try_into().map_err(|_| corrupt("tail"))?) as usize;
+        let block_size =
+            u32::from_le_bytes(tail[8..12].try_into().map_err(|_| corrupt("tail"))?) as usize;
+        let blocks =
+            u32::from_le_bytes(tail[12..16].try_into().map_err(|_| corrupt("tail"))?) as usize;
         if &tail[16..24] != MAGIC || block_size == 0 {
             return Err(corrupt(format!("blob {id} has no valid trailer")));
         }
@@ -175,7 +183,10 @@ impl BlobWriter {
 
     /// Appends bytes. Blocking.
     pub fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
-        let file = self.file.as_mut().ok_or_else(|| io::Error::other("blob writer finished"))?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("blob writer finished"))?;
         file.write_all(data)?;
         self.len += data.len() as u64;
         while !data.is_empty() {
@@ -197,7 +208,10 @@ impl BlobWriter {
         if self.block_fill > 0 {
             self.crcs.push(self.block_crc);
         }
-        let mut file = self.file.take().ok_or_else(|| io::Error::other("blob writer finished"))?;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("blob writer finished"))?;
         for crc in &self.crcs {
             file.write_all(&crc.to_le_bytes())?;
         }
@@ -233,7 +247,10 @@ impl Drop for BlobWriter {
 
 fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
     // crc-fast's CRC-32/ISCSI is CRC32C; combine by continuing from the state.
-    let mut digest = crc_fast::Digest::new_with_init_state(crc_fast::CrcAlgorithm::Crc32Iscsi, u64::from(crc ^ 0xFFFF_FFFF));
+    let mut digest = crc_fast::Digest::new_with_init_state(
+        crc_fast::CrcAlgorithm::Crc32Iscsi,
+        u64::from(crc ^ 0xFFFF_FFFF),
+    );
     digest.update(data);
     digest.finalize() as u32
 }
@@ -263,16 +280,26 @@ impl BlobReader {
         let size = (self.len - start).min(self.block_size as u64) as usize;
         let mut buf = vec![0u8; size];
         self.file.read_exact_at(&mut buf, start)?;
-        let expected = self.crcs.get(index).copied().ok_or_else(|| corrupt("block index"))?;
+        let expected = self
+            .crcs
+            .get(index)
+            .copied()
+            .ok_or_else(|| corrupt("block index"))?;
         if crc32c_append(0, &buf) != expected {
-            return Err(corrupt(format!("blob {} block {index} fails its checksum", self.id)));
+            return Err(corrupt(format!(
+                "blob {} block {index} fails its checksum",
+                self.id
+            )));
         }
         Ok(Bytes::from(buf))
     }
 
     /// Streams bytes `range` (end exclusive), verifying every block touched.
     /// At most one block is held in memory at a time.
-    pub fn stream_range(self, range: std::ops::Range<u64>) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    pub fn stream_range(
+        self,
+        range: std::ops::Range<u64>,
+    ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
         let end = range.end.min(self.len);
         let state = (self, range.start);
         futures::stream::try_unfold(state, move |(reader, pos)| async move {
@@ -309,7 +336,8 @@ mod tests {
     use futures::TryStreamExt;
 
     fn store() -> (BlobStore, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("coffer-blob-test-{:016x}", rand::random::<u64>()));
+        let dir =
+            std::env::temp_dir().join(format!("coffer-blob-test-{:016x}", rand::random::<u64>()));
         (BlobStore::open(&dir).unwrap(), dir)
     }
 
@@ -326,9 +354,18 @@ mod tests {
         w.append(&data[100..]).unwrap();
         let info = w.finish().unwrap();
         assert_eq!(info.size, data.len() as u64);
-        for (a, b) in [(0, data.len()), (5, 7), (BLOCK_SIZE - 3, BLOCK_SIZE + 3), (data.len() - 1, data.len())] {
+        for (a, b) in [
+            (0, data.len()),
+            (5, 7),
+            (BLOCK_SIZE - 3, BLOCK_SIZE + 3),
+            (data.len() - 1, data.len()),
+        ] {
             let reader = store.open_blob(&info.id).unwrap();
-            let chunks: Vec<Bytes> = reader.stream_range(a as u64..b as u64).try_collect().await.unwrap();
+            let chunks: Vec<Bytes> = reader
+                .stream_range(a as u64..b as u64)
+                .try_collect()
+                .await
+                .unwrap();
             assert_eq!(chunks.concat(), &data[a..b]);
         }
         std::fs::remove_dir_all(dir).unwrap();
@@ -347,9 +384,18 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let reader = store.open_blob(&info.id).unwrap();
         // The first block is intact and still readable; the second is refused.
-        let first: Vec<Bytes> = reader.clone().stream_range(0..10).try_collect().await.unwrap();
+        let first: Vec<Bytes> = reader
+            .clone()
+            .stream_range(0..10)
+            .try_collect()
+            .await
+            .unwrap();
         assert_eq!(first.concat(), &data[..10]);
-        let err = reader.clone().stream_range(0..data.len() as u64).try_collect::<Vec<Bytes>>().await;
+        let err = reader
+            .clone()
+            .stream_range(0..data.len() as u64)
+            .try_collect::<Vec<Bytes>>()
+            .await;
         assert_eq!(err.unwrap_err().kind(), io::ErrorKind::InvalidData);
         assert!(reader.verify_all().is_err());
         std::fs::remove_dir_all(dir).unwrap();

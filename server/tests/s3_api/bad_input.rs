@@ -11,23 +11,51 @@ async fn path_tricks_and_long_keys_are_refused(backend: Backend) {
     let s3 = t.root_client();
     s3.create_bucket().bucket("keys").send().await.unwrap();
     for bad in ["../etc/passwd", "a/../../b", "a/./b"] {
-        let result = s3.put_object().bucket("keys").key(bad).body(b"x".to_vec().into()).send().await;
+        let result = s3
+            .put_object()
+            .bucket("keys")
+            .key(bad)
+            .body(b"x".to_vec().into())
+            .send()
+            .await;
         assert_eq!(code(result), "InvalidArgument", "{bad}");
     }
     let long = "k".repeat(1025);
     assert_eq!(
-        code(s3.put_object().bucket("keys").key(&long).body(b"x".to_vec().into()).send().await),
+        code(
+            s3.put_object()
+                .bucket("keys")
+                .key(&long)
+                .body(b"x".to_vec().into())
+                .send()
+                .await
+        ),
         "KeyTooLongError"
     );
-    s3.put_object().bucket("keys").key("k".repeat(1024)).body(b"x".to_vec().into()).send().await.unwrap();
+    s3.put_object()
+        .bucket("keys")
+        .key("k".repeat(1024))
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap();
     let listed = s3.list_objects_v2().bucket("keys").send().await.unwrap();
-    assert_eq!(listed.key_count(), Some(1), "nothing but the valid key was stored");
+    assert_eq!(
+        listed.key_count(),
+        Some(1),
+        "nothing but the valid key was stored"
+    );
     t.stop().await;
 }
 
 async fn malformed_xml_gets_malformed_xml(backend: Backend) {
     let t = TestServer::start(backend).await;
-    t.root_client().create_bucket().bucket("xml").send().await.unwrap();
+    t.root_client()
+        .create_bucket()
+        .bucket("xml")
+        .send()
+        .await
+        .unwrap();
     let root = t.server.root_key();
     let body = b"<Delete><Object><Key>unterminated".to_vec();
     let mut request = http::Request::post(format!("{}/xml?delete", t.endpoint()))
@@ -46,7 +74,12 @@ async fn malformed_xml_gets_malformed_xml(backend: Backend) {
 
 async fn oversized_header_section_is_refused(backend: Backend) {
     let t = TestServer::start(backend).await;
-    t.root_client().create_bucket().bucket("hdr").send().await.unwrap();
+    t.root_client()
+        .create_bucket()
+        .bucket("hdr")
+        .send()
+        .await
+        .unwrap();
     let root = t.server.root_key();
     let mut request = http::Request::put(format!("{}/hdr/k", t.endpoint()))
         .header("x-amz-meta-huge", "h".repeat(20 * 1024))
@@ -56,15 +89,33 @@ async fn oversized_header_section_is_refused(backend: Backend) {
     let (status, _, body) = send(request).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(xml_code(&body), "RequestHeaderSectionTooLarge");
-    assert_eq!(code(t.root_client().head_object().bucket("hdr").key("k").send().await), "HTTP 404");
+    assert_eq!(
+        code(
+            t.root_client()
+                .head_object()
+                .bucket("hdr")
+                .key("k")
+                .send()
+                .await
+        ),
+        "NotFound"
+    );
     t.stop().await;
 }
 
 async fn clock_skew_over_fifteen_minutes_is_refused(backend: Backend) {
     let t = TestServer::start(backend).await;
     let root = t.server.root_key();
-    let mut request = http::Request::get(format!("{}/", t.endpoint())).body(Vec::new()).unwrap();
-    sign_at(&mut request, &root.id, &root.secret, Payload::Hashed, SystemTime::now() - Duration::from_secs(20 * 60));
+    let mut request = http::Request::get(format!("{}/", t.endpoint()))
+        .body(Vec::new())
+        .unwrap();
+    sign_at(
+        &mut request,
+        &root.id,
+        &root.secret,
+        Payload::Hashed,
+        SystemTime::now() - Duration::from_secs(20 * 60),
+    );
     let (status, _, body) = send(request).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(xml_code(&body), "RequestTimeTooSkewed", "{body}");
@@ -73,21 +124,43 @@ async fn clock_skew_over_fifteen_minutes_is_refused(backend: Backend) {
 
 async fn signed_payload_hash_mismatch_is_refused(backend: Backend) {
     let t = TestServer::start(backend).await;
-    t.root_client().create_bucket().bucket("sha").send().await.unwrap();
+    t.root_client()
+        .create_bucket()
+        .bucket("sha")
+        .send()
+        .await
+        .unwrap();
     let root = t.server.root_key();
-    let mut request = http::Request::put(format!("{}/sha/k", t.endpoint())).body(b"original".to_vec()).unwrap();
+    let mut request = http::Request::put(format!("{}/sha/k", t.endpoint()))
+        .body(b"original".to_vec())
+        .unwrap();
     sign(&mut request, &root.id, &root.secret, false);
     *request.body_mut() = b"tampered".to_vec();
     let (status, _, body) = send(request).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(xml_code(&body), "XAmzContentSHA256Mismatch", "{body}");
-    assert_eq!(code(t.root_client().head_object().bucket("sha").key("k").send().await), "HTTP 404");
+    assert_eq!(
+        code(
+            t.root_client()
+                .head_object()
+                .bucket("sha")
+                .key("k")
+                .send()
+                .await
+        ),
+        "NotFound"
+    );
     t.stop().await;
 }
 
 async fn truncated_body_leaves_no_object_and_no_temp_file(backend: Backend) {
     let t = TestServer::start(backend).await;
-    t.root_client().create_bucket().bucket("cut").send().await.unwrap();
+    t.root_client()
+        .create_bucket()
+        .bucket("cut")
+        .send()
+        .await
+        .unwrap();
     let root = t.server.root_key();
     let mut request = http::Request::put(format!("{}/cut/k", t.endpoint()))
         .header("content-length", "100000")
@@ -100,7 +173,9 @@ async fn truncated_body_leaves_no_object_and_no_temp_file(backend: Backend) {
         head.push_str(&format!("{}: {}\r\n", name, value.to_str().unwrap()));
     }
     head.push_str("\r\n");
-    let mut stream = tokio::net::TcpStream::connect(t.server.local_addr()).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(t.server.local_addr())
+        .await
+        .unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&[7u8; 5000]).await.unwrap();
     stream.shutdown().await.unwrap();
@@ -108,7 +183,17 @@ async fn truncated_body_leaves_no_object_and_no_temp_file(backend: Backend) {
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
     drop(stream);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(code(t.root_client().head_object().bucket("cut").key("k").send().await), "HTTP 404");
+    assert_eq!(
+        code(
+            t.root_client()
+                .head_object()
+                .bucket("cut")
+                .key("k")
+                .send()
+                .await
+        ),
+        "NotFound"
+    );
     let temp_files = std::fs::read_dir(t.data_dir.join("tmp")).unwrap().count();
     assert_eq!(temp_files, 0, "the partial upload was cleaned up");
     assert_eq!(crate::objects::count_blob_files(&t.data_dir), 0);
@@ -122,7 +207,9 @@ fn hex_sha256(data: &[u8]) -> String {
 /// Builds an aws-chunked body whose every chunk is signed in chain from `seed`.
 fn chunked_body(chunks: &[&[u8]], seed: &str, secret: &str, time: SystemTime) -> Vec<u8> {
     use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
-    let key = generate_signing_key(secret, time, "us-east-1", "s3").as_ref().to_vec();
+    let key = generate_signing_key(secret, time, "us-east-1", "s3")
+        .as_ref()
+        .to_vec();
     let datetime = time::OffsetDateTime::from(time);
     let amz_date = format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
@@ -167,7 +254,9 @@ async fn streaming_chunk_signatures_are_verified_in_chain(backend: Backend) {
             .body(Vec::new())
             .unwrap();
         let encoded_len = chunked_body(&parts, "0", "x", time).len();
-        request.headers_mut().insert("content-length", encoded_len.into());
+        request
+            .headers_mut()
+            .insert("content-length", encoded_len.into());
         let seed = sign_at(
             &mut request,
             &root.id,
@@ -184,10 +273,19 @@ async fn streaming_chunk_signatures_are_verified_in_chain(backend: Backend) {
         let (status, _, text) = send(request).await;
         if tamper {
             assert_ne!(status, 200, "a tampered chunk must be refused");
-            assert_eq!(code(s3.head_object().bucket("chunks").key(key).send().await), "HTTP 404");
+            assert_eq!(
+                code(s3.head_object().bucket("chunks").key(key).send().await),
+                "NotFound"
+            );
         } else {
             assert_eq!(status, 200, "{text}");
-            let got = s3.get_object().bucket("chunks").key(key).send().await.unwrap();
+            let got = s3
+                .get_object()
+                .bucket("chunks")
+                .key(key)
+                .send()
+                .await
+                .unwrap();
             let bytes = got.body.collect().await.unwrap().into_bytes();
             assert_eq!(bytes.len(), decoded_len);
             assert!(bytes.ends_with(b"tail bytes"));

@@ -34,7 +34,10 @@ impl TestServer {
             Backend::Sqlite => None,
             Backend::Postgres => Some(coffer_testkit::postgres_url().await),
         };
-        config.root_credentials = Some(("ROOTKEYFORTESTS".to_owned(), "root-secret-for-tests".to_owned()));
+        config.root_credentials = Some((
+            "ROOTKEYFORTESTS".to_owned(),
+            "root-secret-for-tests".to_owned(),
+        ));
         tweak(&mut config);
         let server = start(config).await.expect("server starts");
         Self { server, data_dir }
@@ -88,7 +91,9 @@ pub fn client(endpoint: &str, id: &str, secret: &str) -> Client {
 }
 
 /// The S3 error code of a failed SDK call.
-pub fn code<E, R>(result: Result<R, aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>>) -> String
+pub fn code<E, R>(
+    result: Result<R, aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
     R: std::fmt::Debug,
@@ -98,14 +103,21 @@ where
         Err(e) => e
             .as_service_error()
             .and_then(|s| s.code().map(str::to_owned))
-            .or_else(|| e.raw_response().map(|r| format!("HTTP {}", r.status().as_u16())))
+            .or_else(|| {
+                e.raw_response()
+                    .map(|r| format!("HTTP {}", r.status().as_u16()))
+            })
             .unwrap_or_else(|| format!("{e:?}")),
     }
 }
 
 /// Signs a raw request with SigV4 (aws-sigv4), payload hashed unless `unsigned`.
 pub fn sign(request: &mut http::Request<Vec<u8>>, id: &str, secret: &str, unsigned: bool) {
-    let payload = if unsigned { Payload::Unsigned } else { Payload::Hashed };
+    let payload = if unsigned {
+        Payload::Unsigned
+    } else {
+        Payload::Hashed
+    };
     sign_at(request, id, secret, payload, SystemTime::now());
 }
 
@@ -117,7 +129,13 @@ pub enum Payload {
 }
 
 /// Signs at a given time; returns the signature (the seed of chunk signatures).
-pub fn sign_at(request: &mut http::Request<Vec<u8>>, id: &str, secret: &str, payload: Payload, time: SystemTime) -> String {
+pub fn sign_at(
+    request: &mut http::Request<Vec<u8>>,
+    id: &str,
+    secret: &str,
+    payload: Payload,
+    time: SystemTime,
+) -> String {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     use aws_sigv4::sign::v4;
     let identity = Credentials::new(id, secret, None, None, "raw").into();
@@ -141,7 +159,12 @@ pub fn sign_at(request: &mut http::Request<Vec<u8>>, id: &str, secret: &str, pay
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().expect("ascii header").to_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().expect("ascii header").to_owned(),
+            )
+        })
         .collect();
     let signable = SignableRequest::new(
         request.method().as_str(),
@@ -159,7 +182,9 @@ pub fn sign_at(request: &mut http::Request<Vec<u8>>, id: &str, secret: &str, pay
 pub async fn send(request: http::Request<Vec<u8>>) -> (u16, http::HeaderMap, String) {
     let (parts, body) = request.into_parts();
     let client = reqwest::Client::new();
-    let mut builder = client.request(parts.method, parts.uri.to_string()).body(body);
+    let mut builder = client
+        .request(parts.method, parts.uri.to_string())
+        .body(body);
     for (name, value) in &parts.headers {
         builder = builder.header(name, value);
     }
@@ -172,7 +197,10 @@ pub async fn send(request: http::Request<Vec<u8>>) -> (u16, http::HeaderMap, Str
 
 /// Extracts `<Code>` from an S3 XML error body.
 pub fn xml_code(body: &str) -> &str {
-    body.split("<Code>").nth(1).and_then(|r| r.split("</Code>").next()).unwrap_or("")
+    body.split("<Code>")
+        .nth(1)
+        .and_then(|r| r.split("</Code>").next())
+        .unwrap_or("")
 }
 
 /// Runs a test body against both metadata backends.

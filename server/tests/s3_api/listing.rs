@@ -4,16 +4,28 @@ use crate::on_both_backends;
 async fn fill(s3: &aws_sdk_s3::Client, bucket: &str, keys: &[&str]) {
     s3.create_bucket().bucket(bucket).send().await.unwrap();
     for key in keys {
-        s3.put_object().bucket(bucket).key(*key).body(b"x".to_vec().into()).send().await.unwrap();
+        s3.put_object()
+            .bucket(bucket)
+            .key(*key)
+            .body(b"x".to_vec().into())
+            .send()
+            .await
+            .unwrap();
     }
 }
 
 fn keys_of(out: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output) -> Vec<String> {
-    out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
 }
 
 fn prefixes_of(out: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output) -> Vec<String> {
-    out.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)).collect()
+    out.common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix().map(str::to_owned))
+        .collect()
 }
 
 async fn list_v2_with_delimiter_groups_common_prefixes(backend: Backend) {
@@ -21,16 +33,41 @@ async fn list_v2_with_delimiter_groups_common_prefixes(backend: Backend) {
     let s3 = t.root_client();
     let keys = ["a/1", "a/2", "a/b/3", "b/1", "c", "d/e/f", "z"];
     fill(&s3, "tree", &keys).await;
-    let top = s3.list_objects_v2().bucket("tree").delimiter("/").send().await.unwrap();
+    let top = s3
+        .list_objects_v2()
+        .bucket("tree")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(keys_of(&top), ["c", "z"]);
     assert_eq!(prefixes_of(&top), ["a/", "b/", "d/"]);
     assert_eq!(top.key_count(), Some(5));
-    let under_a = s3.list_objects_v2().bucket("tree").prefix("a/").delimiter("/").send().await.unwrap();
+    let under_a = s3
+        .list_objects_v2()
+        .bucket("tree")
+        .prefix("a/")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(keys_of(&under_a), ["a/1", "a/2"]);
     assert_eq!(prefixes_of(&under_a), ["a/b/"]);
-    let flat = s3.list_objects_v2().bucket("tree").prefix("a/").send().await.unwrap();
+    let flat = s3
+        .list_objects_v2()
+        .bucket("tree")
+        .prefix("a/")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(keys_of(&flat), ["a/1", "a/2", "a/b/3"]);
-    let after = s3.list_objects_v2().bucket("tree").start_after("b/1").send().await.unwrap();
+    let after = s3
+        .list_objects_v2()
+        .bucket("tree")
+        .start_after("b/1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(keys_of(&after), ["c", "d/e/f", "z"]);
     t.stop().await;
 }
@@ -76,17 +113,30 @@ async fn list_v1_markers_and_url_encoding(backend: Backend) {
     let t = TestServer::start(backend).await;
     let s3 = t.root_client();
     let keys = ["a b", "a+b", "dir/x", "dir/y", "é", "z"];
-    fill(&s3, "v1", &keys).await;
-    let page = s3.list_objects().bucket("v1").max_keys(2).send().await.unwrap();
+    fill(&s3, "list-v1", &keys).await;
+    let page = s3
+        .list_objects()
+        .bucket("list-v1")
+        .max_keys(2)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.is_truncated(), Some(true));
     let first: Vec<&str> = page.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(first, ["a b", "a+b"]);
-    let rest = s3.list_objects().bucket("v1").marker("a+b").delimiter("/").send().await.unwrap();
+    let rest = s3
+        .list_objects()
+        .bucket("list-v1")
+        .marker("a+b")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
     let keys: Vec<&str> = rest.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, ["z", "é"], "binary (UTF-8 byte) order puts é after z");
     assert_eq!(rest.common_prefixes().len(), 1);
     assert!(rest.contents()[0].owner().is_some(), "V1 lists owners");
-    let url = format!("{}/v1?list-type=2&encoding-type=url", t.endpoint());
+    let url = format!("{}/list-v1?list-type=2&encoding-type=url", t.endpoint());
     let mut request = http::Request::get(url).body(Vec::new()).unwrap();
     let root = t.server.root_key();
     crate::common::sign(&mut request, &root.id, &root.secret, false);

@@ -1,5 +1,7 @@
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, Delete, MetadataDirective, ObjectIdentifier};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, Delete, MetadataDirective, ObjectIdentifier,
+};
 
 use crate::common::{Backend, TestServer, code};
 use crate::on_both_backends;
@@ -33,9 +35,18 @@ async fn put_then_get_returns_bytes_headers_and_metadata(backend: Backend) {
         .unwrap();
     let expected_etag = format!("\"{:x}\"", md5_of(&data));
     assert_eq!(put.e_tag(), Some(expected_etag.as_str()));
-    let got = s3.get_object().bucket("objects").key("dir/file.bin").send().await.unwrap();
+    let got = s3
+        .get_object()
+        .bucket("objects")
+        .key("dir/file.bin")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.content_type(), Some("application/x-test"));
-    assert_eq!(got.content_disposition(), Some("attachment; filename=\"f.bin\""));
+    assert_eq!(
+        got.content_disposition(),
+        Some("attachment; filename=\"f.bin\"")
+    );
     assert_eq!(got.cache_control(), Some("max-age=60"));
     assert_eq!(got.content_language(), Some("en"));
     assert_eq!(got.e_tag(), Some(expected_etag.as_str()));
@@ -44,10 +55,28 @@ async fn put_then_get_returns_bytes_headers_and_metadata(backend: Backend) {
     assert_eq!(metadata.get("color").map(String::as_str), Some("blue"));
     assert_eq!(metadata.get("owner").map(String::as_str), Some("team-a"));
     assert_eq!(body_of(got).await, data);
-    let head = s3.head_object().bucket("objects").key("dir/file.bin").send().await.unwrap();
+    let head = s3
+        .head_object()
+        .bucket("objects")
+        .key("dir/file.bin")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_length(), Some(data.len() as i64));
-    assert_eq!(code(s3.get_object().bucket("objects").key("missing").send().await), "NoSuchKey");
-    assert_eq!(code(s3.get_object().bucket("nobucket").key("k").send().await), "NoSuchBucket");
+    assert_eq!(
+        code(
+            s3.get_object()
+                .bucket("objects")
+                .key("missing")
+                .send()
+                .await
+        ),
+        "NoSuchKey"
+    );
+    assert_eq!(
+        code(s3.get_object().bucket("nobucket").key("k").send().await),
+        "NoSuchBucket"
+    );
     t.stop().await;
 }
 
@@ -61,27 +90,64 @@ async fn ranges_and_part_numbers_select_bytes(backend: Backend) {
     let s3 = t.root_client();
     s3.create_bucket().bucket("ranges").send().await.unwrap();
     let data = pattern(2 * 1024 * 1024 + 100);
-    s3.put_object().bucket("ranges").key("r").body(data.clone().into()).send().await.unwrap();
+    s3.put_object()
+        .bucket("ranges")
+        .key("r")
+        .body(data.clone().into())
+        .send()
+        .await
+        .unwrap();
     let len = data.len();
     for (range, expected) in [
         ("bytes=0-9".to_owned(), &data[0..10]),
-        ("bytes=1048570-1048590".to_owned(), &data[1_048_570..1_048_591]),
+        (
+            "bytes=1048570-1048590".to_owned(),
+            &data[1_048_570..1_048_591],
+        ),
         (format!("bytes={}-", len - 5), &data[len - 5..]),
         ("bytes=-7".to_owned(), &data[len - 7..]),
         (format!("bytes=10-{}", len + 1000), &data[10..]),
     ] {
-        let got = s3.get_object().bucket("ranges").key("r").range(&range).send().await.unwrap();
+        let got = s3
+            .get_object()
+            .bucket("ranges")
+            .key("r")
+            .range(&range)
+            .send()
+            .await
+            .unwrap();
         assert!(got.content_range().is_some(), "{range}");
         assert_eq!(body_of(got).await, expected, "{range}");
     }
     assert_eq!(
-        code(s3.get_object().bucket("ranges").key("r").range(format!("bytes={len}-")).send().await),
+        code(
+            s3.get_object()
+                .bucket("ranges")
+                .key("r")
+                .range(format!("bytes={len}-"))
+                .send()
+                .await
+        ),
         "InvalidRange"
     );
-    let part = s3.get_object().bucket("ranges").key("r").part_number(1).send().await.unwrap();
+    let part = s3
+        .get_object()
+        .bucket("ranges")
+        .key("r")
+        .part_number(1)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(body_of(part).await, data);
     assert_eq!(
-        code(s3.get_object().bucket("ranges").key("r").part_number(2).send().await),
+        code(
+            s3.get_object()
+                .bucket("ranges")
+                .key("r")
+                .part_number(2)
+                .send()
+                .await
+        ),
         "InvalidPartNumber"
     );
     t.stop().await;
@@ -102,15 +168,64 @@ async fn conditional_reads_answer_304_and_412(backend: Backend) {
         .e_tag()
         .unwrap()
         .to_owned();
-    s3.get_object().bucket("cond").key("k").if_match(&etag).send().await.unwrap();
-    assert_eq!(code(s3.get_object().bucket("cond").key("k").if_match("\"nope\"").send().await), "PreconditionFailed");
-    assert_eq!(code(s3.get_object().bucket("cond").key("k").if_none_match(&etag).send().await), "HTTP 304");
+    s3.get_object()
+        .bucket("cond")
+        .key("k")
+        .if_match(&etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            s3.get_object()
+                .bucket("cond")
+                .key("k")
+                .if_match("\"nope\"")
+                .send()
+                .await
+        ),
+        "PreconditionFailed"
+    );
+    assert_eq!(
+        code(
+            s3.get_object()
+                .bucket("cond")
+                .key("k")
+                .if_none_match(&etag)
+                .send()
+                .await
+        ),
+        "HTTP 304"
+    );
     let future = DateTime::from_secs(4_000_000_000);
     let past = DateTime::from_secs(1_000_000_000);
-    assert_eq!(code(s3.get_object().bucket("cond").key("k").if_modified_since(future).send().await), "HTTP 304");
-    s3.get_object().bucket("cond").key("k").if_modified_since(past).send().await.unwrap();
     assert_eq!(
-        code(s3.get_object().bucket("cond").key("k").if_unmodified_since(past).send().await),
+        code(
+            s3.get_object()
+                .bucket("cond")
+                .key("k")
+                .if_modified_since(future)
+                .send()
+                .await
+        ),
+        "HTTP 304"
+    );
+    s3.get_object()
+        .bucket("cond")
+        .key("k")
+        .if_modified_since(past)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            s3.get_object()
+                .bucket("cond")
+                .key("k")
+                .if_unmodified_since(past)
+                .send()
+                .await
+        ),
         "PreconditionFailed"
     );
     let overridden = s3
@@ -130,10 +245,14 @@ async fn conditional_reads_answer_304_and_412(backend: Backend) {
 async fn conditional_writes_are_atomic_preconditions(backend: Backend) {
     let t = TestServer::start(backend).await;
     let s3 = t.root_client();
-    s3.create_bucket().bucket("cw").send().await.unwrap();
+    s3.create_bucket()
+        .bucket("cond-write")
+        .send()
+        .await
+        .unwrap();
     let first = s3
         .put_object()
-        .bucket("cw")
+        .bucket("cond-write")
         .key("k")
         .if_none_match("*")
         .body(b"first".to_vec().into())
@@ -141,22 +260,44 @@ async fn conditional_writes_are_atomic_preconditions(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        code(s3.put_object().bucket("cw").key("k").if_none_match("*").body(b"second".to_vec().into()).send().await),
+        code(
+            s3.put_object()
+                .bucket("cond-write")
+                .key("k")
+                .if_none_match("*")
+                .body(b"second".to_vec().into())
+                .send()
+                .await
+        ),
         "PreconditionFailed"
     );
     assert_eq!(
-        code(s3.put_object().bucket("cw").key("k").if_match("\"0000\"").body(b"third".to_vec().into()).send().await),
+        code(
+            s3.put_object()
+                .bucket("cond-write")
+                .key("k")
+                .if_match("\"0000\"")
+                .body(b"third".to_vec().into())
+                .send()
+                .await
+        ),
         "PreconditionFailed"
     );
     s3.put_object()
-        .bucket("cw")
+        .bucket("cond-write")
         .key("k")
         .if_match(first.e_tag().unwrap())
         .body(b"fourth".to_vec().into())
         .send()
         .await
         .unwrap();
-    let got = s3.get_object().bucket("cw").key("k").send().await.unwrap();
+    let got = s3
+        .get_object()
+        .bucket("cond-write")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(body_of(got).await, b"fourth");
     t.stop().await;
 }
@@ -198,7 +339,11 @@ async fn additional_checksums_are_verified_stored_and_returned(backend: Backend)
             _ => (put.checksum_crc64_nvme(), got.checksum_crc64_nvme()),
         };
         assert!(sent.is_some(), "{key}: no checksum in PUT response");
-        assert_eq!(sent.map(str::to_owned), returned.map(str::to_owned), "{key}");
+        assert_eq!(
+            sent.map(str::to_owned),
+            returned.map(str::to_owned),
+            "{key}"
+        );
     }
     // CRC32("hello world") is DUoRhQ==; a wrong value must be refused and leave nothing.
     let wrong = s3
@@ -210,7 +355,10 @@ async fn additional_checksums_are_verified_stored_and_returned(backend: Backend)
         .send()
         .await;
     assert_eq!(code(wrong), "BadDigest");
-    assert_eq!(code(s3.head_object().bucket("sums").key("bad").send().await), "HTTP 404");
+    assert_eq!(
+        code(s3.head_object().bucket("sums").key("bad").send().await),
+        "NotFound"
+    );
     let bad_md5 = s3
         .put_object()
         .bucket("sums")
@@ -228,20 +376,42 @@ async fn delete_objects_in_batch_and_quiet_mode(backend: Backend) {
     let s3 = t.root_client();
     s3.create_bucket().bucket("batch").send().await.unwrap();
     for i in 0..5 {
-        s3.put_object().bucket("batch").key(format!("k{i}")).body(b"x".to_vec().into()).send().await.unwrap();
+        s3.put_object()
+            .bucket("batch")
+            .key(format!("k{i}"))
+            .body(b"x".to_vec().into())
+            .send()
+            .await
+            .unwrap();
     }
     let ids = |keys: &[&str]| {
         Delete::builder()
-            .set_objects(Some(keys.iter().map(|k| ObjectIdentifier::builder().key(*k).build().unwrap()).collect()))
+            .set_objects(Some(
+                keys.iter()
+                    .map(|k| ObjectIdentifier::builder().key(*k).build().unwrap())
+                    .collect(),
+            ))
             .build()
             .unwrap()
     };
-    let out = s3.delete_objects().bucket("batch").delete(ids(&["k0", "k1", "absent"])).send().await.unwrap();
+    let out = s3
+        .delete_objects()
+        .bucket("batch")
+        .delete(ids(&["k0", "k1", "absent"]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.deleted().len(), 3);
     assert!(out.errors().is_empty());
     let mut quiet = ids(&["k2", "k3"]);
     quiet.quiet = Some(true);
-    let out = s3.delete_objects().bucket("batch").delete(quiet).send().await.unwrap();
+    let out = s3
+        .delete_objects()
+        .bucket("batch")
+        .delete(quiet)
+        .send()
+        .await
+        .unwrap();
     assert!(out.deleted().is_empty());
     let left: Vec<String> = s3
         .list_objects_v2()
@@ -278,11 +448,30 @@ async fn copy_object_with_directives_and_conditions(backend: Backend) {
         .unwrap()
         .to_owned();
     let source = format!("src/{}", urlencoding::encode(key));
-    let copied = s3.copy_object().bucket("dst").key("copy").copy_source(&source).send().await.unwrap();
-    assert_eq!(copied.copy_object_result().unwrap().e_tag(), Some(etag.as_str()));
-    let got = s3.get_object().bucket("dst").key("copy").send().await.unwrap();
+    let copied = s3
+        .copy_object()
+        .bucket("dst")
+        .key("copy")
+        .copy_source(&source)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        copied.copy_object_result().unwrap().e_tag(),
+        Some(etag.as_str())
+    );
+    let got = s3
+        .get_object()
+        .bucket("dst")
+        .key("copy")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.content_type(), Some("text/plain"));
-    assert_eq!(got.metadata().unwrap().get("a").map(String::as_str), Some("1"));
+    assert_eq!(
+        got.metadata().unwrap().get("a").map(String::as_str),
+        Some("1")
+    );
     assert_eq!(body_of(got).await, data);
     s3.copy_object()
         .bucket("dst")
@@ -294,15 +483,36 @@ async fn copy_object_with_directives_and_conditions(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let head = s3.head_object().bucket("dst").key("replaced").send().await.unwrap();
+    let head = s3
+        .head_object()
+        .bucket("dst")
+        .key("replaced")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_type(), Some("application/json"));
     assert!(head.metadata().unwrap().get("a").is_none());
     assert_eq!(
-        code(s3.copy_object().bucket("dst").key("x").copy_source(&source).copy_source_if_match("\"zzz\"").send().await),
+        code(
+            s3.copy_object()
+                .bucket("dst")
+                .key("x")
+                .copy_source(&source)
+                .copy_source_if_match("\"zzz\"")
+                .send()
+                .await
+        ),
         "PreconditionFailed"
     );
     assert_eq!(
-        code(s3.copy_object().bucket("src").key(key).copy_source(&source).send().await),
+        code(
+            s3.copy_object()
+                .bucket("src")
+                .key(key)
+                .copy_source(&source)
+                .send()
+                .await
+        ),
         "InvalidRequest"
     );
     s3.copy_object()
@@ -314,13 +524,29 @@ async fn copy_object_with_directives_and_conditions(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let head = s3.head_object().bucket("src").key(key).send().await.unwrap();
-    assert_eq!(head.metadata().unwrap().get("c").map(String::as_str), Some("3"));
+    let head = s3
+        .head_object()
+        .bucket("src")
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.metadata().unwrap().get("c").map(String::as_str),
+        Some("3")
+    );
     assert_eq!(head.e_tag(), Some(etag.as_str()));
     let got = s3.get_object().bucket("src").key(key).send().await.unwrap();
     assert_eq!(body_of(got).await, data);
     assert_eq!(
-        code(s3.copy_object().bucket("dst").key("y").copy_source("src/nothing-here").send().await),
+        code(
+            s3.copy_object()
+                .bucket("dst")
+                .key("y")
+                .copy_source("src/nothing-here")
+                .send()
+                .await
+        ),
         "NoSuchKey"
     );
     t.stop().await;
@@ -331,21 +557,48 @@ async fn user_metadata_over_two_kilobytes_is_refused(backend: Backend) {
     let s3 = t.root_client();
     s3.create_bucket().bucket("meta").send().await.unwrap();
     let big = "v".repeat(2100);
-    let result = s3.put_object().bucket("meta").key("k").metadata("big", big).body(b"x".to_vec().into()).send().await;
+    let result = s3
+        .put_object()
+        .bucket("meta")
+        .key("k")
+        .metadata("big", big)
+        .body(b"x".to_vec().into())
+        .send()
+        .await;
     assert_eq!(code(result), "MetadataTooLarge");
-    assert_eq!(code(s3.head_object().bucket("meta").key("k").send().await), "HTTP 404");
+    assert_eq!(
+        code(s3.head_object().bucket("meta").key("k").send().await),
+        "NotFound"
+    );
     t.stop().await;
 }
 
 async fn overwritten_blobs_are_garbage_collected(backend: Backend) {
     let t = TestServer::start(backend).await;
     let s3 = t.root_client();
-    s3.create_bucket().bucket("gc").send().await.unwrap();
+    s3.create_bucket().bucket("garbage").send().await.unwrap();
     for round in 0..3 {
-        s3.put_object().bucket("gc").key("k").body(pattern(1000 + round).into()).send().await.unwrap();
+        s3.put_object()
+            .bucket("garbage")
+            .key("k")
+            .body(pattern(1000 + round).into())
+            .send()
+            .await
+            .unwrap();
     }
-    s3.put_object().bucket("gc").key("gone").body(b"bye".to_vec().into()).send().await.unwrap();
-    s3.delete_object().bucket("gc").key("gone").send().await.unwrap();
+    s3.put_object()
+        .bucket("garbage")
+        .key("gone")
+        .body(b"bye".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    s3.delete_object()
+        .bucket("garbage")
+        .key("gone")
+        .send()
+        .await
+        .unwrap();
     let report = coffer_server::storage::collect_garbage(
         t.server.meta(),
         t.server.blobs(),
@@ -354,10 +607,19 @@ async fn overwritten_blobs_are_garbage_collected(backend: Backend) {
     )
     .await
     .unwrap();
-    assert_eq!(report.garbage_removed, 3, "two overwritten versions and one deleted object");
+    assert_eq!(
+        report.garbage_removed, 3,
+        "two overwritten versions and one deleted object"
+    );
     let files = count_blob_files(&t.data_dir);
     assert_eq!(files, 1, "only the current blob remains");
-    let got = s3.get_object().bucket("gc").key("k").send().await.unwrap();
+    let got = s3
+        .get_object()
+        .bucket("garbage")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(body_of(got).await, pattern(1002));
     t.stop().await;
 }

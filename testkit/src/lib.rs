@@ -24,7 +24,9 @@ pub async fn postgres_url() -> String {
     let name = format!("coffer_test_{:016x}", rand::random::<u64>());
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to test Postgres at {admin}: {e}\n{INSTALL_HINT}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot connect to test Postgres at {admin}: {e}\n{INSTALL_HINT}")
+        });
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await
@@ -87,10 +89,18 @@ fn pg_command(program: &str, as_postgres: bool) -> Command {
 
 fn start_throwaway_cluster() -> String {
     let as_postgres = is_root();
-    let dir = std::env::temp_dir().join(format!("coffer-pg-{}-{:08x}", std::process::id(), rand::random::<u32>()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let dir = std::env::temp_dir().join(format!(
+        "coffer-pg-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
     if as_postgres {
-        let status = Command::new("chown").args(["postgres:postgres"]).arg(&dir).status();
+        let status = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&dir)
+            .status();
         assert!(
             status.is_ok_and(|s| s.success()),
             "cannot chown {} to the postgres user (does it exist?)\n{INSTALL_HINT}",
@@ -99,7 +109,16 @@ fn start_throwaway_cluster() -> String {
     }
     let data = dir.join("data");
     let out = pg_command("initdb", as_postgres)
-        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "-D",
+        ])
         .arg(&data)
         .output()
         .unwrap_or_else(|e| panic!("cannot run initdb: {e}\n{INSTALL_HINT}"));
@@ -118,7 +137,11 @@ fn start_throwaway_cluster() -> String {
 /// Starts `postgres` under a shell watchdog that stops it and removes its files
 /// once this test process is gone, so no cluster outlives its tests.
 fn spawn_postgres_with_watchdog(dir: &Path, data: &Path, port: u16, as_postgres: bool) {
-    let runner = if as_postgres { "runuser -u postgres -- " } else { "" };
+    let runner = if as_postgres {
+        "runuser -u postgres -- "
+    } else {
+        ""
+    };
     let script = format!(
         "{runner}postgres -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 \
          -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 \
@@ -155,7 +178,8 @@ fn wait_until_accepting(port: u16) {
 /// or by the test); returned as an owned path.
 pub fn temp_dir(label: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("coffer-{label}-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
     dir
 }
 
@@ -165,8 +189,14 @@ mod tests {
 
     #[test]
     fn with_database_replaces_only_the_path() {
-        assert_eq!(with_database("postgres://u:p@h:5/postgres", "x"), "postgres://u:p@h:5/x");
-        assert_eq!(with_database("postgres://u@h:5/db?sslmode=disable", "x"), "postgres://u@h:5/x?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://u:p@h:5/postgres", "x"),
+            "postgres://u:p@h:5/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:5/db?sslmode=disable", "x"),
+            "postgres://u@h:5/x?sslmode=disable"
+        );
         assert_eq!(with_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
     }
 
@@ -174,10 +204,11 @@ mod tests {
     async fn postgres_url_gives_a_working_empty_database() {
         let url = postgres_url().await;
         let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
         assert_eq!(n, 0);
     }
 }

@@ -1,0 +1,508 @@
+//! One conformance suite for the metadata store, run against SQLite and Postgres:
+//! both backends must behave identically for everything the server and the
+//! operator rely on.
+
+use std::collections::BTreeSet;
+
+use coffer_server::meta::{
+    ListQuery, MetaError, MetaStore, MultipartUpload, NewAccessKey, NewBucket, ObjectChecksum,
+    ObjectHeaders, ObjectMeta, Part, Segment, WriteCondition, now_millis,
+};
+
+async fn sqlite_store() -> MetaStore {
+    let dir = coffer_testkit::temp_dir("meta");
+    MetaStore::connect(&format!("sqlite://{}", dir.join("meta.db").display()))
+        .await
+        .expect("sqlite store")
+}
+
+async fn postgres_store() -> MetaStore {
+    MetaStore::connect(&coffer_testkit::postgres_url().await)
+        .await
+        .expect("postgres store")
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(super::sqlite_store().await).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(super::postgres_store().await).await
+                }
+            }
+        )*
+    };
+}
+
+fn bucket(name: &str) -> NewBucket {
+    NewBucket {
+        name: name.to_owned(),
+        owner: "owner-1".to_owned(),
+        region: "us-east-1".to_owned(),
+    }
+}
+
+fn object(bucket: &str, key: &str, blob: &str) -> ObjectMeta {
+    ObjectMeta {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        size: 3,
+        etag: format!("etag-{blob}"),
+        last_modified: now_millis(),
+        headers: ObjectHeaders::default(),
+        checksum: ObjectChecksum::default(),
+        segments: vec![Segment {
+            blob: blob.to_owned(),
+            size: 3,
+            checksum: None,
+        }],
+    }
+}
+
+async fn buckets_and_configs(store: MetaStore) {
+    store.create_bucket(&bucket("b2")).await.unwrap();
+    store.create_bucket(&bucket("b1")).await.unwrap();
+    assert!(matches!(
+        store.create_bucket(&bucket("b1")).await,
+        Err(MetaError::BucketAlreadyExists(_))
+    ));
+    let names: Vec<String> = store
+        .list_buckets()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["b1", "b2"]);
+    store.set_bucket_owner("b1", "k8s:team/b1").await.unwrap();
+    assert_eq!(
+        store.require_bucket("b1").await.unwrap().owner,
+        "k8s:team/b1"
+    );
+    store
+        .set_bucket_config("b1", "versioning", Some("Enabled"))
+        .await
+        .unwrap();
+    store
+        .set_bucket_config("b1", "versioning", Some("Suspended"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_bucket_config("b1", "versioning")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Suspended")
+    );
+    store.set_bucket_policy("b1", Some("{}")).await.unwrap();
+    assert_eq!(
+        store.get_bucket_policy("b1").await.unwrap().as_deref(),
+        Some("{}")
+    );
+    store.set_bucket_policy("b1", None).await.unwrap();
+    assert_eq!(store.get_bucket_policy("b1").await.unwrap(), None);
+    assert!(matches!(
+        store.set_bucket_config("nope", "x", Some("y")).await,
+        Err(MetaError::NoSuchBucket(_))
+    ));
+    store
+        .put_object(&object("b1", "k", "blob1"), &WriteCondition::None)
+        .await
+        .unwrap();
+    let usage = store.bucket_usage("b1").await.unwrap();
+    assert_eq!((usage.objects, usage.bytes), (1, 3));
+    assert!(matches!(
+        store.delete_bucket("b1").await,
+        Err(MetaError::BucketNotEmpty(_))
+    ));
+    store.delete_object("b1", "k").await.unwrap();
+    store.delete_bucket("b1").await.unwrap();
+    assert!(store.get_bucket("b1").await.unwrap().is_none());
+    assert_eq!(
+        store.get_bucket_config("b1", "versioning").await.unwrap(),
+        None
+    );
+    assert!(matches!(
+        store.delete_bucket("b1").await,
+        Err(MetaError::NoSuchBucket(_))
+    ));
+}
+
+async fn access_keys(store: MetaStore) {
+    let key = store
+        .create_access_key(&NewAccessKey {
+            name: "app".to_owned(),
+            owner: "k8s:ns/app".to_owned(),
+            policy: Some("{\"Statement\":[]}".to_owned()),
+            is_root: false,
+            credentials: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(key.id.len(), 20);
+    assert_eq!(key.secret.len(), 40);
+    let fixed = store
+        .create_access_key(&NewAccessKey {
+            name: "root".to_owned(),
+            owner: "root".to_owned(),
+            policy: None,
+            is_root: true,
+            credentials: Some(("ROOTID".to_owned(), "rootsecret".to_owned())),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_access_key(&NewAccessKey {
+                credentials: Some(("ROOTID".to_owned(), "x".to_owned())),
+                ..NewAccessKey {
+                    name: "dup".to_owned(),
+                    owner: "x".to_owned(),
+                    policy: None,
+                    is_root: false,
+                    credentials: None
+                }
+            })
+            .await,
+        Err(MetaError::AccessKeyAlreadyExists(_))
+    ));
+    assert_eq!(store.root_access_key().await.unwrap().unwrap().id, fixed.id);
+    assert_eq!(store.get_access_key(&key.id).await.unwrap().unwrap(), key);
+    assert_eq!(
+        store.list_access_keys_by_owner("k8s:ns/app").await.unwrap(),
+        vec![key.clone()]
+    );
+    store.set_access_key_policy(&key.id, None).await.unwrap();
+    store.set_access_key_expiry(&key.id, Some(1)).await.unwrap();
+    let changed = store.get_access_key(&key.id).await.unwrap().unwrap();
+    assert_eq!(changed.policy, None);
+    assert!(changed.is_expired_at(now_millis()));
+    store.delete_access_key(&key.id).await.unwrap();
+    assert!(matches!(
+        store.delete_access_key(&key.id).await,
+        Err(MetaError::NoSuchAccessKey(_))
+    ));
+    assert_eq!(store.list_access_keys().await.unwrap().len(), 1);
+}
+
+async fn object_writes_conditions_and_garbage(store: MetaStore) {
+    store.create_bucket(&bucket("objs")).await.unwrap();
+    assert!(matches!(
+        store
+            .put_object(&object("missing", "k", "b0"), &WriteCondition::None)
+            .await,
+        Err(MetaError::NoSuchBucket(_))
+    ));
+    store
+        .put_object(&object("objs", "k", "b1"), &WriteCondition::IfNoneMatchAny)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .put_object(&object("objs", "k", "b2"), &WriteCondition::IfNoneMatchAny)
+            .await,
+        Err(MetaError::PreconditionFailed)
+    ));
+    assert!(matches!(
+        store
+            .put_object(
+                &object("objs", "k", "b2"),
+                &WriteCondition::IfMatch("wrong".to_owned())
+            )
+            .await,
+        Err(MetaError::PreconditionFailed)
+    ));
+    assert!(matches!(
+        store
+            .put_object(
+                &object("objs", "other", "b2"),
+                &WriteCondition::IfMatch("etag-b1".to_owned())
+            )
+            .await,
+        Err(MetaError::NoSuchKey)
+    ));
+    store
+        .put_object(
+            &object("objs", "k", "b3"),
+            &WriteCondition::IfMatch("etag-b1".to_owned()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_object("objs", "k")
+            .await
+            .unwrap()
+            .unwrap()
+            .segments[0]
+            .blob,
+        "b3"
+    );
+    assert_eq!(store.garbage_blobs(10).await.unwrap(), ["b1"]);
+    // Rewriting metadata over the same blob keeps it live.
+    let mut same = object("objs", "k", "b3");
+    same.headers.content_type = Some("text/plain".to_owned());
+    store
+        .put_object(&same, &WriteCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(store.garbage_blobs(10).await.unwrap(), ["b1"]);
+    assert!(store.delete_object("objs", "k").await.unwrap());
+    assert!(!store.delete_object("objs", "k").await.unwrap());
+    assert_eq!(store.garbage_blobs(10).await.unwrap(), ["b1", "b3"]);
+    store
+        .forget_garbage_blobs(&["b1".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(store.garbage_blobs(10).await.unwrap(), ["b3"]);
+    let known = store
+        .known_blobs(&["b3".to_owned(), "zz".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(known.into_iter().collect::<Vec<_>>(), ["b3"]);
+}
+
+async fn concurrent_overwrites_leak_no_blob(store: MetaStore) {
+    store.create_bucket(&bucket("race")).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .put_object(
+                    &object("race", "hot", &format!("blob{i:02}")),
+                    &WriteCondition::None,
+                )
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let current = store
+        .get_object("race", "hot")
+        .await
+        .unwrap()
+        .unwrap()
+        .segments[0]
+        .blob
+        .clone();
+    let garbage = store.garbage_blobs(100).await.unwrap();
+    assert_eq!(garbage.len(), 19, "every replaced blob is garbage");
+    assert!(!garbage.contains(&current));
+}
+
+/// Every listing, paged to the end, equals the answer computed the slow way.
+async fn listing_matches_a_brute_force_model(store: MetaStore) {
+    store.create_bucket(&bucket("model")).await.unwrap();
+    let alphabet = ["a", "b", "/", "é", "z", "-", "\u{7f}"];
+    let mut keys = BTreeSet::new();
+    let mut seed = 7u64;
+    while keys.len() < 250 {
+        let mut key = String::new();
+        for _ in 0..(1 + seed % 6) {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            key.push_str(alphabet[(seed >> 33) as usize % alphabet.len()]);
+        }
+        keys.insert(key);
+    }
+    for (i, key) in keys.iter().enumerate() {
+        store
+            .put_object(
+                &object("model", key, &format!("blob{i}")),
+                &WriteCondition::None,
+            )
+            .await
+            .unwrap();
+    }
+    let sorted: Vec<&String> = {
+        let mut v: Vec<&String> = keys.iter().collect();
+        v.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        v
+    };
+    for prefix in ["", "a", "a/", "b", "é", "z/"] {
+        for delimiter in [None, Some("/"), Some("a")] {
+            for page_size in [1usize, 3, 1000] {
+                // The model: S3 semantics over the sorted key list.
+                let mut expected = Vec::new();
+                for key in &sorted {
+                    let Some(rest) = key.strip_prefix(prefix) else {
+                        continue;
+                    };
+                    let entry = match delimiter.and_then(|d| rest.find(d).map(|i| (d, i))) {
+                        Some((d, i)) => format!("P:{}{}", prefix, &rest[..i + d.len()]),
+                        None => format!("K:{key}"),
+                    };
+                    if expected.last() != Some(&entry) {
+                        expected.push(entry);
+                    }
+                }
+                let mut actual = Vec::new();
+                let mut start_after: Option<Vec<u8>> = None;
+                loop {
+                    let page = store
+                        .list_objects(
+                            "model",
+                            &ListQuery {
+                                prefix: prefix.to_owned(),
+                                delimiter: delimiter.map(str::to_owned),
+                                start_after: start_after.clone(),
+                                max_keys: page_size,
+                            },
+                        )
+                        .await
+                        .unwrap();
+                    assert!(page.items.len() + page.common_prefixes.len() <= page_size);
+                    let mut entries: Vec<String> =
+                        page.items.iter().map(|o| format!("K:{}", o.key)).collect();
+                    entries.extend(page.common_prefixes.iter().map(|p| format!("P:{p}")));
+                    entries.sort_by(|a, b| a[2..].as_bytes().cmp(b[2..].as_bytes()));
+                    actual.extend(entries);
+                    if !page.is_truncated {
+                        break;
+                    }
+                    start_after = page.last.clone();
+                }
+                assert_eq!(
+                    actual, expected,
+                    "prefix {prefix:?} delimiter {delimiter:?} page {page_size}"
+                );
+            }
+        }
+    }
+}
+
+async fn multipart_uploads_and_parts(store: MetaStore) {
+    store.create_bucket(&bucket("mp")).await.unwrap();
+    let upload = |id: &str, key: &str| MultipartUpload {
+        upload_id: id.to_owned(),
+        bucket: "mp".to_owned(),
+        key: key.to_owned(),
+        initiated: now_millis(),
+        owner: "o".to_owned(),
+        headers: ObjectHeaders::default(),
+        checksum_algorithm: None,
+    };
+    for (id, key) in [("u1", "x/a"), ("u2", "x/a"), ("u3", "x/b"), ("u4", "y")] {
+        store
+            .create_multipart_upload(&upload(id, key))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store.get_multipart_upload("mp", "other", "u1").await,
+        Err(MetaError::NoSuchUpload)
+    ));
+    let part = |n: u32, blob: &str| Part {
+        part_number: n,
+        size: 5,
+        etag: format!("e{n}"),
+        blob_id: blob.to_owned(),
+        checksum: None,
+        last_modified: now_millis(),
+    };
+    store.put_part("u1", &part(1, "p1")).await.unwrap();
+    store.put_part("u1", &part(2, "p2")).await.unwrap();
+    store.put_part("u1", &part(2, "p2b")).await.unwrap();
+    store.put_part("u1", &part(3, "p3")).await.unwrap();
+    assert_eq!(store.garbage_blobs(10).await.unwrap(), ["p2"]);
+    let parts = store.list_parts("u1", 1, 10).await.unwrap();
+    assert_eq!(
+        parts.iter().map(|p| p.blob_id.as_str()).collect::<Vec<_>>(),
+        ["p2b", "p3"]
+    );
+    let mut done = object("mp", "x/a", "p1");
+    done.segments.push(Segment {
+        blob: "p2b".to_owned(),
+        size: 5,
+        checksum: None,
+    });
+    store
+        .complete_multipart_upload("u1", &done, &WriteCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.garbage_blobs(10).await.unwrap(),
+        ["p2", "p3"],
+        "unused part 3 is garbage"
+    );
+    assert!(matches!(
+        store.put_part("u1", &part(4, "p4")).await,
+        Err(MetaError::NoSuchUpload)
+    ));
+    let page = store
+        .list_multipart_uploads(
+            "mp",
+            &ListQuery {
+                prefix: "x/".to_owned(),
+                delimiter: None,
+                start_after: None,
+                max_keys: 10,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items
+            .iter()
+            .map(|u| u.upload_id.as_str())
+            .collect::<Vec<_>>(),
+        ["u2", "u3"]
+    );
+    let grouped = store
+        .list_multipart_uploads(
+            "mp",
+            &ListQuery {
+                prefix: String::new(),
+                delimiter: Some("/".to_owned()),
+                start_after: None,
+                max_keys: 10,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(grouped.common_prefixes, ["x/"]);
+    assert_eq!(grouped.items.len(), 1);
+    let after = store
+        .list_multipart_uploads(
+            "mp",
+            &ListQuery {
+                prefix: String::new(),
+                delimiter: None,
+                start_after: Some(b"x/a".to_vec()),
+                max_keys: 1,
+            },
+            Some("u2"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.items[0].upload_id, "u3");
+    assert!(after.is_truncated);
+    store.abort_multipart_upload("u3").await.unwrap();
+    assert!(matches!(
+        store.abort_multipart_upload("u3").await,
+        Err(MetaError::NoSuchUpload)
+    ));
+    // Deleting the bucket aborts what is left.
+    store.delete_object("mp", "x/a").await.unwrap();
+    store.delete_bucket("mp").await.unwrap();
+}
+
+conformance!(
+    buckets_and_configs,
+    access_keys,
+    object_writes_conditions_and_garbage,
+    concurrent_overwrites_leak_no_blob,
+    listing_matches_a_brute_force_model,
+    multipart_uploads_and_parts,
+);

@@ -73,6 +73,16 @@ pub fn error_policy(key: Arc<AccessKey>, error: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(delay)
 }
 
+/// Whether the AccessKey grants the Bucket resource `namespace/name`.
+pub fn grants_bucket(key: &AccessKey, namespace: &str, name: &str) -> bool {
+    let own = key.namespace().unwrap_or_default();
+    key.spec
+        .buckets
+        .iter()
+        .flatten()
+        .any(|g| g.name == name && g.namespace.as_deref().unwrap_or(&own) == namespace)
+}
+
 fn secret_name(key: &AccessKey) -> String {
     key.spec
         .secret_name

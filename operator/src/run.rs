@@ -12,8 +12,10 @@ use axum::routing::get;
 use coffer_server::meta::MetaStore;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::Controller;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use crate::crd::{AccessKey, Bucket};
@@ -113,18 +115,35 @@ pub async fn run_controllers(client: kube::Client, ctx: Arc<Context>) {
     let keys = Controller::new(
         Api::<AccessKey>::all(client.clone()),
         watcher::Config::default().any_semantic(),
-    )
-    .owns(
-        Api::<Secret>::all(client),
-        watcher::Config::default().labels(access_key::ACCESS_KEY_LABEL),
-    )
-    .shutdown_on_signal()
-    .run(access_key::reconcile, access_key::error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "access key reconcile");
-        }
-    });
+    );
+    // A Bucket change (ready, allowedNamespaces edited) re-runs the AccessKeys granted it.
+    let granted = keys.store();
+    let keys = keys
+        .owns(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default().labels(access_key::ACCESS_KEY_LABEL),
+        )
+        .watches(
+            Api::<Bucket>::all(client),
+            watcher::Config::default().any_semantic(),
+            move |bucket: Bucket| {
+                let namespace = bucket.namespace().unwrap_or_default();
+                let name = bucket.name_any();
+                granted
+                    .state()
+                    .into_iter()
+                    .filter(|key| access_key::grants_bucket(key, &namespace, &name))
+                    .map(|key| ObjectRef::from(key.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(access_key::reconcile, access_key::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "access key reconcile");
+            }
+        });
     futures::join!(buckets, keys);
 }
 

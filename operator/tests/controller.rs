@@ -1,0 +1,151 @@
+//! The real controllers (watches, queues, owned Secrets) converge against the
+//! in-process Kubernetes API; two replicas elect one leader through a Lease.
+
+mod common;
+
+use std::time::Duration;
+
+use coffer_operator::crd::{AccessKey, Bucket};
+use coffer_operator::leader::LeaderElection;
+use common::{Harness, NS, s3_client};
+use kube::api::DeleteParams;
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn controllers_converge_from_watch_events() {
+    let h = Harness::start().await;
+    let controllers = tokio::spawn(coffer_operator::run::run_controllers(
+        h.client.clone(),
+        h.ctx.clone(),
+    ));
+
+    h.create::<Bucket>(&format!(
+        "apiVersion: coffer.dev/v1alpha1\nkind: Bucket\nmetadata:\n  name: watched\n  namespace: {NS}\nspec:\n  deletionPolicy: Delete\n"
+    ))
+    .await;
+    // Created before its Bucket is ready: the key waits, then converges.
+    h.create::<AccessKey>(&format!(
+        "apiVersion: coffer.dev/v1alpha1\nkind: AccessKey\nmetadata:\n  name: watched\n  namespace: {NS}\nspec:\n  buckets:\n  - name: watched\n    access: ReadWrite\n"
+    ))
+    .await;
+    eventually("AccessKey Ready", || async {
+        h.key_condition(NS, "watched", "Ready")
+            .await
+            .is_some_and(|(s, _)| s == "True")
+    })
+    .await;
+    let env = h.secret_env(NS, "watched").await;
+    s3_client(&env)
+        .put_object()
+        .bucket("team-a-watched")
+        .key("k")
+        .body(b"v".to_vec().into())
+        .send()
+        .await
+        .expect("credentials from the controller work");
+
+    // A deleted Secret is an event on an owned object: restored without a resync.
+    h.secrets()
+        .delete("watched", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("Secret restored", || async {
+        h.secrets()
+            .get_opt("watched")
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await;
+    assert_eq!(h.secret_env(NS, "watched").await, env);
+
+    // Deleting the resources runs the finalizers.
+    h.keys()
+        .delete("watched", &DeleteParams::default())
+        .await
+        .expect("delete key");
+    eventually("AccessKey gone", || async {
+        h.keys().get_opt("watched").await.ok().flatten().is_none()
+    })
+    .await;
+    h.store
+        .delete_object("team-a-watched", "k")
+        .await
+        .expect("empty the bucket");
+    h.buckets()
+        .delete("watched", &DeleteParams::default())
+        .await
+        .expect("delete bucket");
+    eventually("Bucket gone", || async {
+        h.buckets()
+            .get_opt("watched")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+    })
+    .await;
+    assert!(
+        h.store
+            .get_bucket("team-a-watched")
+            .await
+            .expect("store")
+            .is_none()
+    );
+    controllers.abort();
+}
+
+#[tokio::test]
+async fn only_one_replica_holds_the_lease_until_it_expires() {
+    let api = common::apiserver::ApiServer::start(&[]).await;
+    let lease = Duration::from_secs(1);
+    let a = LeaderElection::new(
+        api.client(),
+        "coffer",
+        "coffer-operator",
+        "replica-a",
+        lease,
+    );
+    let b = LeaderElection::new(
+        api.client(),
+        "coffer",
+        "coffer-operator",
+        "replica-b",
+        lease,
+    );
+    assert!(
+        a.try_acquire_or_renew().await.expect("a"),
+        "first replica leads"
+    );
+    assert!(
+        !b.try_acquire_or_renew().await.expect("b"),
+        "second replica waits"
+    );
+    assert!(a.try_acquire_or_renew().await.expect("a renews"));
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert!(
+        b.try_acquire_or_renew().await.expect("b"),
+        "an expired lease is taken over"
+    );
+    assert!(
+        !a.try_acquire_or_renew().await.expect("a"),
+        "the old leader does not take it back"
+    );
+    let stored = api.objects("coordination.k8s.io/v1", "leases", "coffer");
+    assert_eq!(stored[0]["spec"]["holderIdentity"], "replica-b");
+    assert_eq!(stored[0]["spec"]["leaseTransitions"], 1);
+}

@@ -364,7 +364,7 @@ async fn listing_matches_a_brute_force_model(store: MetaStore) {
                     let mut entries: Vec<String> =
                         page.items.iter().map(|o| format!("K:{}", o.key)).collect();
                     entries.extend(page.common_prefixes.iter().map(|p| format!("P:{p}")));
-                    entries.sort_by(|a, b| a[2..].as_bytes().cmp(b[2..].as_bytes()));
+                    entries.sort_by(|a, b| a.as_bytes()[2..].cmp(&b.as_bytes()[2..]));
                     actual.extend(entries);
                     if !page.is_truncated {
                         break;

@@ -153,7 +153,9 @@ fn spawn_postgres_with_watchdog(dir: &Path, data: &Path, port: u16, as_postgres:
         dir = dir.display(),
         parent = std::process::id(),
     );
-    Command::new("sh")
+    // The watchdog outlives this call on purpose; it exits once we are gone.
+    #[allow(clippy::zombie_processes)]
+    let _watchdog = Command::new("sh")
         .args(["-c", &script])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

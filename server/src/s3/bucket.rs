@@ -153,7 +153,6 @@ pub async fn create_bucket(
     }
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{}", input.bucket)),
-        ..Default::default()
     }))
 }
 

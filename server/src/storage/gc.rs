@@ -118,7 +118,7 @@ pub fn spawn_collector(
         let mut pass = 0u32;
         loop {
             ticker.tick().await;
-            let walk = pass % walk_every.max(1) == 0;
+            let walk = pass.is_multiple_of(walk_every.max(1));
             pass = pass.wrapping_add(1);
             match collect_garbage(&meta, &blobs, grace, walk).await {
                 Ok(report) if report != GcReport::default() => {

@@ -168,7 +168,7 @@ async fn truncated_body_leaves_no_object_and_no_temp_file(backend: Backend) {
         .body(Vec::new())
         .unwrap();
     sign(&mut request, &root.id, &root.secret, true);
-    let mut head = format!("PUT /cut/k HTTP/1.1\r\n");
+    let mut head = String::from("PUT /cut/k HTTP/1.1\r\n");
     for (name, value) in request.headers() {
         head.push_str(&format!("{}: {}\r\n", name, value.to_str().unwrap()));
     }

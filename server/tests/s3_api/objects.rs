@@ -599,18 +599,25 @@ async fn overwritten_blobs_are_garbage_collected(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let report = coffer_server::storage::collect_garbage(
-        t.server.meta(),
-        t.server.blobs(),
-        std::time::Duration::from_secs(3600),
-        true,
-    )
-    .await
-    .unwrap();
+    // A crash between writing a blob and committing its row leaves an orphan.
+    let mut orphan = t.server.blobs().create().unwrap();
+    orphan.append(b"never committed").unwrap();
+    orphan.finish().unwrap();
+    let collect = |grace| {
+        coffer_server::storage::collect_garbage(t.server.meta(), t.server.blobs(), grace, true)
+    };
+    let report = collect(std::time::Duration::from_secs(3600)).await.unwrap();
     assert_eq!(
         report.garbage_removed, 3,
         "two overwritten versions and one deleted object"
     );
+    assert_eq!(
+        report.orphans_removed, 0,
+        "a fresh orphan may still be committed: kept"
+    );
+    assert_eq!(count_blob_files(&t.data_dir), 2);
+    let report = collect(std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(report.orphans_removed, 1);
     let files = count_blob_files(&t.data_dir);
     assert_eq!(files, 1, "only the current blob remains");
     let got = s3
@@ -631,7 +638,61 @@ pub fn count_blob_files(data_dir: &std::path::Path) -> usize {
         .sum()
 }
 
+async fn uploads_over_the_size_limit_are_refused(backend: Backend) {
+    let t = TestServer::start_with(backend, |c| c.limits.max_object_size = 1000).await;
+    let s3 = t.root_client();
+    s3.create_bucket().bucket("limits").send().await.unwrap();
+    s3.put_object()
+        .bucket("limits")
+        .key("ok")
+        .body(pattern(1000).into())
+        .send()
+        .await
+        .unwrap();
+    let result = s3
+        .put_object()
+        .bucket("limits")
+        .key("big")
+        .body(pattern(1001).into())
+        .send()
+        .await;
+    assert_eq!(code(result), "EntityTooLarge");
+    assert_eq!(
+        code(s3.head_object().bucket("limits").key("big").send().await),
+        "NotFound"
+    );
+    assert_eq!(
+        std::fs::read_dir(t.data_dir.join("tmp")).unwrap().count(),
+        0
+    );
+    t.stop().await;
+}
+
+async fn virtual_hosted_style_requests_name_the_bucket_in_the_host(backend: Backend) {
+    let t = TestServer::start_with(backend, |c| c.domain = Some("s3.coffer.test".to_owned())).await;
+    let s3 = t.root_client();
+    s3.create_bucket().bucket("vhost").send().await.unwrap();
+    s3.put_object()
+        .bucket("vhost")
+        .key("hello.txt")
+        .body(b"virtual".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let root = t.server.root_key();
+    let mut request = http::Request::get(format!("{}/hello.txt", t.endpoint()))
+        .header("host", "vhost.s3.coffer.test")
+        .body(Vec::new())
+        .unwrap();
+    crate::common::sign(&mut request, &root.id, &root.secret, false);
+    let (status, _, body) = crate::common::send(request).await;
+    assert_eq!((status, body.as_str()), (200, "virtual"));
+    t.stop().await;
+}
+
 on_both_backends!(
+    uploads_over_the_size_limit_are_refused,
+    virtual_hosted_style_requests_name_the_bucket_in_the_host,
     put_then_get_returns_bytes_headers_and_metadata,
     ranges_and_part_numbers_select_bytes,
     conditional_reads_answer_304_and_412,

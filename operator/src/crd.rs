@@ -22,6 +22,8 @@ pub const KEY_ID_ANNOTATION: &str = "coffer.dev/access-key-id";
 // ---------------------------------------------------------------------------
 
 /// A bucket in Coffer's object store, owned by this resource.
+// The printer columns repeat `type_`/`priority` values, which this lint misreads.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "coffer.dev",
@@ -396,6 +398,7 @@ pub struct BucketUsage {
 // ---------------------------------------------------------------------------
 
 /// S3 credentials scoped to some buckets, delivered as a Secret.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "coffer.dev",

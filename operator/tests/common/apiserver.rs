@@ -265,7 +265,7 @@ impl ApiServer {
         )
     }
 
-    fn validate(&self, target: &Target, object: &Value) -> Result<(), Response> {
+    fn validate(&self, target: &Target, object: &Value) -> Result<(), Box<Response>> {
         if let Some(schema) = self
             .schemas
             .get(&(target.gv.clone(), target.plural.clone()))
@@ -400,7 +400,7 @@ impl ApiServer {
             );
         };
         if let Err(response) = self.validate(target, &object) {
-            return response;
+            return *response;
         }
         let key = self.key(target, &name);
         let mut state = self.lock();
@@ -520,7 +520,7 @@ impl ApiServer {
                 current["metadata"]["deletionTimestamp"].clone();
         }
         if let Err(response) = self.validate(target, &next) {
-            return response;
+            return *response;
         }
         let mut state = self.lock();
         if next == current {

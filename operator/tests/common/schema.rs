@@ -84,11 +84,8 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
                 errors.push(format!("{here}: above maximum"));
             }
         }
-        Some("boolean") => {
-            if !value.is_boolean() {
-                errors.push(format!("{here}: must be a boolean"));
-            }
-        }
+        Some("boolean") if !value.is_boolean() => errors.push(format!("{here}: must be a boolean")),
+        Some("boolean") => {}
         Some(other) => errors.push(format!("{here}: unsupported schema type {other}")),
         None => {}
     }

@@ -1,5 +1,5 @@
 //! Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
-//! GetBucketLocation.
+//! GetBucketLocation, GetBucketVersioning.
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
@@ -169,6 +169,20 @@ pub async fn head_bucket(
         bucket_region: Some(bucket.region),
         ..Default::default()
     }))
+}
+
+/// Versioning is not implemented, so every bucket is in the state S3 calls "never
+/// enabled": an empty configuration. Clients (rclone, SDK sync tools) ask before
+/// deleting and treat an error as a failure.
+pub async fn get_bucket_versioning(
+    s3: &Coffer,
+    req: S3Request<GetBucketVersioningInput>,
+) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+    s3.meta
+        .require_bucket(&req.input.bucket)
+        .await
+        .map_err(meta_error)?;
+    Ok(S3Response::new(GetBucketVersioningOutput::default()))
 }
 
 pub async fn delete_bucket(

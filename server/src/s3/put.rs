@@ -122,6 +122,26 @@ pub(super) fn write_condition(
     }
 }
 
+/// botocore sends `Expect: 100-continue` with every file upload, empty ones too. With
+/// no body to wait for, the server answers without an interim 100 (RFC 9110 allows
+/// it), and botocore then misreads the next response on that keep-alive connection
+/// (a 60 s read timeout; boto/botocore#3755). Closing the connection resets it.
+pub(super) fn close_after_empty_expect<T>(headers: &HeaderMap, response: &mut S3Response<T>) {
+    let expects_continue = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let empty_body = headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_none_or(|v| v.as_bytes() == b"0")
+        && !headers.contains_key(http::header::TRANSFER_ENCODING);
+    if expects_continue && empty_body {
+        response.headers.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+}
+
 /// Removes a blob that will never be committed (best effort; GC catches the rest).
 pub(super) async fn discard(blobs: &BlobStore, id: String) {
     let blobs = blobs.clone();
@@ -213,5 +233,7 @@ pub async fn put_object(
         set_checksum!(output, algorithm, ingested.checksum);
         output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
     }
-    Ok(S3Response::new(output))
+    let mut response = S3Response::new(output);
+    close_after_empty_expect(&req.headers, &mut response);
+    Ok(response)
 }

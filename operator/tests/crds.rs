@@ -114,3 +114,79 @@ fn crds_have_short_names_category_printer_columns_and_immutability_rules() {
     assert!(rules.contains("bucketName is immutable") && rules.contains("oldSelf.bucketName"));
     assert!(rules.contains("objectLock.enabled is immutable"));
 }
+
+/// The CEL rules, evaluated (with `oldSelf`) by the in-process API server.
+#[tokio::test]
+async fn cel_rules_make_bucket_name_and_object_lock_immutable() {
+    use coffer_operator::crd::Bucket;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use serde_json::json;
+
+    let api = common::apiserver::ApiServer::start(&common::crds()).await;
+    let buckets: Api<Bucket> = Api::namespaced(api.client(), "team-a");
+    let create = |name: &str, spec: Value| {
+        let bucket: Bucket = serde_json::from_value(json!({
+            "apiVersion": "coffer.dev/v1alpha1", "kind": "Bucket",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .expect("bucket");
+        let buckets = buckets.clone();
+        async move { buckets.create(&PostParams::default(), &bucket).await }
+    };
+    let patch = |name: &'static str, spec: Value| {
+        let buckets = buckets.clone();
+        async move {
+            buckets
+                .patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({ "spec": spec })),
+                )
+                .await
+        }
+    };
+    let refused = |result: Result<Bucket, kube::Error>, message: &str| match result {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422);
+            assert!(status.message.contains(message), "{}", status.message);
+        }
+        other => panic!("expected a 422 mentioning {message:?}, got {other:?}"),
+    };
+
+    create(
+        "named",
+        json!({"bucketName": "fixed-name", "objectLock": {"enabled": true}}),
+    )
+    .await
+    .expect("create");
+    refused(
+        patch("named", json!({"bucketName": "other-name"})).await,
+        "bucketName is immutable",
+    );
+    refused(
+        patch("named", json!({"bucketName": null})).await,
+        "bucketName is immutable",
+    );
+    refused(
+        patch("named", json!({"objectLock": {"enabled": false}})).await,
+        "objectLock.enabled is immutable",
+    );
+    patch("named", json!({"versioning": "Enabled", "objectLock": {"enabled": true, "defaultRetention": {"mode": "COMPLIANCE", "days": 1}}}))
+        .await
+        .expect("other fields stay editable");
+
+    create("defaulted", json!({})).await.expect("create");
+    refused(
+        patch("defaulted", json!({"bucketName": "late-name"})).await,
+        "bucketName is immutable",
+    );
+    refused(
+        patch("defaulted", json!({"objectLock": {"enabled": true}})).await,
+        "objectLock.enabled is immutable",
+    );
+
+    refused(
+        create("both", json!({"objectLock": {"defaultRetention": {"mode": "GOVERNANCE", "days": 1, "years": 1}}})).await,
+        "exactly one of days or years",
+    );
+}

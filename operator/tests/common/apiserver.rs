@@ -7,7 +7,7 @@
 //! optimistic concurrency on replace, status subresources (spec writes ignore
 //! status and vice versa), finalizers and deletionTimestamp, owner-reference
 //! garbage collection, label selectors, watch streams, and validation of Coffer
-//! resources against the CRD schemas. It does not evaluate CEL rules.
+//! resources against the CRD schemas, including their CEL rules.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -265,25 +265,40 @@ impl ApiServer {
         )
     }
 
-    fn validate(&self, target: &Target, object: &Value) -> Result<(), Box<Response>> {
-        if let Some(schema) = self
+    fn validate(
+        &self,
+        target: &Target,
+        object: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), Box<Response>> {
+        let Some(schema) = self
             .schemas
             .get(&(target.gv.clone(), target.plural.clone()))
-        {
-            let mut checked = object.clone();
+        else {
+            return Ok(());
+        };
+        let strip = |value: &Value| {
+            let mut checked = value.clone();
             if let Some(obj) = checked.as_object_mut() {
                 for field in ["apiVersion", "kind", "metadata"] {
                     obj.remove(field);
                 }
             }
-            schema::validate(schema, &checked).map_err(|errors| {
-                status(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Invalid",
-                    errors.join("; "),
-                )
-            })?;
-        }
+            checked
+        };
+        let checked = strip(object);
+        let invalid = |errors: Vec<String>| {
+            Box::new(status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                errors.join("; "),
+            ))
+        };
+        schema::validate(schema, &checked).map_err(invalid)?;
+        // The CRDs' x-kubernetes-validations (CEL), with oldSelf on updates.
+        let old = old.map(strip);
+        kube_cel::validate(schema, &checked, old.as_ref())
+            .map_err(|errors| invalid(errors.iter().map(|e| e.to_string()).collect()))?;
         Ok(())
     }
 
@@ -399,7 +414,7 @@ impl ApiServer {
                 "metadata.name is required",
             );
         };
-        if let Err(response) = self.validate(target, &object) {
+        if let Err(response) = self.validate(target, &object, None) {
             return *response;
         }
         let key = self.key(target, &name);
@@ -519,7 +534,7 @@ impl ApiServer {
             next["metadata"]["deletionTimestamp"] =
                 current["metadata"]["deletionTimestamp"].clone();
         }
-        if let Err(response) = self.validate(target, &next) {
+        if let Err(response) = self.validate(target, &next, Some(&current)) {
             return *response;
         }
         let mut state = self.lock();

@@ -65,14 +65,12 @@ impl Context {
         })
     }
 
-    /// Records a failure of `key` and returns how long to wait before retrying:
-    /// 5s, 10s, 20s, ... capped at 5 minutes.
+    /// Records a failure of `key` and returns how long to wait before retrying.
     pub fn backoff(&self, key: &str) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let n = failures.entry(key.to_owned()).or_insert(0);
         *n = n.saturating_add(1);
-        let secs = 5u64.saturating_mul(1u64 << (*n - 1).min(6));
-        Duration::from_secs(secs.min(300))
+        backoff_after(*n)
     }
 
     /// Forgets the failures of `key` after a successful reconciliation.
@@ -80,6 +78,12 @@ impl Context {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         failures.remove(key);
     }
+}
+
+/// Delay after `failures` consecutive failures: 5s, 10s, 20s, ... capped at 5 minutes.
+pub fn backoff_after(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(6);
+    Duration::from_secs((5u64 << doublings).min(300))
 }
 
 impl Context {
@@ -106,5 +110,18 @@ impl Context {
                 tracing::warn!(error = %e, reason = %event.reason, "cannot record event");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_after;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let delays: Vec<u64> = (1..=9).map(|n| backoff_after(n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(backoff_after(u32::MAX), Duration::from_secs(300));
     }
 }

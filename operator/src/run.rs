@@ -41,10 +41,16 @@ struct Health {
     leading: Arc<AtomicBool>,
 }
 
-/// Runs until the process is stopped or leadership is lost.
+/// Runs until the process is stopped or leadership is lost, with the client from
+/// the environment (in-cluster service account or kubeconfig).
 pub async fn run(config: RunConfig) -> anyhow::Result<()> {
-    let store = MetaStore::connect(&config.database_url).await?;
     let client = kube::Client::try_default().await?;
+    run_with_client(config, client).await
+}
+
+/// [`run`] with a given Kubernetes client.
+pub async fn run_with_client(config: RunConfig, client: kube::Client) -> anyhow::Result<()> {
+    let store = MetaStore::connect(&config.database_url).await?;
     let metrics = Arc::new(Metrics::new());
     let leading = Arc::new(AtomicBool::new(false));
     let health = Health {

@@ -149,3 +149,68 @@ async fn only_one_replica_holds_the_lease_until_it_expires() {
     assert_eq!(stored[0]["spec"]["holderIdentity"], "replica-b");
     assert_eq!(stored[0]["spec"]["leaseTransitions"], 1);
 }
+
+/// `coffer-operator run` as wired for production: it takes the Lease, serves
+/// health and metrics, and its controllers provision what is applied.
+#[tokio::test]
+async fn run_serves_health_and_metrics_and_takes_the_lease() {
+    use coffer_operator::Settings;
+    use coffer_operator::run::{RunConfig, run_with_client};
+
+    let h = Harness::start().await;
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let config = RunConfig {
+        database_url: coffer_testkit::postgres_url().await,
+        settings: Settings::new(h.ctx.settings.s3_endpoint.clone(), "us-east-1"),
+        listen,
+        lease: Some(("coffer".into(), "coffer-operator".into())),
+        identity: "replica-under-test".into(),
+    };
+    let operator = tokio::spawn(run_with_client(config, h.client.clone()));
+    let base = format!("http://{listen}");
+    eventually("ready", || async {
+        reqwest::get(format!("{base}/health/ready"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    let live = reqwest::get(format!("{base}/health/live"))
+        .await
+        .expect("live");
+    assert!(live.status().is_success());
+    eventually("lease held", || async {
+        h.api
+            .objects("coordination.k8s.io/v1", "leases", "coffer")
+            .first()
+            .is_some_and(|l| l["spec"]["holderIdentity"] == "replica-under-test")
+    })
+    .await;
+
+    h.create::<Bucket>(&format!(
+        "apiVersion: coffer.dev/v1alpha1\nkind: Bucket\nmetadata:\n  name: metered\n  namespace: {NS}\nspec: {{}}\n"
+    ))
+    .await;
+    eventually("Bucket Ready", || async {
+        h.bucket_condition(NS, "metered", "Ready")
+            .await
+            .is_some_and(|(s, _)| s == "True")
+    })
+    .await;
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains(r#"coffer_operator_reconciliations_total{kind="Bucket"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("coffer_operator_reconcile_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    operator.abort();
+}

@@ -190,3 +190,16 @@ async fn cel_rules_make_bucket_name_and_object_lock_immutable() {
         "exactly one of days or years",
     );
 }
+
+#[test]
+fn crdgen_prints_the_checked_in_crds() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coffer-operator"))
+        .arg("crdgen")
+        .output()
+        .expect("run coffer-operator crdgen");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        crd_yaml().expect("yaml")
+    );
+}

@@ -106,30 +106,30 @@ pub async fn ensure_root_key(
         if existing.iter().any(|k| k.id == *id && !k.is_root) {
             anyhow::bail!("access key {id} exists and is not the root key");
         }
-        let key = meta
-            .create_access_key(&NewAccessKey {
-                name: "root".to_owned(),
-                owner: "root".to_owned(),
-                policy: None,
-                is_root: true,
-                credentials: Some((id.clone(), secret.clone())),
-            })
-            .await?;
+        let key = create_root_key(meta, Some((id.clone(), secret.clone()))).await?;
         return Ok((key, false));
     }
     if let Some(root) = existing.into_iter().find(|k| k.is_root) {
         return Ok((root, false));
     }
+    let key = create_root_key(meta, None).await?;
+    Ok((key, true))
+}
+
+async fn create_root_key(
+    meta: &MetaStore,
+    credentials: Option<(String, String)>,
+) -> anyhow::Result<AccessKey> {
     let key = meta
         .create_access_key(&NewAccessKey {
             name: "root".to_owned(),
             owner: "root".to_owned(),
             policy: None,
             is_root: true,
-            credentials: None,
+            credentials,
         })
         .await?;
-    Ok((key, true))
+    Ok(key)
 }
 
 /// A server running in this process.

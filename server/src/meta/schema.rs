@@ -5,16 +5,16 @@
 
 use super::{Backend, MetaResult, MetaStore};
 
-/// One migration: the statements for SQLite and for Postgres.
+/// One migration. Statements are shared by both engines; `{bytes}` stands for the
+/// byte-string type (`BLOB` on SQLite, `BYTEA` on Postgres).
 struct Migration {
     version: i64,
-    sqlite: &'static [&'static str],
-    postgres: &'static [&'static str],
+    statements: &'static [&'static str],
 }
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
-    sqlite: &[
+    statements: &[
         "CREATE TABLE buckets (
             name TEXT PRIMARY KEY,
             owner TEXT NOT NULL,
@@ -36,7 +36,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             expires_at BIGINT)",
         "CREATE TABLE objects (
             bucket TEXT NOT NULL REFERENCES buckets(name),
-            key BLOB NOT NULL,
+            key {bytes} NOT NULL,
             size BIGINT NOT NULL,
             etag TEXT NOT NULL,
             last_modified BIGINT NOT NULL,
@@ -47,62 +47,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
         "CREATE TABLE multipart_uploads (
             upload_id TEXT PRIMARY KEY,
             bucket TEXT NOT NULL REFERENCES buckets(name),
-            key BLOB NOT NULL,
-            initiated BIGINT NOT NULL,
-            owner TEXT NOT NULL,
-            headers TEXT NOT NULL,
-            checksum_algorithm TEXT)",
-        "CREATE INDEX multipart_uploads_by_key ON multipart_uploads (bucket, key, upload_id)",
-        "CREATE TABLE parts (
-            upload_id TEXT NOT NULL REFERENCES multipart_uploads(upload_id) ON DELETE CASCADE,
-            part_number BIGINT NOT NULL,
-            size BIGINT NOT NULL,
-            etag TEXT NOT NULL,
-            blob_id TEXT NOT NULL,
-            checksum TEXT NOT NULL,
-            last_modified BIGINT NOT NULL,
-            PRIMARY KEY (upload_id, part_number))",
-        "CREATE TABLE blobs (
-            id TEXT PRIMARY KEY,
-            size BIGINT NOT NULL,
-            created_at BIGINT NOT NULL,
-            garbage BIGINT NOT NULL)",
-        "CREATE INDEX blobs_garbage ON blobs (garbage, id)",
-    ],
-    postgres: &[
-        "CREATE TABLE buckets (
-            name TEXT PRIMARY KEY,
-            owner TEXT NOT NULL,
-            region TEXT NOT NULL,
-            created_at BIGINT NOT NULL)",
-        "CREATE TABLE bucket_configs (
-            bucket TEXT NOT NULL REFERENCES buckets(name) ON DELETE CASCADE,
-            kind TEXT NOT NULL,
-            value TEXT NOT NULL,
-            PRIMARY KEY (bucket, kind))",
-        "CREATE TABLE access_keys (
-            id TEXT PRIMARY KEY,
-            secret TEXT NOT NULL,
-            name TEXT NOT NULL,
-            owner TEXT NOT NULL,
-            policy TEXT,
-            is_root BIGINT NOT NULL,
-            created_at BIGINT NOT NULL,
-            expires_at BIGINT)",
-        "CREATE TABLE objects (
-            bucket TEXT NOT NULL REFERENCES buckets(name),
-            key BYTEA NOT NULL,
-            size BIGINT NOT NULL,
-            etag TEXT NOT NULL,
-            last_modified BIGINT NOT NULL,
-            headers TEXT NOT NULL,
-            checksum TEXT NOT NULL,
-            segments TEXT NOT NULL,
-            PRIMARY KEY (bucket, key))",
-        "CREATE TABLE multipart_uploads (
-            upload_id TEXT PRIMARY KEY,
-            bucket TEXT NOT NULL REFERENCES buckets(name),
-            key BYTEA NOT NULL,
+            key {bytes} NOT NULL,
             initiated BIGINT NOT NULL,
             owner TEXT NOT NULL,
             headers TEXT NOT NULL,
@@ -145,12 +90,14 @@ pub(super) async fn migrate(store: &MetaStore) -> MetaResult<()> {
         if applied.iter().any(|(v,)| *v == migration.version) {
             continue;
         }
-        let statements = match store.backend {
-            Backend::Sqlite => migration.sqlite,
-            Backend::Postgres => migration.postgres,
+        let bytes = match store.backend {
+            Backend::Sqlite => "BLOB",
+            Backend::Postgres => "BYTEA",
         };
-        for statement in statements {
-            sqlx::query(statement).execute(&mut **tx).await?;
+        for statement in migration.statements {
+            sqlx::query(&statement.replace("{bytes}", bytes))
+                .execute(&mut **tx)
+                .await?;
         }
         sqlx::query("INSERT INTO coffer_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(migration.version)

@@ -7,9 +7,9 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use sync_wrapper::SyncStream;
 
 use super::checksum::{Algorithm, set_checksum};
-use super::get::{Conditions, check_conditions, object_stream};
+use super::get::{Conditions, check_conditions, copy_source_conditions, object_stream};
 use super::ingest::{BodyRules, ingest};
-use super::put::{HeaderInput, discard, object_headers};
+use super::put::{discard, header_input, object_headers};
 use super::{Coffer, meta_error, quoted_etag, timestamp, validate_key};
 use crate::meta::{ObjectChecksum, ObjectMeta, Segment, WriteCondition, now_millis};
 
@@ -63,17 +63,7 @@ pub async fn copy_object(
         .require_bucket(&input.bucket)
         .await
         .map_err(meta_error)?;
-    let source = copy_source_object(
-        s3,
-        &input.copy_source,
-        Conditions {
-            if_match: input.copy_source_if_match.as_ref(),
-            if_none_match: input.copy_source_if_none_match.as_ref(),
-            if_modified_since: input.copy_source_if_modified_since.as_ref(),
-            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-        },
-    )
-    .await?;
+    let source = copy_source_object(s3, &input.copy_source, copy_source_conditions!(input)).await?;
     let replace = match input
         .metadata_directive
         .as_ref()
@@ -89,19 +79,7 @@ pub async fn copy_object(
         }
     };
     let headers = if replace {
-        object_headers(
-            HeaderInput {
-                content_type: input.content_type.as_deref(),
-                content_encoding: input.content_encoding.as_deref(),
-                content_disposition: input.content_disposition.as_deref(),
-                content_language: input.content_language.as_deref(),
-                cache_control: input.cache_control.as_deref(),
-                expires: input.expires.as_ref(),
-                storage_class: input.storage_class.as_ref(),
-                metadata: input.metadata.as_ref(),
-            },
-            s3.limits.max_user_metadata,
-        )?
+        object_headers(header_input!(input), s3.limits.max_user_metadata)?
     } else {
         let mut headers = source.headers.clone();
         if let Some(class) = &input.storage_class {

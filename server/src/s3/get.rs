@@ -23,6 +23,31 @@ pub(super) struct Conditions<'a> {
     pub if_unmodified_since: Option<&'a Timestamp>,
 }
 
+/// The conditional headers of a GET or HEAD input.
+macro_rules! read_conditions {
+    ($input:expr) => {
+        $crate::s3::get::Conditions {
+            if_match: $input.if_match.as_ref(),
+            if_none_match: $input.if_none_match.as_ref(),
+            if_modified_since: $input.if_modified_since.as_ref(),
+            if_unmodified_since: $input.if_unmodified_since.as_ref(),
+        }
+    };
+}
+
+/// The `x-amz-copy-source-if-*` headers of a CopyObject or UploadPartCopy input.
+macro_rules! copy_source_conditions {
+    ($input:expr) => {
+        $crate::s3::get::Conditions {
+            if_match: $input.copy_source_if_match.as_ref(),
+            if_none_match: $input.copy_source_if_none_match.as_ref(),
+            if_modified_since: $input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: $input.copy_source_if_unmodified_since.as_ref(),
+        }
+    };
+}
+pub(super) use copy_source_conditions;
+
 fn etag_matches(condition: &ETagCondition, etag: &str) -> bool {
     match condition {
         ETagCondition::Any => true,
@@ -318,12 +343,7 @@ pub async fn get_object(
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = &req.input;
     let object = find_object(s3, &input.bucket, &input.key).await?;
-    let conditions = Conditions {
-        if_match: input.if_match.as_ref(),
-        if_none_match: input.if_none_match.as_ref(),
-        if_modified_since: input.if_modified_since.as_ref(),
-        if_unmodified_since: input.if_unmodified_since.as_ref(),
-    };
+    let conditions = read_conditions!(input);
     check_conditions(&object, &conditions).map_err(|code| condition_error(code, &object))?;
     let selection = select(&object, input.range.as_ref(), input.part_number)?;
     let described = describe(&object, &selection, input.checksum_mode.as_ref());
@@ -346,12 +366,7 @@ pub async fn head_object(
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = &req.input;
     let object = find_object(s3, &input.bucket, &input.key).await?;
-    let conditions = Conditions {
-        if_match: input.if_match.as_ref(),
-        if_none_match: input.if_none_match.as_ref(),
-        if_modified_since: input.if_modified_since.as_ref(),
-        if_unmodified_since: input.if_unmodified_since.as_ref(),
-    };
+    let conditions = read_conditions!(input);
     check_conditions(&object, &conditions).map_err(|code| condition_error(code, &object))?;
     let selection = select(&object, input.range.as_ref(), input.part_number)?;
     let described = describe(&object, &selection, input.checksum_mode.as_ref());

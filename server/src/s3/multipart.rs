@@ -10,9 +10,9 @@ use sync_wrapper::SyncStream;
 
 use super::checksum::{self, Algorithm, set_checksum};
 use super::copy::copy_source_object;
-use super::get::{Conditions, object_stream};
+use super::get::{copy_source_conditions, object_stream};
 use super::ingest::{BodyRules, Ingested, ingest};
-use super::put::{HeaderInput, declared_length, discard, object_headers, write_condition};
+use super::put::{declared_length, discard, header_input, object_headers, write_condition};
 use super::{Coffer, meta_error, quoted_etag, timestamp, validate_key};
 use crate::auth::Authorizer;
 use crate::meta::{
@@ -47,19 +47,7 @@ pub async fn create_multipart_upload(
     let caller = Authorizer::caller_of(&req.extensions);
     let input = req.input;
     validate_key(&input.key)?;
-    let headers = object_headers(
-        HeaderInput {
-            content_type: input.content_type.as_deref(),
-            content_encoding: input.content_encoding.as_deref(),
-            content_disposition: input.content_disposition.as_deref(),
-            content_language: input.content_language.as_deref(),
-            cache_control: input.cache_control.as_deref(),
-            expires: input.expires.as_ref(),
-            storage_class: input.storage_class.as_ref(),
-            metadata: input.metadata.as_ref(),
-        },
-        s3.limits.max_user_metadata,
-    )?;
+    let headers = object_headers(header_input!(input), s3.limits.max_user_metadata)?;
     let algorithm = input
         .checksum_algorithm
         .as_ref()
@@ -213,17 +201,7 @@ pub async fn upload_part_copy(
         .get_multipart_upload(&input.bucket, &input.key, &input.upload_id)
         .await
         .map_err(meta_error)?;
-    let source = copy_source_object(
-        s3,
-        &input.copy_source,
-        Conditions {
-            if_match: input.copy_source_if_match.as_ref(),
-            if_none_match: input.copy_source_if_none_match.as_ref(),
-            if_modified_since: input.copy_source_if_modified_since.as_ref(),
-            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-        },
-    )
-    .await?;
+    let source = copy_source_object(s3, &input.copy_source, copy_source_conditions!(input)).await?;
     let range = copy_range(input.copy_source_range.as_deref(), source.size)?;
     let algorithm = upload_algorithm(&upload);
     let len = range.end - range.start;

@@ -25,6 +25,24 @@ pub(super) struct HeaderInput<'a> {
     pub metadata: Option<&'a Metadata>,
 }
 
+/// The standard headers of any input that has them (PutObject, CopyObject and
+/// CreateMultipartUpload inputs share the field names).
+macro_rules! header_input {
+    ($input:expr) => {
+        $crate::s3::put::HeaderInput {
+            content_type: $input.content_type.as_deref(),
+            content_encoding: $input.content_encoding.as_deref(),
+            content_disposition: $input.content_disposition.as_deref(),
+            content_language: $input.content_language.as_deref(),
+            cache_control: $input.cache_control.as_deref(),
+            expires: $input.expires.as_ref(),
+            storage_class: $input.storage_class.as_ref(),
+            metadata: $input.metadata.as_ref(),
+        }
+    };
+}
+pub(super) use header_input;
+
 pub(super) fn object_headers(
     input: HeaderInput<'_>,
     max_user_metadata: usize,
@@ -158,19 +176,7 @@ pub async fn put_object(
         .require_bucket(&input.bucket)
         .await
         .map_err(meta_error)?;
-    let headers = object_headers(
-        HeaderInput {
-            content_type: input.content_type.as_deref(),
-            content_encoding: input.content_encoding.as_deref(),
-            content_disposition: input.content_disposition.as_deref(),
-            content_language: input.content_language.as_deref(),
-            cache_control: input.cache_control.as_deref(),
-            expires: input.expires.as_ref(),
-            storage_class: input.storage_class.as_ref(),
-            metadata: input.metadata.as_ref(),
-        },
-        s3.limits.max_user_metadata,
-    )?;
+    let headers = object_headers(header_input!(input), s3.limits.max_user_metadata)?;
     let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     if condition == WriteCondition::IfNoneMatchAny
         && s3

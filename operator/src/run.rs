@@ -50,7 +50,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
 
 /// [`run`] with a given Kubernetes client.
 pub async fn run_with_client(config: RunConfig, client: kube::Client) -> anyhow::Result<()> {
-    let store = MetaStore::connect(&config.database_url).await?;
+    let store = connect(&config.database_url).await;
     let metrics = Arc::new(Metrics::new());
     let leading = Arc::new(AtomicBool::new(false));
     let health = Health {
@@ -151,6 +151,22 @@ pub async fn run_controllers(client: kube::Client, ctx: Arc<Context>) {
             }
         });
     futures::join!(buckets, keys);
+}
+
+/// Connects to the metadata store, retrying while it is unreachable (the database
+/// often starts after the operator).
+async fn connect(url: &str) -> MetaStore {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match MetaStore::connect(url).await {
+            Ok(store) => return store,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "metadata store unreachable");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 async fn ready(State(health): State<Health>) -> (StatusCode, &'static str) {

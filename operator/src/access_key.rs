@@ -630,3 +630,35 @@ async fn write_status(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::secret_env;
+    use crate::Settings;
+
+    #[test]
+    fn secret_env_derives_host_port_and_carries_the_ca_bundle() {
+        let mut settings = Settings::new("https://s3.example.internal/", "eu-west-1");
+        settings.ca_bundle = Some("-----BEGIN CERTIFICATE-----".into());
+        let env = secret_env(&settings, "AKID", "SECRET", None);
+        assert_eq!(env["AWS_ENDPOINT_URL"], "https://s3.example.internal");
+        assert_eq!(env["AWS_ENDPOINT_URL_S3"], "https://s3.example.internal");
+        assert_eq!(env["BUCKET_HOST"], "s3.example.internal");
+        assert_eq!(env["BUCKET_PORT"], "443");
+        assert_eq!(env["AWS_REGION"], "eu-west-1");
+        assert_eq!(env["ca.crt"], "-----BEGIN CERTIFICATE-----");
+        assert!(
+            !env.contains_key("BUCKET_NAME"),
+            "no single bucket, no BUCKET_NAME"
+        );
+        let plain = secret_env(
+            &Settings::new("http://coffer.coffer.svc:9000", "us-east-1"),
+            "A",
+            "S",
+            Some("b"),
+        );
+        assert_eq!(plain["BUCKET_PORT"], "9000");
+        assert_eq!(plain["BUCKET_NAME"], "b");
+        assert!(!plain.contains_key("ca.crt"));
+    }
+}

@@ -209,6 +209,13 @@ fn operator_has_least_privilege_rbac_and_is_wired_to_the_endpoint() {
     );
     let lease_role = find(&objects, "Role", "coffer-operator-leader-election");
     assert_eq!(lease_role["rules"][0]["resources"][0], "leases");
+    let with_ca = render(&["--set", "operator.s3CaBundle.secretName=s3-ca"]);
+    let spec = &find(&with_ca, "Deployment", "coffer-operator")["spec"]["template"]["spec"];
+    assert_eq!(
+        env(&spec["containers"][0], "COFFER_S3_CA_FILE").expect("ca file")["value"],
+        "/etc/coffer/ca/ca.crt"
+    );
+    assert_eq!(spec["volumes"][0]["secret"]["secretName"], "s3-ca");
     let binding = find(&objects, "ClusterRoleBinding", "coffer-operator");
     assert_eq!(binding["subjects"][0]["name"], "coffer-operator");
 }

@@ -111,6 +111,11 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
             problems,
             overlap_until,
         }) => {
+            if let Some(old) = previous.secret_name.as_deref()
+                && old != secret_name(key)
+            {
+                delete_secret_if_ours(ctx, key, old).await?;
+            }
             match problems.first() {
                 None => conditions.ready(
                     true,
@@ -587,17 +592,7 @@ async fn cleanup(key: &AccessKey, ctx: &Context) -> Result<Action> {
             Err(e) => return Err(e.into()),
         }
     }
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let name = secret_name(key);
-    if let Some(secret) = secrets.get_opt(&name).await?
-        && secret_is_ours(&secret, key)
-    {
-        match secrets.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    delete_secret_if_ours(ctx, key, &secret_name(key)).await?;
     ctx.publish(
         &key.object_ref(&()),
         EventType::Normal,
@@ -606,6 +601,23 @@ async fn cleanup(key: &AccessKey, ctx: &Context) -> Result<Action> {
     )
     .await;
     Ok(Action::await_change())
+}
+
+/// Deletes a Secret this AccessKey created (after a rename of `secretName`, or on
+/// deletion); a missing Secret is fine, somebody else's is left alone.
+async fn delete_secret_if_ours(ctx: &Context, key: &AccessKey, name: &str) -> Result<()> {
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
+    if let Some(secret) = secrets.get_opt(name).await?
+        && secret_is_ours(&secret, key)
+    {
+        match secrets.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 async fn write_status(

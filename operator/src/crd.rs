@@ -480,7 +480,8 @@ pub struct BucketGrant {
     pub namespace: Option<String>,
     /// `ReadOnly` (list, get), `ReadWrite` (also put, delete, multipart),
     /// `WriteOnly` (put and multipart, no reads or listing), or `Admin` (every action
-    /// on the bucket, including its configuration).
+    /// on the bucket and its objects, except deleting the bucket or changing the
+    /// settings its Bucket resource declares).
     pub access: AccessMode,
     /// Limit the grant to object keys starting with this prefix (e.g. `team-a/`).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -29,6 +29,17 @@ const DELETE_OBJECT: &[&str] = &[
 ];
 const LIST_BUCKET: &[&str] = &["s3:ListBucket", "s3:ListBucketVersions"];
 const BUCKET_INFO: &[&str] = &["s3:GetBucketLocation", "s3:ListBucketMultipartUploads"];
+/// What the Bucket resource declares: even an Admin key may not change it, or the
+/// operator would revert the change at its next reconcile.
+const DECLARED_BY_BUCKET: &[&str] = &[
+    "s3:DeleteBucket",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy",
+    "s3:PutBucketVersioning",
+    "s3:PutBucketObjectLockConfiguration",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutBucketCORS",
+];
 
 fn bucket_arn(bucket: &str) -> String {
     format!("arn:aws:s3:::{bucket}")
@@ -69,10 +80,15 @@ fn grant_statements(grant: &Grant) -> Vec<Statement> {
             on_objects(&[READ_OBJECT, WRITE_OBJECT, DELETE_OBJECT]),
         ],
         AccessMode::Admin => {
-            let mut bucket_wide = Statement::new(Effect::Allow, &["s3:*"], vec![bucket.clone()]);
-            if !prefix.is_empty() {
-                // A prefix narrows object access; bucket configuration stays whole.
-                bucket_wide = Statement::new(
+            let declared = Statement::new(Effect::Deny, DECLARED_BY_BUCKET, vec![bucket.clone()]);
+            let all_objects = Statement::new(Effect::Allow, &["s3:*"], vec![objects.clone()]);
+            if prefix.is_empty() {
+                let bucket_wide = Statement::new(Effect::Allow, &["s3:*"], vec![bucket.clone()]);
+                vec![bucket_wide, all_objects, declared]
+            } else {
+                // A prefix narrows object access and listing; the bucket's other
+                // configuration stays whole.
+                let bucket_wide = Statement::new(
                     Effect::Allow,
                     &[
                         "s3:Get*",
@@ -82,16 +98,7 @@ fn grant_statements(grant: &Grant) -> Vec<Statement> {
                     ],
                     vec![bucket.clone()],
                 );
-                vec![
-                    bucket_wide,
-                    list(),
-                    Statement::new(Effect::Allow, &["s3:*"], vec![objects.clone()]),
-                ]
-            } else {
-                vec![
-                    bucket_wide,
-                    Statement::new(Effect::Allow, &["s3:*"], vec![objects.clone()]),
-                ]
+                vec![bucket_wide, list(), all_objects, declared]
             }
         }
     }
@@ -232,8 +239,21 @@ mod tests {
     fn admin_grant_covers_bucket_configuration() {
         let policy = identity_policy(&[grant(AccessMode::Admin, None)], None).unwrap();
         assert_eq!(
-            decide(&policy, "s3:PutBucketPolicy", "arn:aws:s3:::photos", None),
+            decide(&policy, "s3:PutBucketTagging", "arn:aws:s3:::photos", None),
             Decision::Allow
+        );
+        assert_eq!(
+            decide(&policy, "s3:GetBucketPolicy", "arn:aws:s3:::photos", None),
+            Decision::Allow
+        );
+        // What the Bucket resource declares stays the resource's to change.
+        assert_eq!(
+            decide(&policy, "s3:PutBucketPolicy", "arn:aws:s3:::photos", None),
+            Decision::Deny
+        );
+        assert_eq!(
+            decide(&policy, "s3:DeleteBucket", "arn:aws:s3:::photos", None),
+            Decision::Deny
         );
         assert_eq!(
             decide(&policy, "s3:DeleteObject", "arn:aws:s3:::photos/a", None),

@@ -529,6 +529,29 @@ async fn drift_in_secret_key_and_policy_is_repaired() {
         .expect("key");
     assert!(stored.policy.is_some_and(|p| p.contains("team-a-drift")));
 
+    // Renamed Secret: the new one is written, the old one removed.
+    let patch = json!({"spec": {"secretName": "drift-renamed"}});
+    h.keys()
+        .patch("drift", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("rename");
+    h.reconcile_key(NS, "drift").await.expect("reconcile");
+    assert_eq!(h.secret_env(NS, "drift-renamed").await, env);
+    assert!(h.secrets().get_opt("drift").await.expect("get").is_none());
+    let patch = json!({"spec": {"secretName": null}});
+    h.keys()
+        .patch("drift", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("rename back");
+    h.reconcile_key(NS, "drift").await.expect("reconcile");
+    assert!(
+        h.secrets()
+            .get_opt("drift-renamed")
+            .await
+            .expect("get")
+            .is_none()
+    );
+
     // Key removed from the store: a new one is issued and the Secret updated.
     h.store
         .delete_access_key(&env["AWS_ACCESS_KEY_ID"])

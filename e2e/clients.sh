@@ -26,6 +26,15 @@ expect_eq() {
     ok "$1"
 }
 
+# expect_out WHAT EXPECTED COMMAND...: the command succeeds and prints exactly EXPECTED.
+# (A failing command inside "$(...)" passed as an argument would not stop the script.)
+expect_out() {
+    local what=$1 expected=$2 out
+    shift 2
+    out=$("$@") || fail "$what: command failed with exit $?: $*"
+    expect_eq "$what" "$out" "$expected"
+}
+
 # expect_error WHAT CODE COMMAND...: the command must fail and name the S3 error CODE.
 expect_error() {
     local what=$1 code=$2 out
@@ -169,10 +178,10 @@ check_aws_cli() {
     local b=cli-bucket d=$WORK/aws
     mkdir -p "$d"
 
-    expect_eq "aws s3 mb" "$(aws s3 mb "s3://$b")" "make_bucket: $b"
+    expect_out "aws s3 mb" "make_bucket: $b" aws s3 mb "s3://$b"
     expect_error "aws s3 mb of an existing bucket" BucketAlreadyOwnedByYou aws s3 mb "s3://$b"
-    expect_eq "s3api get-bucket-versioning of a new bucket is empty (never enabled)" \
-        "$(aws s3api get-bucket-versioning --bucket "$b" --output json)" ""
+    expect_out "s3api get-bucket-versioning of a new bucket is empty (never enabled)" "" \
+        aws s3api get-bucket-versioning --bucket "$b" --output json
 
     head -c $((64 << 20)) /dev/urandom >"$d/big.bin"
     aws s3 cp "$d/big.bin" "s3://$b/big.bin" --only-show-errors
@@ -198,8 +207,8 @@ check_aws_cli() {
     aws s3 sync "s3://$b/tree/" "$d/tree.down" --only-show-errors
     diff -r "$tree" "$d/tree.down"
     ok "aws s3 sync up and back down gives an identical tree"
-    expect_eq "aws s3 sync again has nothing to do" \
-        "$(aws s3 sync "$tree" "s3://$b/tree/" --dryrun --no-progress)" ""
+    expect_out "aws s3 sync again has nothing to do" "" \
+        aws s3 sync "$tree" "s3://$b/tree/" --dryrun --no-progress
 
     local expected listed
     expected=$(cd "$d" && find tree -type f -printf '%s %p\n' | LC_ALL=C sort -k2)
@@ -230,55 +239,52 @@ check_aws_cli() {
     expect_error "expired presigned URL (SigV4)" AccessDenied curl -sS --fail-with-body "$v4"
 
     # s3api: head-object, metadata, list with delimiter, copy, delete-objects, range, policy.
-    expect_eq "s3api head-object ContentLength" \
-        "$(aws s3api head-object --bucket "$b" --key big.bin --query ContentLength --output text)" $((64 << 20))
+    expect_out "s3api head-object ContentLength" $((64 << 20)) \
+        aws s3api head-object --bucket "$b" --key big.bin --query ContentLength --output text
 
     printf 'metadata body\n' >"$d/meta.txt"
     aws s3api put-object --bucket "$b" --key meta.txt --body "$d/meta.txt" \
         --content-type text/plain --metadata color=blue,owner=e2e >/dev/null
     json_eq "$(aws s3api head-object --bucket "$b" --key meta.txt --query Metadata --output json)" \
         '{"color":"blue","owner":"e2e"}' || fail "head-object does not show the metadata put-object set"
-    expect_eq "s3api put-object --metadata then head-object shows it (content type)" \
-        "$(aws s3api head-object --bucket "$b" --key meta.txt --query ContentType --output text)" text/plain
+    expect_out "s3api put-object --metadata then head-object shows it (content type)" text/plain \
+        aws s3api head-object --bucket "$b" --key meta.txt --query ContentType --output text
 
     for key in dir/a dir/b dir/sub/c top; do
         aws s3api put-object --bucket "$b" --key "$key" --body "$d/meta.txt" >/dev/null
     done
-    expect_eq "s3api list-objects-v2 --delimiter groups common prefixes" \
-        "$(aws s3api list-objects-v2 --bucket "$b" --prefix dir/ --delimiter / \
-            --query '[join(`,`, Contents[].Key), join(`,`, CommonPrefixes[].Prefix)]' --output text)" \
-        "$(printf 'dir/a,dir/b\tdir/sub/')"
+    expect_out "s3api list-objects-v2 --delimiter groups common prefixes" "$(printf 'dir/a,dir/b\tdir/sub/')" \
+        aws s3api list-objects-v2 --bucket "$b" --prefix dir/ --delimiter / \
+        --query '[join(`,`, Contents[].Key), join(`,`, CommonPrefixes[].Prefix)]' --output text
 
     local src_etag
     src_etag=$(aws s3api head-object --bucket "$b" --key meta.txt --query ETag --output text)
-    expect_eq "s3api copy-object returns the source ETag" \
-        "$(aws s3api copy-object --bucket "$b" --key copy.txt --copy-source "$b/meta.txt" \
-            --query CopyObjectResult.ETag --output text)" "$src_etag"
+    expect_out "s3api copy-object returns the source ETag" "$src_etag" \
+        aws s3api copy-object --bucket "$b" --key copy.txt --copy-source "$b/meta.txt" \
+        --query CopyObjectResult.ETag --output text
     json_eq "$(aws s3api head-object --bucket "$b" --key copy.txt --query Metadata --output json)" \
         '{"color":"blue","owner":"e2e"}' || fail "copy-object did not copy the metadata"
     ok "s3api copy-object copies the metadata (COPY directive)"
     aws s3api copy-object --bucket "$b" --key copy.txt --copy-source "$b/copy.txt" \
         --metadata-directive REPLACE --metadata color=red --content-type application/json >/dev/null
-    expect_eq "s3api copy-object onto itself with REPLACE changes the metadata" \
-        "$(aws s3api head-object --bucket "$b" --key copy.txt --query '[Metadata.color, ContentType]' --output text)" \
-        "$(printf 'red\tapplication/json')"
+    expect_out "s3api copy-object onto itself with REPLACE changes the metadata" "$(printf 'red\tapplication/json')" \
+        aws s3api head-object --bucket "$b" --key copy.txt --query '[Metadata.color, ContentType]' --output text
     aws s3api copy-object --bucket "$b" --key "big copy.bin" --copy-source "$b/big.bin" >/dev/null
     aws s3api get-object --bucket "$b" --key "big copy.bin" "$d/big.copy" >/dev/null
     cmp "$d/big.bin" "$d/big.copy"
     ok "s3api copy-object of the 64 MiB multipart object is byte-identical"
 
-    expect_eq "s3api delete-objects reports every key deleted" \
-        "$(aws s3api delete-objects --bucket "$b" \
-            --delete '{"Objects":[{"Key":"dir/a"},{"Key":"dir/b"},{"Key":"never-existed"}]}' \
-            --query 'join(`,`, sort(Deleted[].Key))' --output text)" "dir/a,dir/b,never-existed"
-    expect_eq "s3api list-objects-v2 after delete-objects" \
-        "$(aws s3api list-objects-v2 --bucket "$b" --prefix dir/ --query 'join(`,`, Contents[].Key)' --output text)" \
-        "dir/sub/c"
+    expect_out "s3api delete-objects reports every key deleted" "dir/a,dir/b,never-existed" \
+        aws s3api delete-objects --bucket "$b" \
+        --delete '{"Objects":[{"Key":"dir/a"},{"Key":"dir/b"},{"Key":"never-existed"}]}' \
+        --query 'join(`,`, sort(Deleted[].Key))' --output text
+    expect_out "s3api list-objects-v2 after delete-objects" "dir/sub/c" \
+        aws s3api list-objects-v2 --bucket "$b" --prefix dir/ --query 'join(`,`, Contents[].Key)' --output text
 
     # A range across the boundary of parts 1 and 2 (8 MiB), and a suffix range.
-    expect_eq "s3api get-object --range ContentRange" \
-        "$(aws s3api get-object --bucket "$b" --key big.bin --range bytes=8388000-8389999 "$d/range.bin" \
-            --query ContentRange --output text)" "bytes 8388000-8389999/$((64 << 20))"
+    expect_out "s3api get-object --range ContentRange" "bytes 8388000-8389999/$((64 << 20))" \
+        aws s3api get-object --bucket "$b" --key big.bin --range bytes=8388000-8389999 "$d/range.bin" \
+        --query ContentRange --output text
     cmp "$d/range.bin" <(dd if="$d/big.bin" iflag=skip_bytes,count_bytes skip=8388000 count=2000 status=none)
     ok "s3api get-object --range across a part boundary returns the right bytes"
     aws s3api get-object --bucket "$b" --key big.bin --range bytes=-1000 "$d/suffix.bin" >/dev/null
@@ -324,15 +330,14 @@ check_aws_cli() {
         aws s3 cp "s3://$b/meta.txt" "$d/readonly.txt" --only-show-errors
         cmp "$d/readonly.txt" "$d/meta.txt"
         ok "restricted key may read its bucket"
-        expect_eq "restricted key may list its bucket" \
-            "$(aws s3api list-objects-v2 --bucket "$b" --prefix dir/ --query 'join(`,`, Contents[].Key)' --output text)" \
-            "dir/sub/c"
+        expect_out "restricted key may list its bucket" "dir/sub/c" \
+            aws s3api list-objects-v2 --bucket "$b" --prefix dir/ --query 'join(`,`, Contents[].Key)' --output text
         expect_error "restricted key PutObject" AccessDenied \
             aws s3 cp "$d/meta.txt" "s3://$b/denied.txt" --only-show-errors
         expect_error "restricted key DeleteObject" AccessDenied aws s3api delete-object --bucket "$b" --key meta.txt
         # Without s3:ListAllMyBuckets, ListBuckets shows only the buckets the key may list.
-        expect_eq "restricted key ListBuckets sees only its bucket" \
-            "$(aws s3api list-buckets --query 'join(`,`, Buckets[].Name)' --output text)" "$b"
+        expect_out "restricted key ListBuckets sees only its bucket" "$b" \
+            aws s3api list-buckets --query 'join(`,`, Buckets[].Name)' --output text
         expect_error "restricted key ListObjects on another bucket" AccessDenied aws s3 ls "s3://$b-other"
         expect_error "restricted key CreateBucket" AccessDenied aws s3 mb s3://not-allowed
     )
@@ -346,8 +351,8 @@ check_aws_cli() {
 
     expect_error "aws s3 rb of a non-empty bucket" BucketNotEmpty aws s3 rb "s3://$b"
     aws s3 rm "s3://$b" --recursive --only-show-errors
-    expect_eq "aws s3 rm --recursive empties the bucket" "$(aws s3 ls "s3://$b" --recursive)" ""
-    expect_eq "aws s3 rb" "$(aws s3 rb "s3://$b")" "remove_bucket: $b"
+    expect_out "aws s3 rm --recursive empties the bucket" "" aws s3 ls "s3://$b" --recursive
+    expect_out "aws s3 rb" "remove_bucket: $b" aws s3 rb "s3://$b"
 }
 
 # ---------------------------------------------------------------- boto3
@@ -398,10 +403,10 @@ check_rclone() {
     [[ "$out" == *"0 differences found"* ]] || fail "rclone check --download: $out"
     ok "rclone check --download: 0 differences"
 
-    local expected
+    local expected listed
     expected=$(cd "$d/src" && find . -type f -printf '%s %P\n' | LC_ALL=C sort -k2)
-    expect_eq "rclone ls lists every file with its size" \
-        "$(rclone ls "coffer:$b/data" | sed -E 's/^ +//' | LC_ALL=C sort -k2)" "$expected"
+    listed=$(rclone ls "coffer:$b/data" | sed -E 's/^ +//' | LC_ALL=C sort -k2)
+    expect_eq "rclone ls lists every file with its size" "$listed" "$expected"
 
     rclone copy "coffer:$b/data" "$d/back"
     diff -r "$d/src" "$d/back"
@@ -432,7 +437,7 @@ multipart_chunk_size_mb = 5
 EOF
     local s3cmd=(s3cmd --config "$cfg" --no-progress)
 
-    expect_eq "s3cmd mb" "$("${s3cmd[@]}" mb "s3://$b")" "Bucket 's3://$b/' created"
+    expect_out "s3cmd mb" "Bucket 's3://$b/' created" "${s3cmd[@]}" mb "s3://$b"
     head -c 4096 /dev/urandom >"$d/small.bin"
     head -c $((12 << 20)) /dev/urandom >"$d/large.bin"
     "${s3cmd[@]}" put "$d/small.bin" "s3://$b/small.bin" >/dev/null
@@ -449,18 +454,20 @@ EOF
     cmp "$d/large.bin" "$d/large.back"
     ok "s3cmd get returns identical bytes"
 
-    expect_eq "s3cmd ls" "$("${s3cmd[@]}" ls "s3://$b" | sed -E 's/^.* +//')" \
-        "$(printf 's3://%s/dir/\ns3://%s/small.bin' "$b" "$b")"
-    expect_eq "s3cmd ls --recursive" \
-        "$("${s3cmd[@]}" ls --recursive "s3://$b" | awk '{print $3, $4}')" \
+    local listed
+    listed=$("${s3cmd[@]}" ls "s3://$b" | sed -E 's/^.* +//')
+    expect_eq "s3cmd ls" "$listed" "$(printf 's3://%s/dir/\ns3://%s/small.bin' "$b" "$b")"
+    listed=$("${s3cmd[@]}" ls --recursive "s3://$b" | awk '{print $3, $4}')
+    expect_eq "s3cmd ls --recursive" "$listed" \
         "$(printf '%s s3://%s/dir/large.bin\n4096 s3://%s/small.bin' $((12 << 20)) "$b" "$b")"
-    "${s3cmd[@]}" ls | grep -q "s3://$b\$" || fail "s3cmd ls does not list the bucket"
+    listed=$("${s3cmd[@]}" ls)
+    grep -qx ".* s3://$b" <<<"$listed" || fail "s3cmd ls does not list the bucket: $listed"
     ok "s3cmd ls lists the bucket"
 
     expect_error "s3cmd rb of a non-empty bucket" BucketNotEmpty "${s3cmd[@]}" rb "s3://$b"
     "${s3cmd[@]}" del "s3://$b/small.bin" "s3://$b/dir/large.bin" >/dev/null
-    expect_eq "s3cmd del leaves the bucket empty" "$("${s3cmd[@]}" ls --recursive "s3://$b")" ""
-    expect_eq "s3cmd rb" "$("${s3cmd[@]}" rb "s3://$b")" "Bucket 's3://$b/' removed"
+    expect_out "s3cmd del leaves the bucket empty" "" "${s3cmd[@]}" ls --recursive "s3://$b"
+    expect_out "s3cmd rb" "Bucket 's3://$b/' removed" "${s3cmd[@]}" rb "s3://$b"
 }
 
 # ---------------------------------------------------------------- main

@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # One image with both binaries: coffer-server (the S3 server StatefulSet) and
 # coffer-operator (the controller Deployment). The chart picks the command.
 #
@@ -5,22 +6,11 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# Dependencies first, so source edits do not rebuild them.
-COPY Cargo.toml Cargo.lock ./
-COPY server/Cargo.toml server/Cargo.toml
-COPY operator/Cargo.toml operator/Cargo.toml
-COPY testkit/Cargo.toml testkit/Cargo.toml
-RUN for crate in server operator testkit; do \
-      mkdir -p $crate/src && echo 'fn main() {}' > $crate/src/main.rs && touch $crate/src/lib.rs; \
-    done \
- && cargo build --release --locked -p coffer-server -p coffer-operator || true
-COPY server server
-COPY operator operator
-COPY testkit testkit
-COPY crds crds
-# Cached dependency builds are reused; the workspace crates are rebuilt from source.
-RUN touch server/src/*.rs operator/src/*.rs testkit/src/*.rs \
- && cargo build --release --locked -p coffer-server -p coffer-operator \
+COPY . .
+# BuildKit caches keep the registry and compiled dependencies between builds.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p coffer-server -p coffer-operator \
  && install -D -m 0755 target/release/coffer-server /out/coffer-server \
  && install -D -m 0755 target/release/coffer-operator /out/coffer-operator
 

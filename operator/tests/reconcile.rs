@@ -787,3 +787,60 @@ async fn invalid_default_bucket_name_is_reported() {
     );
     assert!(h.store.list_buckets().await.expect("list").is_empty());
 }
+
+#[tokio::test]
+async fn rotation_every_issues_a_new_key_when_the_period_elapses() {
+    let h = Harness::start().await;
+    ready_bucket(&h, "sched", "").await;
+    h.create::<AccessKey>(&key_yaml(
+        "sched",
+        "  buckets:\n  - name: sched\n    access: ReadOnly\n  rotation:\n    every: 2s\n    overlap: 1h\n",
+    ))
+    .await;
+    let first_action = h.reconcile_key(NS, "sched").await.expect("reconcile");
+    // Scheduled for the rotation, well before the periodic resync.
+    assert_ne!(
+        first_action,
+        kube::runtime::controller::Action::requeue(h.ctx.settings.resync)
+    );
+    assert_ne!(
+        first_action,
+        kube::runtime::controller::Action::await_change()
+    );
+    let first = h.secret_env(NS, "sched").await;
+    h.reconcile_key(NS, "sched").await.expect("reconcile");
+    assert_eq!(
+        h.secret_env(NS, "sched").await["AWS_ACCESS_KEY_ID"],
+        first["AWS_ACCESS_KEY_ID"]
+    );
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    h.reconcile_key(NS, "sched").await.expect("reconcile");
+    let second = h.secret_env(NS, "sched").await;
+    assert_ne!(
+        second["AWS_ACCESS_KEY_ID"], first["AWS_ACCESS_KEY_ID"],
+        "rotated after `every`"
+    );
+    let old = h
+        .store
+        .get_access_key(&first["AWS_ACCESS_KEY_ID"])
+        .await
+        .expect("s")
+        .expect("old key kept");
+    assert!(
+        old.expires_at.is_some(),
+        "the previous key expires after the overlap"
+    );
+    let status = h
+        .keys()
+        .get("sched")
+        .await
+        .expect("key")
+        .status
+        .expect("status");
+    assert_eq!(
+        status.access_key_id.as_deref(),
+        Some(second["AWS_ACCESS_KEY_ID"].as_str())
+    );
+    assert!(status.last_rotated.is_some());
+}

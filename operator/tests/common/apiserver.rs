@@ -499,9 +499,15 @@ impl ApiServer {
             if let Err(e) = json_patch::patch(&mut next, &ops) {
                 return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e.to_string());
             }
+        } else if content_type.starts_with("application/apply-patch")
+            && target.subresource.as_deref() == Some("status")
+        {
+            // Server-side apply by the status' only manager: what it applies is the
+            // whole status, and fields it no longer sends are removed.
+            next["status"] = patch["status"].clone();
         } else {
-            // Merge, strategic merge and apply patches: a JSON merge is close enough
-            // for the fields the operator writes (it owns whole status objects).
+            // Merge and strategic merge patches (and apply on the main resource,
+            // which the operator never does): a JSON merge.
             merge_patch(&mut next, &patch);
         }
         self.update(target, key, current, next)

@@ -241,16 +241,21 @@ fn request_context(cx: &mut S3AccessContext<'_>) -> RequestContext {
         }
     }
     let query = cx.uri().query().unwrap_or("");
-    let presigned = query.contains("X-Amz-Signature=");
+    let presigned = query.contains("Signature=");
+    let sigv2 = (presigned && !query.contains("X-Amz-Signature="))
+        || headers
+            .get(http::header::AUTHORIZATION)
+            .is_some_and(|v| v.as_bytes().starts_with(b"AWS "));
+    let auth_type = if presigned {
+        "REST-QUERY-STRING"
+    } else {
+        "REST-HEADER"
+    };
+    ctx.insert("s3:authType", auth_type);
     ctx.insert(
-        "s3:authType",
-        if presigned {
-            "REST-QUERY-STRING"
-        } else {
-            "REST-HEADER"
-        },
+        "s3:signatureversion",
+        if sigv2 { "AWS" } else { "AWS4-HMAC-SHA256" },
     );
-    ctx.insert("s3:signatureversion", "AWS4-HMAC-SHA256");
     for (name, value) in form_urlencoded_pairs(query) {
         match name.as_str() {
             "prefix" => ctx.insert("s3:prefix", value),
@@ -278,6 +283,27 @@ fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> 
         };
         (decode(k), decode(v))
     })
+}
+
+/// Presigned URLs may live at most 7 days, as on S3 (s3s does not cap it).
+fn check_presigned_expiry(query: &str) -> S3Result<()> {
+    const MAX_EXPIRES: u64 = 7 * 24 * 3600;
+    for (name, value) in form_urlencoded_pairs(query) {
+        if name == "X-Amz-Expires" {
+            let valid = value
+                .parse::<u64>()
+                .is_ok_and(|secs| (1..=MAX_EXPIRES).contains(&secs));
+            if !valid {
+                let mut err = s3s::S3Error::with_message(
+                    s3s::S3ErrorCode::Custom("AuthorizationQueryParametersError".into()),
+                    "X-Amz-Expires must be between 1 and 604800 seconds (7 days)",
+                );
+                err.set_status_code(http::StatusCode::BAD_REQUEST);
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Evaluates IAM policies for every S3 request.
@@ -363,6 +389,7 @@ impl S3Access for Authorizer {
             Some(creds) => self.keyring.access_key(&creds.access_key).await?,
             None => None,
         };
+        check_presigned_expiry(cx.uri().query().unwrap_or(""))?;
         let context = Arc::new(request_context(cx));
         let caller = Caller { key, context };
         let operation = cx.s3_op().name().to_owned();

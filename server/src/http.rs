@@ -110,10 +110,24 @@ async fn complete_error_body(response: Response, resource: &str, request_id: &st
     };
     let text = String::from_utf8_lossy(&bytes);
     let completed = if text.contains("</Error>") && !text.contains("<RequestId>") {
+        // Errors raised inside s3s may lack a Message; clients print "Unknown" then.
+        let message = if text.contains("<Message>") {
+            String::new()
+        } else {
+            let code = text
+                .split("<Code>")
+                .nth(1)
+                .and_then(|r| r.split("</Code>").next())
+                .unwrap_or("Error");
+            format!(
+                "<Message>The request failed with {}.</Message>",
+                xml_escape(code)
+            )
+        };
         text.replace(
             "</Error>",
             &format!(
-                "<Resource>{}</Resource><RequestId>{request_id}</RequestId></Error>",
+                "{message}<Resource>{}</Resource><RequestId>{request_id}</RequestId></Error>",
                 xml_escape(resource)
             ),
         )
@@ -130,6 +144,15 @@ async fn front_door(State(front): State<FrontDoor>, request: Request, next: Next
     let request_id = new_request_id();
     let method = request.method().clone();
     let resource = request.uri().path().to_owned();
+    let empty_expect_continue = request
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        && request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0")
+        && !request.headers().contains_key(header::TRANSFER_ENCODING);
     let header_bytes: usize = request
         .headers()
         .iter()
@@ -159,6 +182,14 @@ async fn front_door(State(front): State<FrontDoor>, request: Request, next: Next
             ),
         }
     };
+    // botocore sends `Expect: 100-continue` even for empty bodies; answered without
+    // an interim 100 (RFC 9110 allows it), it then misreads the next response on that
+    // keep-alive connection (boto/botocore#3755). Closing the connection avoids it.
+    if empty_expect_continue {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = response.status();
     if status == StatusCode::NOT_MODIFIED {
         let (parts, _) = response.into_parts();

@@ -57,6 +57,7 @@ pub async fn copy_object(
     s3: &Coffer,
     req: S3Request<CopyObjectInput>,
 ) -> S3Result<S3Response<CopyObjectOutput>> {
+    super::put::refuse_unsupported(&req.headers)?;
     let input = req.input;
     validate_key(&input.key)?;
     s3.meta

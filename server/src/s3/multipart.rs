@@ -44,6 +44,7 @@ pub async fn create_multipart_upload(
     s3: &Coffer,
     req: S3Request<CreateMultipartUploadInput>,
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    super::put::refuse_unsupported(&req.headers)?;
     let caller = Authorizer::caller_of(&req.extensions);
     let input = req.input;
     validate_key(&input.key)?;

@@ -140,24 +140,47 @@ pub(super) fn write_condition(
     }
 }
 
-/// botocore sends `Expect: 100-continue` with every file upload, empty ones too. With
-/// no body to wait for, the server answers without an interim 100 (RFC 9110 allows
-/// it), and botocore then misreads the next response on that keep-alive connection
-/// (a 60 s read timeout; boto/botocore#3755). Closing the connection resets it.
-pub(super) fn close_after_empty_expect<T>(headers: &HeaderMap, response: &mut S3Response<T>) {
-    let expects_continue = headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let empty_body = headers
-        .get(http::header::CONTENT_LENGTH)
-        .is_none_or(|v| v.as_bytes() == b"0")
-        && !headers.contains_key(http::header::TRANSFER_ENCODING);
-    if expects_continue && empty_body {
-        response.headers.insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
+/// Request headers that ask for something Coffer does not do yet. Accepting them
+/// silently would lie about encryption, retention or visibility, so they are refused.
+pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
+    const REFUSED_PREFIXES: &[&str] = &[
+        "x-amz-server-side-encryption",
+        "x-amz-object-lock-",
+        "x-amz-grant-",
+    ];
+    for (name, value) in headers {
+        let name = name.as_str();
+        if let Some(prefix) = REFUSED_PREFIXES.iter().find(|p| name.starts_with(**p)) {
+            return Err(s3_error!(
+                NotImplemented,
+                "{prefix}* headers are not supported yet"
+            ));
+        }
+        let value = value.to_str().unwrap_or("");
+        match name {
+            // Private is what every object is; anything else would be a lie.
+            "x-amz-acl" if !matches!(value, "private" | "bucket-owner-full-control") => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "Only the private canned ACL is supported yet"
+                ));
+            }
+            "x-amz-tagging" if !value.is_empty() => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "Object tagging is not supported yet"
+                ));
+            }
+            "x-amz-website-redirect-location" => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "Website redirects are not supported"
+                ));
+            }
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 /// Removes a blob that will never be committed (best effort; GC catches the rest).
@@ -170,6 +193,7 @@ pub async fn put_object(
     s3: &Coffer,
     req: S3Request<PutObjectInput>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
+    refuse_unsupported(&req.headers)?;
     let input = req.input;
     validate_key(&input.key)?;
     s3.meta
@@ -239,7 +263,5 @@ pub async fn put_object(
         set_checksum!(output, algorithm, ingested.checksum);
         output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
     }
-    let mut response = S3Response::new(output);
-    close_after_empty_expect(&req.headers, &mut response);
-    Ok(response)
+    Ok(S3Response::new(output))
 }

@@ -294,7 +294,90 @@ async fn streaming_chunk_signatures_are_verified_in_chain(backend: Backend) {
     t.stop().await;
 }
 
+async fn presigned_urls_longer_than_seven_days_are_refused(backend: Backend) {
+    let t = TestServer::start(backend).await;
+    let s3 = t.root_client();
+    s3.create_bucket().bucket("week").send().await.unwrap();
+    s3.put_object()
+        .bucket("week")
+        .key("k")
+        .body(b"v".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let root = t.server.root_key();
+    let url = format!("{}/week/k", t.endpoint());
+    let week = crate::common::presign_get(
+        &url,
+        &root.id,
+        &root.secret,
+        Duration::from_secs(7 * 24 * 3600),
+    );
+    assert_eq!(reqwest::get(&week).await.unwrap().status().as_u16(), 200);
+    let longer = crate::common::presign_get(
+        &url,
+        &root.id,
+        &root.secret,
+        Duration::from_secs(7 * 24 * 3600 + 1),
+    );
+    let response = reqwest::get(&longer).await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(
+        xml_code(&response.text().await.unwrap()),
+        "AuthorizationQueryParametersError"
+    );
+    t.stop().await;
+}
+
+async fn unsupported_encryption_acl_and_lock_headers_are_refused_not_ignored(backend: Backend) {
+    let t = TestServer::start(backend).await;
+    let s3 = t.root_client();
+    s3.create_bucket().bucket("honest").send().await.unwrap();
+    let sse_c = s3
+        .put_object()
+        .bucket("honest")
+        .key("secret")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")
+        .sse_customer_key_md5("Q0xrOTZUU2ZqVEtyNkM0YzBtdjQ1Zz09")
+        .body(b"x".to_vec().into())
+        .send()
+        .await;
+    assert_eq!(code(sse_c), "NotImplemented");
+    let public = s3
+        .put_object()
+        .bucket("honest")
+        .key("public")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead)
+        .body(b"x".to_vec().into())
+        .send()
+        .await;
+    assert_eq!(code(public), "NotImplemented");
+    let private = s3
+        .put_object()
+        .bucket("honest")
+        .key("private")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::Private)
+        .body(b"x".to_vec().into())
+        .send()
+        .await;
+    assert!(private.is_ok());
+    let locked = s3
+        .create_multipart_upload()
+        .bucket("honest")
+        .key("locked")
+        .object_lock_mode(aws_sdk_s3::types::ObjectLockMode::Compliance)
+        .send()
+        .await;
+    assert_eq!(code(locked), "NotImplemented");
+    let listed = s3.list_objects_v2().bucket("honest").send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(1));
+    t.stop().await;
+}
+
 on_both_backends!(
+    presigned_urls_longer_than_seven_days_are_refused,
+    unsupported_encryption_acl_and_lock_headers_are_refused_not_ignored,
     path_tricks_and_long_keys_are_refused,
     malformed_xml_gets_malformed_xml,
     oversized_header_section_is_refused,

@@ -1,5 +1,5 @@
 //! Every example manifest (e2e/manifests and the YAML blocks in docs/) is valid
-//! against the CRD schemas and readable by the operator's types.
+//! against the CRD schemas (structure and CEL rules) and readable by the operator's types.
 
 mod common;
 
@@ -22,7 +22,10 @@ fn validate(doc: &Value) -> Result<(), Vec<String>> {
             obj.remove(field);
         }
     }
-    common::schema::validate(&schema_for(kind), &body)
+    let schema = schema_for(kind);
+    common::schema::validate(&schema, &body)?;
+    kube_cel::validate(&schema, &body, None)
+        .map_err(|errors| errors.iter().map(|e| e.to_string()).collect())
 }
 
 /// Coffer resources in a file: YAML documents, or ```yaml blocks of a Markdown file.
@@ -119,6 +122,11 @@ fn schema_validation_rejects_bad_manifests() {
             "AccessKey",
             r#"{"spec": {"rotation": {"every": "30d"}}}"#,
             "does not match",
+        ),
+        (
+            "Bucket",
+            r#"{"spec": {"objectLock": {"defaultRetention": {"mode": "GOVERNANCE"}}}}"#,
+            "exactly one of days or years",
         ),
     ];
     for (kind, body, expected) in bad {

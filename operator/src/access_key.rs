@@ -333,7 +333,10 @@ async fn provision(
         tracing::info!(key = %current.id, "access key policy updated");
     }
 
-    let single_bucket = (grants.len() == 1).then(|| grants[0].bucket.as_str());
+    let single_bucket = match grants.as_slice() {
+        [only] => Some(only.bucket.as_str()),
+        _ => None,
+    };
     let desired = desired_secret(key, &secret_name, &current, single_bucket, ctx)?;
     write_secret(&secrets, existing_secret, desired).await?;
 

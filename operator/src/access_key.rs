@@ -127,50 +127,9 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
                 }
                 Some(p) => conditions.ready(false, p.reason, join_messages(&problems)),
             };
-            for problem in &problems {
-                let was = conditions::find(&previous.conditions, conditions::READY);
-                if was.is_none_or(|c| c.reason != problem.reason) {
-                    ctx.publish(
-                        &key.object_ref(&()),
-                        EventType::Warning,
-                        problem.reason,
-                        problem.message.clone(),
-                    )
-                    .await;
-                }
-            }
-            let now = now_millis();
-            let mut next = ctx.settings.resync;
-            match overlap_until {
-                Some(until) => {
-                    conditions.set(
-                        ROTATING,
-                        true,
-                        "PreviousKeyValid",
-                        format!(
-                            "The previous key stays valid until {}",
-                            conditions::to_rfc3339(coffer_server::meta::millis_to_datetime(until))
-                        ),
-                    );
-                    let wait = Duration::from_millis(u64::try_from(until - now).unwrap_or(0))
-                        + Duration::from_secs(1);
-                    next = next.min(wait);
-                }
-                None => {
-                    conditions.set(
-                        ROTATING,
-                        false,
-                        "RotationComplete",
-                        "Only the current key is valid",
-                    );
-                }
-            }
-            if !problems.is_empty() {
-                next = next.min(WAIT_FOR_BUCKET);
-            }
-            if let Some(due) = rotation_due_in(key, &status, now) {
-                next = next.min(due);
-            }
+            warn_new_problems(ctx, key, &previous, &problems).await;
+            set_rotating(&mut conditions, overlap_until);
+            let next = next_reconcile(key, &status, ctx, overlap_until, !problems.is_empty());
             Ok(Action::requeue(next))
         }
         Err(Error::Invalid { reason, message }) => {
@@ -198,6 +157,72 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
     status.conditions = conditions.finish();
     write_status(api, key, &previous, status).await?;
     action
+}
+
+/// Records a Warning Event for each problem not already reported in `Ready`.
+async fn warn_new_problems(
+    ctx: &Context,
+    key: &AccessKey,
+    previous: &AccessKeyStatus,
+    problems: &[GrantProblem],
+) {
+    let reported =
+        conditions::find(&previous.conditions, conditions::READY).map(|c| c.reason.as_str());
+    for problem in problems.iter().filter(|p| Some(p.reason) != reported) {
+        ctx.publish(
+            &key.object_ref(&()),
+            EventType::Warning,
+            problem.reason,
+            problem.message.clone(),
+        )
+        .await;
+    }
+}
+
+/// `Rotating`: true while a previous key is still valid, with until when.
+fn set_rotating(conditions: &mut Conditions<'_>, overlap_until: Option<i64>) {
+    match overlap_until {
+        Some(until) => conditions.set(
+            ROTATING,
+            true,
+            "PreviousKeyValid",
+            format!(
+                "The previous key stays valid until {}",
+                conditions::to_rfc3339(coffer_server::meta::millis_to_datetime(until))
+            ),
+        ),
+        None => conditions.set(
+            ROTATING,
+            false,
+            "RotationComplete",
+            "Only the current key is valid",
+        ),
+    };
+}
+
+/// When to look again: at the resync, or sooner when a previous key expires, a
+/// granted bucket may have become ready, or a scheduled rotation is due.
+fn next_reconcile(
+    key: &AccessKey,
+    status: &AccessKeyStatus,
+    ctx: &Context,
+    overlap_until: Option<i64>,
+    waiting_for_buckets: bool,
+) -> Duration {
+    let now = now_millis();
+    let mut next = ctx.settings.resync;
+    if let Some(until) = overlap_until {
+        let wait =
+            Duration::from_millis(u64::try_from(until - now).unwrap_or(0)) + Duration::from_secs(1);
+        next = next.min(wait);
+    }
+    if waiting_for_buckets {
+        next = next.min(WAIT_FOR_BUCKET);
+    }
+    if let Some(due) = rotation_due_in(key, status, now) {
+        next = next.min(due);
+    }
+    next
 }
 
 /// Carries a condition over unchanged.

@@ -145,12 +145,12 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
                 .await;
             }
             conditions.ready(false, reason, message);
-            keep(&mut conditions, &previous, ROTATING);
+            conditions.keep(ROTATING);
             Ok(Action::requeue(ctx.settings.resync))
         }
         Err(other) => {
             conditions.ready(false, other.reason(), other.to_string());
-            keep(&mut conditions, &previous, ROTATING);
+            conditions.keep(ROTATING);
             Err(other)
         }
     };
@@ -223,13 +223,6 @@ fn next_reconcile(
         next = next.min(due);
     }
     next
-}
-
-/// Carries a condition over unchanged.
-fn keep(conditions: &mut Conditions<'_>, previous: &AccessKeyStatus, type_: &str) {
-    if let Some(c) = conditions::find(&previous.conditions, type_) {
-        conditions.set(type_, c.status == "True", &c.reason, c.message.clone());
-    }
 }
 
 fn join_messages(problems: &[GrantProblem]) -> String {

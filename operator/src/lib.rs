@@ -3,7 +3,9 @@
 //!
 //! Shape (kube-rs `controller-rs`): CRD types in [`crd`], one reconciler per kind
 //! ([`bucket`], [`access_key`]), a [`Context`] carrying the clients, one [`Error`]
-//! enum; [`run`] wires the controllers, leader election, metrics and health.
+//! enum. [`policy`] turns bucket grants into IAM policies, [`conditions`] keeps
+//! status conditions quiet, [`leader`] elects one active replica on a Lease, and
+//! [`run`] wires the controllers, leader election, metrics and health endpoints.
 
 pub mod access_key;
 pub mod bucket;

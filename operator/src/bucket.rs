@@ -478,25 +478,9 @@ async fn delete_all_objects(bucket: &str, ctx: &Context) -> Result<()> {
             return Ok(());
         }
         for object in page.items {
-            delete_object(ctx.store.clone(), bucket.to_owned(), object.key).await?;
+            ctx.store.delete_object(bucket, &object.key).await?;
         }
     }
-}
-
-/// `MetaStore::delete_object`'s future cannot be proven `Send` in generic
-/// contexts (a borrowing iterator inside it), so it runs on a blocking thread.
-async fn delete_object(
-    store: coffer_server::meta::MetaStore,
-    bucket: String,
-    key: String,
-) -> Result<()> {
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || handle.block_on(store.delete_object(&bucket, &key)))
-        .await
-        .map_err(|e| {
-            Error::invalid("InternalError", format!("object deletion task failed: {e}"))
-        })??;
-    Ok(())
 }
 
 /// Writes the status with server-side apply, only when it changed.

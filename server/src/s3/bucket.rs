@@ -102,6 +102,7 @@ pub async fn create_bucket(
     s3: &Coffer,
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
+    super::put::refuse_unsupported(&req.headers)?;
     let input = req.input;
     validate_bucket_name(&input.bucket)?;
     if let Some(constraint) = input

@@ -390,6 +390,7 @@ async fn multipart_uploads_and_parts(store: MetaStore) {
         owner: "o".to_owned(),
         headers: ObjectHeaders::default(),
         checksum_algorithm: None,
+        checksum_type: None,
     };
     for (id, key) in [("u1", "x/a"), ("u2", "x/a"), ("u3", "x/b"), ("u4", "y")] {
         store

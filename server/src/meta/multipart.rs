@@ -19,6 +19,8 @@ pub struct MultipartUpload {
     pub owner: String,
     pub headers: ObjectHeaders,
     pub checksum_algorithm: Option<String>,
+    /// `COMPOSITE` or `FULL_OBJECT` when there is an algorithm.
+    pub checksum_type: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +39,7 @@ pub struct Part {
 pub type UploadsPage = ListPage<MultipartUpload>;
 
 const UPLOAD_COLUMNS: &str =
-    "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm";
+    "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type";
 
 fn upload_from_row(row: &sqlx::any::AnyRow) -> MetaResult<MultipartUpload> {
     let key: Vec<u8> = row.try_get("key")?;
@@ -49,6 +51,7 @@ fn upload_from_row(row: &sqlx::any::AnyRow) -> MetaResult<MultipartUpload> {
         owner: row.try_get("owner")?,
         headers: from_json(row.try_get::<&str, _>("headers")?)?,
         checksum_algorithm: row.try_get("checksum_algorithm")?,
+        checksum_type: row.try_get("checksum_type")?,
     })
 }
 
@@ -73,7 +76,7 @@ impl MetaStore {
         let mut tx = self.begin_write().await?;
         self.bucket_exists_tx(&mut tx, &upload.bucket).await?;
         sqlx::query(&format!(
-            "INSERT INTO multipart_uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            "INSERT INTO multipart_uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         ))
         .bind(&upload.upload_id)
         .bind(&upload.bucket)
@@ -82,6 +85,7 @@ impl MetaStore {
         .bind(&upload.owner)
         .bind(to_json(&upload.headers))
         .bind(upload.checksum_algorithm.as_deref())
+        .bind(upload.checksum_type.as_deref())
         .execute(&mut **tx)
         .await?;
         tx.commit().await

@@ -12,20 +12,21 @@ struct Migration {
     statements: &'static [&'static str],
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    statements: &[
-        "CREATE TABLE buckets (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        statements: &[
+            "CREATE TABLE buckets (
             name TEXT PRIMARY KEY,
             owner TEXT NOT NULL,
             region TEXT NOT NULL,
             created_at BIGINT NOT NULL)",
-        "CREATE TABLE bucket_configs (
+            "CREATE TABLE bucket_configs (
             bucket TEXT NOT NULL REFERENCES buckets(name) ON DELETE CASCADE,
             kind TEXT NOT NULL,
             value TEXT NOT NULL,
             PRIMARY KEY (bucket, kind))",
-        "CREATE TABLE access_keys (
+            "CREATE TABLE access_keys (
             id TEXT PRIMARY KEY,
             secret TEXT NOT NULL,
             name TEXT NOT NULL,
@@ -34,7 +35,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             is_root BIGINT NOT NULL,
             created_at BIGINT NOT NULL,
             expires_at BIGINT)",
-        "CREATE TABLE objects (
+            "CREATE TABLE objects (
             bucket TEXT NOT NULL REFERENCES buckets(name),
             key {bytes} NOT NULL,
             size BIGINT NOT NULL,
@@ -44,7 +45,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             checksum TEXT NOT NULL,
             segments TEXT NOT NULL,
             PRIMARY KEY (bucket, key))",
-        "CREATE TABLE multipart_uploads (
+            "CREATE TABLE multipart_uploads (
             upload_id TEXT PRIMARY KEY,
             bucket TEXT NOT NULL REFERENCES buckets(name),
             key {bytes} NOT NULL,
@@ -52,8 +53,8 @@ const MIGRATIONS: &[Migration] = &[Migration {
             owner TEXT NOT NULL,
             headers TEXT NOT NULL,
             checksum_algorithm TEXT)",
-        "CREATE INDEX multipart_uploads_by_key ON multipart_uploads (bucket, key, upload_id)",
-        "CREATE TABLE parts (
+            "CREATE INDEX multipart_uploads_by_key ON multipart_uploads (bucket, key, upload_id)",
+            "CREATE TABLE parts (
             upload_id TEXT NOT NULL REFERENCES multipart_uploads(upload_id) ON DELETE CASCADE,
             part_number BIGINT NOT NULL,
             size BIGINT NOT NULL,
@@ -62,14 +63,20 @@ const MIGRATIONS: &[Migration] = &[Migration {
             checksum TEXT NOT NULL,
             last_modified BIGINT NOT NULL,
             PRIMARY KEY (upload_id, part_number))",
-        "CREATE TABLE blobs (
+            "CREATE TABLE blobs (
             id TEXT PRIMARY KEY,
             size BIGINT NOT NULL,
             created_at BIGINT NOT NULL,
             garbage BIGINT NOT NULL)",
-        "CREATE INDEX blobs_garbage ON blobs (garbage, id)",
-    ],
-}];
+            "CREATE INDEX blobs_garbage ON blobs (garbage, id)",
+        ],
+    },
+    Migration {
+        version: 2,
+        // COMPOSITE or FULL_OBJECT, for uploads with a checksum algorithm.
+        statements: &["ALTER TABLE multipart_uploads ADD COLUMN checksum_type TEXT"],
+    },
+];
 
 /// Applies every migration the database has not seen yet.
 pub(super) async fn migrate(store: &MetaStore) -> MetaResult<()> {

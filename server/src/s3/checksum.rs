@@ -87,6 +87,46 @@ impl Algorithm {
     }
 }
 
+impl Algorithm {
+    /// The CRC these checksums use, for algorithms whose values can be combined.
+    fn crc(self) -> Option<crc_fast::CrcAlgorithm> {
+        match self {
+            Algorithm::Crc32 => Some(crc_fast::CrcAlgorithm::Crc32IsoHdlc),
+            Algorithm::Crc32c => Some(crc_fast::CrcAlgorithm::Crc32Iscsi),
+            Algorithm::Crc64Nvme => Some(crc_fast::CrcAlgorithm::Crc64Nvme),
+            Algorithm::Sha1 | Algorithm::Sha256 => None,
+        }
+    }
+
+    pub fn supports_full_object(self) -> bool {
+        self.crc().is_some()
+    }
+
+    /// The checksum of a whole object from its parts' checksums and sizes, without
+    /// reading a byte (CRCs combine arithmetically). `None` for SHA algorithms or
+    /// when a part value is missing or malformed.
+    pub fn combine(self, parts: &[(Option<&str>, u64)]) -> Option<String> {
+        let crc = self.crc()?;
+        let width = if self == Algorithm::Crc64Nvme { 8 } else { 4 };
+        let mut combined: Option<u64> = None;
+        for (value, len) in parts {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode((*value)?)
+                .ok()?;
+            if raw.len() != width {
+                return None;
+            }
+            let part = raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+            combined = Some(match combined {
+                None => part,
+                Some(sum) => crc_fast::checksum_combine(crc, sum, part, *len),
+            });
+        }
+        let bytes = combined?.to_be_bytes();
+        Some(base64::engine::general_purpose::STANDARD.encode(&bytes[8 - width..]))
+    }
+}
+
 /// What a request expects to be checked.
 #[derive(Debug, Clone, Default)]
 pub struct Expected {
@@ -222,6 +262,22 @@ mod tests {
             Algorithm::Crc32.digest_base64(b"hello world").as_deref(),
             Some("DUoRhQ==")
         );
+    }
+
+    #[test]
+    fn combined_crcs_equal_the_crc_of_the_whole() {
+        let (a, b) = (b"hello ".as_slice(), b"world, and more".as_slice());
+        for algorithm in [Algorithm::Crc32, Algorithm::Crc32c, Algorithm::Crc64Nvme] {
+            let parts = [
+                (algorithm.digest_base64(a), a.len() as u64),
+                (algorithm.digest_base64(b), b.len() as u64),
+            ];
+            let refs: Vec<(Option<&str>, u64)> =
+                parts.iter().map(|(v, n)| (v.as_deref(), *n)).collect();
+            let whole = algorithm.digest_base64(b"hello world, and more");
+            assert_eq!(algorithm.combine(&refs), whole, "{}", algorithm.name());
+        }
+        assert_eq!(Algorithm::Sha256.combine(&[(Some("x"), 1)]), None);
     }
 
     #[test]

@@ -54,16 +54,7 @@ pub async fn create_multipart_upload(
         .as_ref()
         .map(Algorithm::from_dto)
         .transpose()?;
-    if input
-        .checksum_type
-        .as_ref()
-        .is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT)
-    {
-        return Err(s3_error!(
-            NotImplemented,
-            "FULL_OBJECT checksums for multipart uploads are not supported yet; use COMPOSITE"
-        ));
-    }
+    let checksum_type = upload_checksum_type(algorithm, input.checksum_type.as_ref())?;
     let upload = MultipartUpload {
         upload_id: format!("{:032x}", rand::random::<u128>()),
         bucket: input.bucket.clone(),
@@ -72,6 +63,7 @@ pub async fn create_multipart_upload(
         owner: caller.owner_id(),
         headers,
         checksum_algorithm: algorithm.map(|a| a.name().to_owned()),
+        checksum_type: checksum_type.map(str::to_owned),
     };
     s3.meta
         .create_multipart_upload(&upload)
@@ -82,9 +74,51 @@ pub async fn create_multipart_upload(
         key: Some(input.key),
         upload_id: Some(upload.upload_id),
         checksum_algorithm: input.checksum_algorithm,
-        checksum_type: algorithm.map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+        checksum_type: checksum_type.map(ChecksumType::from_static),
         ..Default::default()
     }))
+}
+
+/// The checksum type of a new upload: COMPOSITE (a digest of part digests) or
+/// FULL_OBJECT (CRCs only, combined from the parts), as S3 allows them.
+fn upload_checksum_type(
+    algorithm: Option<Algorithm>,
+    requested: Option<&ChecksumType>,
+) -> S3Result<Option<&'static str>> {
+    match (algorithm, requested.map(ChecksumType::as_str)) {
+        (None, Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            "x-amz-checksum-type requires x-amz-checksum-algorithm"
+        )),
+        (None, None) => Ok(None),
+        (Some(a), Some(ChecksumType::FULL_OBJECT)) if !a.supports_full_object() => Err(s3_error!(
+            InvalidRequest,
+            "The FULL_OBJECT checksum type cannot be used with the {} checksum algorithm.",
+            a.name()
+        )),
+        (Some(Algorithm::Crc64Nvme), Some(ChecksumType::COMPOSITE)) => Err(s3_error!(
+            InvalidRequest,
+            "The COMPOSITE checksum type cannot be used with the CRC64NVME checksum algorithm."
+        )),
+        (Some(_), Some(ChecksumType::FULL_OBJECT)) | (Some(Algorithm::Crc64Nvme), None) => {
+            Ok(Some(ChecksumType::FULL_OBJECT))
+        }
+        (Some(_), Some(ChecksumType::COMPOSITE) | None) => Ok(Some(ChecksumType::COMPOSITE)),
+        (Some(_), Some(other)) => Err(s3_error!(InvalidRequest, "Unknown checksum type {other}")),
+    }
+}
+
+fn full_object_checksum_sent(
+    input: &CompleteMultipartUploadInput,
+    algorithm: Algorithm,
+) -> Option<&str> {
+    match algorithm {
+        Algorithm::Crc32 => input.checksum_crc32.as_deref(),
+        Algorithm::Crc32c => input.checksum_crc32c.as_deref(),
+        Algorithm::Sha1 => input.checksum_sha1.as_deref(),
+        Algorithm::Sha256 => input.checksum_sha256.as_deref(),
+        Algorithm::Crc64Nvme => input.checksum_crc64nvme.as_deref(),
+    }
 }
 
 /// Records an ingested part, discarding its blob if the upload is gone.
@@ -268,7 +302,7 @@ pub async fn complete_multipart_upload(
     s3: &Coffer,
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-    let input = req.input;
+    let mut input = req.input;
     let upload = s3
         .meta
         .get_multipart_upload(&input.bucket, &input.key, &input.upload_id)
@@ -276,6 +310,7 @@ pub async fn complete_multipart_upload(
         .map_err(meta_error)?;
     let requested = input
         .multipart_upload
+        .take()
         .and_then(|m| m.parts)
         .filter(|p| !p.is_empty())
         .ok_or_else(|| s3_error!(MalformedXML, "The XML you provided did not list any parts"))?;
@@ -341,8 +376,37 @@ pub async fn complete_multipart_upload(
         md5.update(&digest);
     }
     let etag = format!("{}-{}", hex::encode(md5.finalize()), chosen.len());
-    let part_checksums: Vec<Option<String>> = chosen.iter().map(|p| p.checksum.clone()).collect();
-    let checksum_value = algorithm.and_then(|a| composite_checksum(a, &part_checksums));
+    let full_object = upload.checksum_type.as_deref() == Some(ChecksumType::FULL_OBJECT);
+    let checksum_value = match algorithm {
+        Some(a) if full_object => {
+            let parts: Vec<(Option<&str>, u64)> = chosen
+                .iter()
+                .map(|p| (p.checksum.as_deref(), p.size))
+                .collect();
+            let combined = a.combine(&parts);
+            if let Some(sent) = full_object_checksum_sent(&input, a)
+                && combined.as_deref() != Some(sent)
+            {
+                return Err(s3_error!(
+                    BadDigest,
+                    "The {} you specified did not match the calculated checksum.",
+                    a.name()
+                ));
+            }
+            combined
+        }
+        Some(a) => {
+            let part_checksums: Vec<Option<String>> =
+                chosen.iter().map(|p| p.checksum.clone()).collect();
+            composite_checksum(a, &part_checksums)
+        }
+        None => None,
+    };
+    let checksum_kind = if full_object {
+        ChecksumType::FULL_OBJECT
+    } else {
+        ChecksumType::COMPOSITE
+    };
     let object = ObjectMeta {
         bucket: input.bucket.clone(),
         key: input.key.clone(),
@@ -355,7 +419,7 @@ pub async fn complete_multipart_upload(
                 .filter(|_| checksum_value.is_some())
                 .map(|a| a.name().to_owned()),
             value: checksum_value.clone(),
-            kind: checksum_value.as_ref().map(|_| "COMPOSITE".to_owned()),
+            kind: checksum_value.as_ref().map(|_| checksum_kind.to_owned()),
         },
         segments: chosen
             .iter()
@@ -380,7 +444,7 @@ pub async fn complete_multipart_upload(
     };
     if let (Some(a), Some(_)) = (algorithm, &checksum_value) {
         set_checksum!(output, a, checksum_value);
-        output.checksum_type = Some(ChecksumType::from_static(ChecksumType::COMPOSITE));
+        output.checksum_type = Some(ChecksumType::from_static(checksum_kind));
     }
     Ok(S3Response::new(output))
 }

@@ -414,7 +414,98 @@ async fn composite_checksum_of_parts(backend: Backend) {
     t.stop().await;
 }
 
+async fn full_object_crc_checksum_is_combined_from_parts(backend: Backend) {
+    use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
+    use base64::Engine as _;
+    let t = TestServer::start(backend).await;
+    let s3 = t.root_client();
+    s3.create_bucket().bucket("fullsum").send().await.unwrap();
+    let parts_data = [pattern(5 * MIB, 4), pattern(777, 5)];
+    let whole: Vec<u8> = parts_data.concat();
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, &whole) as u32;
+    let expected = base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes());
+    for (key, sent) in [("good", expected.clone()), ("bad", "AAAAAA==".to_owned())] {
+        let upload = s3
+            .create_multipart_upload()
+            .bucket("fullsum")
+            .key(key)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .checksum_type(ChecksumType::FullObject)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.checksum_type(), Some(&ChecksumType::FullObject));
+        let upload = upload.upload_id().unwrap();
+        let mut completed = Vec::new();
+        for (i, data) in parts_data.iter().enumerate() {
+            let out = s3
+                .upload_part()
+                .bucket("fullsum")
+                .key(key)
+                .upload_id(upload)
+                .part_number(i as i32 + 1)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                .body(data.clone().into())
+                .send()
+                .await
+                .unwrap();
+            completed.push(
+                CompletedPart::builder()
+                    .part_number(i as i32 + 1)
+                    .e_tag(out.e_tag().unwrap())
+                    .checksum_crc32(out.checksum_crc32().unwrap())
+                    .build(),
+            );
+        }
+        let done = s3
+            .complete_multipart_upload()
+            .bucket("fullsum")
+            .key(key)
+            .upload_id(upload)
+            .checksum_crc32(&sent)
+            .checksum_type(ChecksumType::FullObject)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await;
+        if key == "bad" {
+            assert_eq!(code(done), "BadDigest");
+            continue;
+        }
+        let done = done.unwrap();
+        assert_eq!(done.checksum_crc32(), Some(expected.as_str()));
+        // The SDK validates a FULL_OBJECT checksum on download: it must be the real one.
+        let got = s3
+            .get_object()
+            .bucket("fullsum")
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.checksum_crc32(), Some(expected.as_str()));
+        assert_eq!(
+            got.body.collect().await.unwrap().into_bytes().as_ref(),
+            &whole[..]
+        );
+    }
+    let sha_full = s3
+        .create_multipart_upload()
+        .bucket("fullsum")
+        .key("sha")
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .checksum_type(ChecksumType::FullObject)
+        .send()
+        .await;
+    assert_eq!(code(sha_full), "InvalidRequest");
+    t.stop().await;
+}
+
 on_both_backends!(
+    full_object_crc_checksum_is_combined_from_parts,
     multipart_upload_completes_without_copying,
     completion_errors_invalid_part_order_and_too_small,
     abort_removes_the_upload_and_its_parts,

@@ -61,8 +61,9 @@ struct Shared {
     payload: Bytes,
     done: AtomicU64,
     stop: AtomicBool,
-    /// Which prefilled keys currently exist (mixed workload deletes and re-puts).
-    present: Mutex<Vec<bool>>,
+    /// The state of each prefilled key (the mixed workload deletes and re-puts
+    /// them); a key is never read while it is being deleted or written.
+    slots: Mutex<Vec<Slot>>,
 }
 
 /// Creates the bucket (if needed) and `count` objects, `concurrency` at a time.
@@ -120,7 +121,14 @@ pub async fn run(client: Client, config: WorkloadConfig) -> anyhow::Result<Repor
     }
     let shared = Arc::new(Shared {
         client,
-        present: Mutex::new(vec![needs_objects; config.objects.max(1)]),
+        slots: Mutex::new(vec![
+            Slot {
+                present: needs_objects,
+                readers: 0,
+                busy: false
+            };
+            config.objects.max(1)
+        ]),
         config,
         payload,
         done: AtomicU64::new(0),
@@ -197,7 +205,11 @@ async fn client_loop(
         let entry = samples.entry(name).or_default();
         match result {
             Ok(Some((latency, bytes))) => entry.record_ok(latency, bytes),
-            Ok(None) => continue,
+            Ok(None) => {
+                // Every key is claimed right now: let the others finish.
+                tokio::task::yield_now().await;
+                continue;
+            }
             Err(code) => entry.record_error(&code),
         }
         shared.done.fetch_add(1, Ordering::Relaxed);
@@ -207,14 +219,57 @@ async fn client_loop(
 
 type OpResult = Result<Option<(Duration, u64)>, String>;
 
-/// Picks a prefilled key for reads; `None` when the mixed workload has none left.
-async fn pick_key(shared: &Shared, want_present: bool) -> Option<usize> {
-    let present = shared.present.lock().await;
-    let n = present.len();
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    present: bool,
+    readers: u32,
+    /// Being deleted or written.
+    busy: bool,
+}
+
+/// What an operation needs from a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// Read a present key (others may read it too).
+    Read,
+    /// Delete a present key nobody is reading.
+    Delete,
+    /// Write a key that is absent.
+    Write,
+}
+
+/// Claims a prefilled key for an operation; `None` when none qualifies right now.
+async fn claim(shared: &Shared, claim: Claim) -> Option<usize> {
+    let mut slots = shared.slots.lock().await;
+    let n = slots.len();
     let start = rand::random::<u32>() as usize % n;
-    (0..n)
-        .map(|i| (start + i) % n)
-        .find(|&i| present[i] == want_present)
+    let index = (0..n).map(|i| (start + i) % n).find(|&i| {
+        let s = slots[i];
+        !s.busy
+            && match claim {
+                Claim::Read => s.present,
+                Claim::Delete => s.present && s.readers == 0,
+                Claim::Write => !s.present,
+            }
+    })?;
+    match claim {
+        Claim::Read => slots[index].readers += 1,
+        Claim::Delete | Claim::Write => slots[index].busy = true,
+    }
+    Some(index)
+}
+
+/// Releases a claim; `present` is the key's state after the operation.
+async fn release(shared: &Shared, index: usize, claim: Claim, present: bool) {
+    let mut slots = shared.slots.lock().await;
+    let slot = &mut slots[index];
+    match claim {
+        Claim::Read => slot.readers = slot.readers.saturating_sub(1),
+        Claim::Delete | Claim::Write => {
+            slot.busy = false;
+            slot.present = present;
+        }
+    }
 }
 
 async fn one_operation(shared: &Shared, op: Workload, counter: usize) -> (&'static str, OpResult) {
@@ -223,14 +278,12 @@ async fn one_operation(shared: &Shared, op: Workload, counter: usize) -> (&'stat
     let size = shared.payload.len() as u64;
     match op {
         Workload::Put => {
-            let index = if c.workload == Workload::Mixed {
-                match pick_key(shared, false).await {
-                    Some(i) => i,
-                    None => rand::random::<u32>() as usize % c.objects.max(1),
-                }
+            let claimed = if c.workload == Workload::Mixed {
+                claim(shared, Claim::Write).await
             } else {
-                c.objects + counter
+                None
             };
+            let index = claimed.unwrap_or(c.objects + counter);
             let t = Instant::now();
             let r = client
                 .put_object()
@@ -239,8 +292,8 @@ async fn one_operation(shared: &Shared, op: Workload, counter: usize) -> (&'stat
                 .body(ByteStream::from(shared.payload.clone()))
                 .send()
                 .await;
-            if r.is_ok() && c.workload == Workload::Mixed && index < c.objects {
-                shared.present.lock().await[index] = true;
+            if let Some(i) = claimed {
+                release(shared, i, Claim::Write, r.is_ok()).await;
             }
             (
                 "PUT",
@@ -249,7 +302,7 @@ async fn one_operation(shared: &Shared, op: Workload, counter: usize) -> (&'stat
             )
         }
         Workload::Get => {
-            let Some(index) = pick_key(shared, true).await else {
+            let Some(index) = claim(shared, Claim::Read).await else {
                 return ("GET", Ok(None));
             };
             let t = Instant::now();
@@ -266,10 +319,11 @@ async fn one_operation(shared: &Shared, op: Workload, counter: usize) -> (&'stat
                 },
                 Err(e) => Err(error_code(&e)),
             };
+            release(shared, index, Claim::Read, true).await;
             ("GET", result)
         }
         Workload::Head => {
-            let Some(index) = pick_key(shared, true).await else {
+            let Some(index) = claim(shared, Claim::Read).await else {
                 return ("HEAD", Ok(None));
             };
             let t = Instant::now();
@@ -279,6 +333,7 @@ async fn one_operation(shared: &Shared, op: Workload, counter: usize) -> (&'stat
                 .key(key_of(c, index))
                 .send()
                 .await;
+            release(shared, index, Claim::Read, true).await;
             (
                 "HEAD",
                 r.map(|_| Some((t.elapsed(), 0)))
@@ -286,10 +341,9 @@ async fn one_operation(shared: &Shared, op: Workload, counter: usize) -> (&'stat
             )
         }
         Workload::Delete => {
-            let Some(index) = pick_key(shared, true).await else {
+            let Some(index) = claim(shared, Claim::Delete).await else {
                 return ("DELETE", Ok(None));
             };
-            shared.present.lock().await[index] = false;
             let t = Instant::now();
             let r = client
                 .delete_object()
@@ -297,6 +351,7 @@ async fn one_operation(shared: &Shared, op: Workload, counter: usize) -> (&'stat
                 .key(key_of(c, index))
                 .send()
                 .await;
+            release(shared, index, Claim::Delete, r.is_err()).await;
             (
                 "DELETE",
                 r.map(|_| Some((t.elapsed(), 0)))

@@ -18,6 +18,7 @@ use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
 
 use crate::meta::MetaStore;
 use crate::metrics::Metrics;
@@ -29,12 +30,15 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct FrontDoor {
     pub meta: MetaStore,
+    pub plane: crate::cluster::DataPlane,
     pub metrics: Arc<Metrics>,
     pub in_flight: Arc<Semaphore>,
 }
 
-/// Builds the router: health, metrics, and S3 for everything else.
-pub fn router(front: FrontDoor, s3: s3s::service::S3Service) -> Router {
+/// Builds the router: health, metrics, and S3 for everything else. Node-to-node
+/// requests (`peers`) are diverted before the front door: they are not client
+/// traffic and must not be shed by it.
+pub fn router(front: FrontDoor, s3: s3s::service::S3Service, peers: Router) -> Router {
     let s3 = HandleError::new(s3, |err: s3s::HttpError| async move {
         tracing::error!(?err, "s3 service failed");
         s3_error_response(
@@ -52,7 +56,19 @@ pub fn router(front: FrontDoor, s3: s3s::service::S3Service) -> Router {
             front.clone(),
             front_door,
         ))
+        .layer(axum::middleware::from_fn_with_state(peers, divert_peers))
         .with_state(front)
+}
+
+async fn divert_peers(State(peers): State<Router>, request: Request, next: Next) -> Response {
+    if crate::cluster::is_peer_request(&request) {
+        match peers.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    } else {
+        next.run(request).await
+    }
 }
 
 async fn ready(State(front): State<FrontDoor>) -> Response {
@@ -67,6 +83,7 @@ async fn ready(State(front): State<FrontDoor>) -> Response {
 }
 
 async fn metrics(State(front): State<FrontDoor>) -> Response {
+    front.plane.export_metrics(&front.metrics);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         front.metrics.render(),

@@ -2,11 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use coffer_server::cluster::{self, ClusterConfig, View};
 use coffer_server::iam::PolicyDocument;
-use coffer_server::meta::NewAccessKey;
+use coffer_server::meta::{NewAccessKey, NodeState};
 use coffer_server::serve::{self, ServeConfig};
 
 #[derive(Parser)]
@@ -23,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the S3 API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage access keys.
     Key {
         #[command(flatten)]
@@ -31,6 +33,29 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Inspect and manage the storage cluster's nodes.
+    Node {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Nodes, their liveness, the replicas they hold and healing progress.
+    List {
+        /// Heartbeats older than this many seconds count as dead (as `--dead-after`).
+        #[arg(long, env = "COFFER_DEAD_AFTER", default_value_t = 300)]
+        dead_after: u64,
+    },
+    /// Stop placing data on a node and move its replicas away.
+    Drain { id: String },
+    /// Take a drained node back into placement.
+    Activate { id: String },
+    /// Forget a node (after it drained, or when its volume is lost for good).
+    Remove { id: String },
 }
 
 /// Where the data and metadata live.
@@ -76,6 +101,70 @@ struct ServeArgs {
     /// Requests served at once before answering 503 SlowDown.
     #[arg(long, env = "COFFER_MAX_IN_FLIGHT", default_value_t = 1024)]
     max_in_flight: usize,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// How this server takes part in a storage cluster (servers sharing one
+/// metadata store).
+#[derive(Args)]
+struct ClusterArgs {
+    /// This node's id (default: the host name).
+    #[arg(long, env = "COFFER_NODE_ID")]
+    node_id: Option<String>,
+    /// How peers reach this node (default: http://<listen address>).
+    #[arg(long, env = "COFFER_ADVERTISE_URL")]
+    advertise_url: Option<String>,
+    /// Failure domain; replicas spread across zones first.
+    #[arg(long, env = "COFFER_ZONE", default_value = "default")]
+    zone: String,
+    /// Copies of every blob (capped at the number of live nodes).
+    #[arg(long, env = "COFFER_REPLICAS", default_value_t = 3)]
+    replicas: usize,
+    /// Copies fsync'd before a write is acknowledged (default: a majority).
+    #[arg(long, env = "COFFER_WRITE_QUORUM")]
+    write_quorum: Option<usize>,
+    /// Seconds without heartbeats before a node is dead and its data re-replicated.
+    #[arg(long, env = "COFFER_DEAD_AFTER", default_value_t = 300)]
+    dead_after: u64,
+    /// Seconds between heal passes (repair and rebalance).
+    #[arg(long, env = "COFFER_HEAL_INTERVAL", default_value_t = 30)]
+    heal_interval: u64,
+    /// Seconds between scrub passes over every local replica.
+    #[arg(long, env = "COFFER_SCRUB_INTERVAL", default_value_t = 86400)]
+    scrub_interval: u64,
+    /// MiB/s the healer may copy, and the scrubber read.
+    #[arg(long, env = "COFFER_HEAL_RATE", default_value_t = 128)]
+    heal_rate: u64,
+    #[arg(long, env = "COFFER_SCRUB_RATE", default_value_t = 32)]
+    scrub_rate: u64,
+    /// Authenticates node-to-node traffic; the same on every node. Without it a
+    /// node refuses to join a cluster.
+    #[arg(
+        long = "cluster-secret",
+        env = "COFFER_CLUSTER_SECRET",
+        hide_env_values = true
+    )]
+    secret: Option<String>,
+}
+
+impl ClusterArgs {
+    fn into_config(self) -> ClusterConfig {
+        let mut config = ClusterConfig::single(
+            self.node_id.unwrap_or_else(cluster::default_node_id),
+            self.advertise_url.unwrap_or_default(),
+        );
+        config.zone = self.zone;
+        config.replicas = self.replicas.max(1);
+        config.write_quorum = self.write_quorum.map(|w| w.max(1));
+        config.dead_after = Duration::from_secs(self.dead_after.max(1));
+        config.heal_interval = Duration::from_secs(self.heal_interval.max(1));
+        config.scrub_interval = Duration::from_secs(self.scrub_interval.max(1));
+        config.heal_rate = self.heal_rate.max(1) << 20;
+        config.scrub_rate = self.scrub_rate.max(1) << 20;
+        config.secret = self.secret.filter(|s| !s.is_empty());
+        config
+    }
 }
 
 #[derive(Subcommand)]
@@ -103,8 +192,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => run_serve(args).await,
+        Command::Serve(args) => run_serve(*args).await,
         Command::Key { store, command } => run_key(store, command).await,
+        Command::Node { store, command } => run_node(store, command).await,
     }
 }
 
@@ -121,6 +211,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.domain = args.domain;
     config.max_in_flight = args.max_in_flight.max(1);
     config.root_credentials = args.root_access_key.zip(args.root_secret_key);
+    config.cluster = args.cluster.into_config();
     let mut server = serve::start(config).await?;
     if server.root_generated() {
         let root = server.root_key();
@@ -208,6 +299,67 @@ async fn run_key(store: StoreArgs, command: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Delete { id } => {
             meta.delete_access_key(&id).await?;
             println!("Deleted access key {id}");
+        }
+    }
+    meta.close().await;
+    Ok(())
+}
+
+async fn run_node(store: StoreArgs, command: NodeCommand) -> anyhow::Result<()> {
+    let meta = serve::open_meta(&config_of(&store)).await?;
+    match command {
+        NodeCommand::List { dead_after } => {
+            let dead_after = Duration::from_secs(dead_after.max(1));
+            let nodes = meta.list_nodes().await?;
+            let counts = meta.replica_counts().await?;
+            let mut config = ClusterConfig::single("", "");
+            config.dead_after = dead_after;
+            // Seen from outside the cluster: no node is "me".
+            let view = View::new("", nodes, config.suspect_after());
+            println!(
+                "{:<16} {:<9} {:<8} {:<10} {:>9} {:>12} {:>8} {:>12}  URL",
+                "NODE", "STATE", "LIVENESS", "ZONE", "BLOBS", "BYTES", "UNDER", "TO-MOVE"
+            );
+            for node in &view.nodes {
+                let (blobs, bytes) = counts
+                    .iter()
+                    .find(|(id, _, _)| *id == node.id)
+                    .map(|(_, b, s)| (*b, *s))
+                    .unwrap_or((0, 0));
+                let liveness = view.liveness(node, dead_after);
+                println!(
+                    "{:<16} {:<9} {:<8} {:<10} {:>9} {:>12} {:>8} {:>12}  {}",
+                    node.id,
+                    node.state.as_str(),
+                    liveness.as_str(),
+                    node.zone,
+                    blobs,
+                    bytes,
+                    node.progress.under_replicated,
+                    node.progress.bytes_to_move,
+                    node.url
+                );
+            }
+        }
+        NodeCommand::Drain { id } => {
+            meta.set_node_state(&id, NodeState::Draining).await?;
+            println!("Node {id} is draining: its replicas move to other nodes; watch `node list`.");
+        }
+        NodeCommand::Activate { id } => {
+            meta.set_node_state(&id, NodeState::Active).await?;
+            println!("Node {id} takes new data again.");
+        }
+        NodeCommand::Remove { id } => {
+            let held = meta
+                .replica_counts()
+                .await?
+                .into_iter()
+                .find(|(node, _, _)| *node == id)
+                .map_or(0, |(_, blobs, _)| blobs);
+            meta.remove_node(&id).await?;
+            println!(
+                "Removed node {id} ({held} replicas it held are re-created elsewhere if needed)."
+            );
         }
     }
     meta.close().await;

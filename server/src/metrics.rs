@@ -3,14 +3,55 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+
+use crate::meta::NodeProgress;
+
+/// Cluster figures, refreshed from the data plane at each scrape.
+const CLUSTER_GAUGES: &[(&str, &str)] = &[
+    (
+        "coffer_blobs_under_replicated",
+        "Blobs with fewer healthy replicas than wanted (last heal pass)",
+    ),
+    (
+        "coffer_heal_bytes_to_move",
+        "Bytes this node still has to copy in",
+    ),
+    ("coffer_local_blobs", "Replicas on this node's volume"),
+    (
+        "coffer_local_bytes",
+        "Bytes of replicas on this node's volume",
+    ),
+    (
+        "coffer_healed_blobs_total",
+        "Replicas this node copied in (repair and rebalance)",
+    ),
+    ("coffer_healed_bytes_total", "Bytes this node copied in"),
+    (
+        "coffer_dropped_replicas_total",
+        "Surplus replicas this node removed",
+    ),
+    (
+        "coffer_scrubbed_blobs_total",
+        "Replicas the scrubber verified",
+    ),
+    (
+        "coffer_corrupt_replicas_total",
+        "Replicas found corrupt and quarantined",
+    ),
+    ("coffer_heal_passes_total", "Completed heal passes"),
+    ("coffer_peer_failures_total", "Peers dropped from writes"),
+];
 
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
     pub in_flight: IntGauge,
+    nodes: IntGaugeVec,
+    cluster: Vec<IntGauge>,
 }
 
 impl Metrics {
@@ -37,11 +78,33 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
         let in_flight = IntGauge::new("coffer_http_requests_in_flight", "Requests being served")
             .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
-        for collector in [
+        let nodes = IntGaugeVec::new(
+            Opts::new(
+                "coffer_cluster_nodes",
+                "Cluster members by liveness, as this node sees them",
+            ),
+            &["liveness"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        let cluster: Vec<IntGauge> = CLUSTER_GAUGES
+            .iter()
+            .map(|(name, help)| {
+                IntGauge::new(*name, *help)
+                    .unwrap_or_else(|e| unreachable!("static metric definition: {e}"))
+            })
+            .collect();
+        let mut collectors = vec![
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(in_flight.clone()),
-        ] {
+            Box::new(nodes.clone()),
+        ];
+        collectors.extend(
+            cluster
+                .iter()
+                .map(|g| Box::new(g.clone()) as Box<dyn prometheus::core::Collector>),
+        );
+        for collector in collectors {
             registry
                 .register(collector)
                 .unwrap_or_else(|e| unreachable!("metrics are registered once: {e}"));
@@ -51,6 +114,37 @@ impl Metrics {
             requests,
             duration,
             in_flight,
+            nodes,
+            cluster,
+        }
+    }
+
+    /// Updates the cluster figures: nodes per liveness, and this node's progress.
+    pub fn set_cluster(
+        &self,
+        liveness: &[(&str, i64)],
+        progress: &NodeProgress,
+        heal_passes: u64,
+        peer_failures: u64,
+    ) {
+        for (state, count) in liveness {
+            self.nodes.with_label_values(&[*state]).set(*count);
+        }
+        let values = [
+            progress.under_replicated,
+            progress.bytes_to_move,
+            progress.local_blobs,
+            progress.local_bytes,
+            progress.healed_blobs,
+            progress.healed_bytes,
+            progress.dropped_replicas,
+            progress.scrubbed_blobs,
+            progress.corrupt_found,
+            heal_passes,
+            peer_failures,
+        ];
+        for (gauge, value) in self.cluster.iter().zip(values) {
+            gauge.set(value as i64);
         }
     }
 

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
 use crate::auth::{Authorizer, KeyRing, SignatureKeys};
+use crate::cluster::{self, ClusterConfig, DataPlane};
 use crate::http::{FrontDoor, router, with_peer};
 use crate::meta::{AccessKey, MetaStore, NewAccessKey};
 use crate::metrics::Metrics;
@@ -40,6 +41,9 @@ pub struct ServeConfig {
     pub gc_interval: Duration,
     /// How old an unreferenced blob file must be before it counts as an orphan.
     pub gc_grace: Duration,
+    /// This node's part in the storage cluster. An empty `advertise_url` means
+    /// `http://<bound address>`.
+    pub cluster: ClusterConfig,
 }
 
 impl ServeConfig {
@@ -55,6 +59,7 @@ impl ServeConfig {
             limits: Limits::default(),
             gc_interval: Duration::from_secs(30),
             gc_grace: Duration::from_secs(3600),
+            cluster: ClusterConfig::single(cluster::default_node_id(), ""),
         }
     }
 
@@ -106,8 +111,14 @@ pub async fn ensure_root_key(
         if existing.iter().any(|k| k.id == *id && !k.is_root) {
             anyhow::bail!("access key {id} exists and is not the root key");
         }
-        let key = create_root_key(meta, Some((id.clone(), secret.clone()))).await?;
-        return Ok((key, false));
+        return match create_root_key(meta, Some((id.clone(), secret.clone()))).await {
+            Ok(key) => Ok((key, false)),
+            // Another node of the cluster, starting at the same time, was first.
+            Err(e) => match meta.get_access_key(id).await? {
+                Some(key) if key.is_root && key.secret == *secret => Ok((key, false)),
+                _ => Err(e),
+            },
+        };
     }
     if let Some(root) = existing.into_iter().find(|k| k.is_root) {
         return Ok((root, false));
@@ -138,10 +149,10 @@ pub struct RunningServer {
     root: AccessKey,
     root_generated: bool,
     meta: MetaStore,
-    blobs: BlobStore,
+    plane: DataPlane,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
-    collector: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -166,14 +177,21 @@ impl RunningServer {
         &self.meta
     }
 
+    /// This node's local blob store.
     pub fn blobs(&self) -> &BlobStore {
-        &self.blobs
+        self.plane.local()
+    }
+
+    pub fn data_plane(&self) -> &DataPlane {
+        &self.plane
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 10 s), and returns.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        self.collector.abort();
+        for worker in &self.workers {
+            worker.abort();
+        }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
         self.meta.close().await;
     }
@@ -190,11 +208,22 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let blobs = BlobStore::open(&config.data_dir)
         .with_context(|| format!("cannot open blob store in {}", config.data_dir.display()))?;
     let (root, root_generated) = ensure_root_key(&meta, config.root_credentials.as_ref()).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let mut cluster_config = config.cluster.clone();
+    if cluster_config.advertise_url.is_empty() {
+        cluster_config.advertise_url = default_advertise_url(local_addr, &cluster_config.node_id);
+    }
+    let view = cluster::join(&meta, &cluster_config).await?;
+    let plane = DataPlane::new(cluster_config, meta.clone(), blobs, &config.data_dir, view)
+        .with_context(|| format!("cannot prepare {}", config.data_dir.display()))?;
 
     let keyring = KeyRing::new(meta.clone());
     let coffer = Coffer::new(
         meta.clone(),
-        blobs.clone(),
+        plane.clone(),
         config.region.clone(),
         config.limits.clone(),
         keyring.clone(),
@@ -215,35 +244,51 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     }
     let front = FrontDoor {
         meta: meta.clone(),
+        plane: plane.clone(),
         metrics: Arc::new(Metrics::new()),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
     };
-    let app = router(front, builder.build());
+    let app = router(front, builder.build(), cluster::peer_router(plane.clone()));
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local_addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, app, shutdown_rx));
-    let collector = spawn_collector(
+    let mut workers = cluster::spawn_workers(plane.clone());
+    workers.push(spawn_collector(
         meta.clone(),
-        blobs.clone(),
+        plane.local().clone(),
+        plane.node_id().to_owned(),
         config.gc_interval,
         config.gc_grace,
         120,
+    ));
+    tracing::info!(
+        %local_addr,
+        node = plane.node_id(),
+        advertise = plane.config().advertise_url,
+        region = %config.region,
+        data_dir = %config.data_dir.display(),
+        "coffer serving S3"
     );
-    tracing::info!(%local_addr, region = %config.region, data_dir = %config.data_dir.display(), "coffer serving S3");
     Ok(RunningServer {
         local_addr,
         root,
         root_generated,
         meta,
-        blobs,
+        plane,
         shutdown,
         task,
-        collector,
+        workers,
     })
+}
+
+/// How peers reach this node when `--advertise-url` is not given: the bound
+/// address, or the host name when bound to all interfaces.
+fn default_advertise_url(local_addr: SocketAddr, node_id: &str) -> String {
+    if local_addr.ip().is_unspecified() {
+        format!("http://{node_id}:{}", local_addr.port())
+    } else {
+        format!("http://{local_addr}")
+    }
 }
 
 async fn accept_loop(

@@ -60,6 +60,7 @@ fn object(bucket: &str, key: &str, blob: &str) -> ObjectMeta {
             blob: blob.to_owned(),
             size: 3,
             checksum: None,
+            replicas: vec!["n1".to_owned()],
         }],
     }
 }
@@ -244,7 +245,7 @@ async fn object_writes_conditions_and_garbage(store: MetaStore) {
             .blob,
         "b3"
     );
-    assert_eq!(store.garbage_blobs(10).await.unwrap(), ["b1"]);
+    assert_eq!(store.garbage_blobs("n1", 10).await.unwrap(), ["b1"]);
     // Rewriting metadata over the same blob keeps it live.
     let mut same = object("objs", "k", "b3");
     same.headers.content_type = Some("text/plain".to_owned());
@@ -252,15 +253,15 @@ async fn object_writes_conditions_and_garbage(store: MetaStore) {
         .put_object(&same, &WriteCondition::None)
         .await
         .unwrap();
-    assert_eq!(store.garbage_blobs(10).await.unwrap(), ["b1"]);
+    assert_eq!(store.garbage_blobs("n1", 10).await.unwrap(), ["b1"]);
     assert!(store.delete_object("objs", "k").await.unwrap());
     assert!(!store.delete_object("objs", "k").await.unwrap());
-    assert_eq!(store.garbage_blobs(10).await.unwrap(), ["b1", "b3"]);
+    assert_eq!(store.garbage_blobs("n1", 10).await.unwrap(), ["b1", "b3"]);
     store
-        .forget_garbage_blobs(&["b1".to_owned()])
+        .forget_garbage_blobs("n1", &["b1".to_owned()])
         .await
         .unwrap();
-    assert_eq!(store.garbage_blobs(10).await.unwrap(), ["b3"]);
+    assert_eq!(store.garbage_blobs("n1", 10).await.unwrap(), ["b3"]);
     let known = store
         .known_blobs(&["b3".to_owned(), "zz".to_owned()])
         .await
@@ -293,7 +294,7 @@ async fn concurrent_overwrites_leak_no_blob(store: MetaStore) {
         .segments[0]
         .blob
         .clone();
-    let garbage = store.garbage_blobs(100).await.unwrap();
+    let garbage = store.garbage_blobs("n1", 100).await.unwrap();
     assert_eq!(garbage.len(), 19, "every replaced blob is garbage");
     assert!(!garbage.contains(&current));
 }
@@ -409,12 +410,13 @@ async fn multipart_uploads_and_parts(store: MetaStore) {
         blob_id: blob.to_owned(),
         checksum: None,
         last_modified: now_millis(),
+        replicas: vec!["n1".to_owned()],
     };
     store.put_part("u1", &part(1, "p1")).await.unwrap();
     store.put_part("u1", &part(2, "p2")).await.unwrap();
     store.put_part("u1", &part(2, "p2b")).await.unwrap();
     store.put_part("u1", &part(3, "p3")).await.unwrap();
-    assert_eq!(store.garbage_blobs(10).await.unwrap(), ["p2"]);
+    assert_eq!(store.garbage_blobs("n1", 10).await.unwrap(), ["p2"]);
     let parts = store.list_parts("u1", 1, 10).await.unwrap();
     assert_eq!(
         parts.iter().map(|p| p.blob_id.as_str()).collect::<Vec<_>>(),
@@ -425,13 +427,14 @@ async fn multipart_uploads_and_parts(store: MetaStore) {
         blob: "p2b".to_owned(),
         size: 5,
         checksum: None,
+        replicas: Vec::new(),
     });
     store
         .complete_multipart_upload("u1", &done, &WriteCondition::None)
         .await
         .unwrap();
     assert_eq!(
-        store.garbage_blobs(10).await.unwrap(),
+        store.garbage_blobs("n1", 10).await.unwrap(),
         ["p2", "p3"],
         "unused part 3 is garbage"
     );

@@ -7,25 +7,42 @@ use std::collections::HashSet;
 use super::{MetaResult, MetaStore};
 
 impl MetaStore {
-    /// Up to `limit` blobs no longer referenced by anything.
-    pub async fn garbage_blobs(&self, limit: usize) -> MetaResult<Vec<String>> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT id FROM blobs WHERE garbage = 1 ORDER BY id LIMIT $1")
-                .bind(limit as i64)
-                .fetch_all(&self.pool)
-                .await?;
+    /// Up to `limit` blobs no longer referenced by anything whose copy `node`
+    /// should delete: those recorded on it, and those recorded nowhere.
+    pub async fn garbage_blobs(&self, node: &str, limit: usize) -> MetaResult<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT b.id FROM blobs b WHERE b.garbage = 1 AND (
+               EXISTS (SELECT 1 FROM blob_replicas r WHERE r.blob_id = b.id AND r.node_id = $1)
+               OR NOT EXISTS (SELECT 1 FROM blob_replicas r WHERE r.blob_id = b.id))
+             ORDER BY b.id LIMIT $2",
+        )
+        .bind(node)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
-    /// Forgets garbage blobs whose files have been removed. Rows that became live
-    /// again in the meantime are kept.
-    pub async fn forget_garbage_blobs(&self, ids: &[String]) -> MetaResult<()> {
+    /// `node` removed its copies of these garbage blobs; a blob's row goes once
+    /// no node holds it. Rows that became live again in the meantime are kept.
+    pub async fn forget_garbage_blobs(&self, node: &str, ids: &[String]) -> MetaResult<()> {
         let mut tx = self.begin_write().await?;
         for id in ids {
-            sqlx::query("DELETE FROM blobs WHERE id = $1 AND garbage = 1")
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "DELETE FROM blob_replicas WHERE blob_id = $1 AND node_id = $2
+                 AND EXISTS (SELECT 1 FROM blobs WHERE id = $1 AND garbage = 1)",
+            )
+            .bind(id)
+            .bind(node)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM blobs WHERE id = $1 AND garbage = 1
+                 AND NOT EXISTS (SELECT 1 FROM blob_replicas WHERE blob_id = $1)",
+            )
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
         }
         tx.commit().await
     }

@@ -7,6 +7,7 @@ mod buckets;
 mod keys;
 mod list;
 mod multipart;
+mod nodes;
 mod objects;
 mod schema;
 
@@ -14,6 +15,7 @@ pub use self::buckets::{Bucket, BucketUsage, NewBucket};
 pub use self::keys::{AccessKey, NewAccessKey};
 pub use self::list::{ListPage, ListQuery};
 pub use self::multipart::{MultipartUpload, Part, UploadsPage};
+pub use self::nodes::{BlobReplicas, Node, NodeProgress, NodeState};
 pub use self::objects::{ObjectChecksum, ObjectHeaders, ObjectMeta, Segment, WriteCondition};
 
 use std::str::FromStr;
@@ -41,6 +43,8 @@ pub enum MetaError {
     NoSuchAccessKey(String),
     #[error("access key {0} already exists")]
     AccessKeyAlreadyExists(String),
+    #[error("node {0} is not a member of the cluster")]
+    NoSuchNode(String),
     #[error("a write precondition did not hold")]
     PreconditionFailed,
     #[error("a stored record is corrupt: {0}")]

@@ -33,6 +33,9 @@ pub struct Part {
     /// Base64 additional checksum of the part, when the upload has an algorithm.
     pub checksum: Option<String>,
     pub last_modified: i64,
+    /// Nodes holding the part's blob when it is recorded (see `Segment::replicas`);
+    /// empty when read back.
+    pub replicas: Vec<String>,
 }
 
 /// One page of `ListMultipartUploads`.
@@ -66,6 +69,7 @@ fn part_from_row(row: &sqlx::any::AnyRow) -> MetaResult<Part> {
         blob_id: row.try_get("blob_id")?,
         checksum: (!checksum.is_empty()).then_some(checksum),
         last_modified: row.try_get("last_modified")?,
+        replicas: Vec::new(),
     })
 }
 
@@ -139,6 +143,7 @@ impl MetaStore {
             blob: part.blob_id.clone(),
             size: part.size,
             checksum: None,
+            replicas: part.replicas.clone(),
         };
         register_blobs_tx(&mut tx, std::slice::from_ref(&segment)).await?;
         if let Some((old,)) = previous {

@@ -54,6 +54,10 @@ pub struct Segment {
     /// The part's additional checksum, returned for `partNumber` reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+    /// Nodes that hold the blob when it is committed. Recorded in `blob_replicas`
+    /// by the commit, not kept in the row: the healer moves replicas later.
+    #[serde(skip)]
+    pub replicas: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +283,7 @@ pub(super) async fn register_blobs_tx(
         .bind(super::now_millis())
         .execute(&mut ***tx)
         .await?;
+        super::nodes::add_replicas_tx(tx, &segment.blob, &segment.replicas).await?;
     }
     Ok(())
 }

@@ -76,6 +76,26 @@ const MIGRATIONS: &[Migration] = &[
         // COMPOSITE or FULL_OBJECT, for uploads with a checksum algorithm.
         statements: &["ALTER TABLE multipart_uploads ADD COLUMN checksum_type TEXT"],
     },
+    Migration {
+        version: 3,
+        // The storage cluster: member nodes, and which nodes hold each blob.
+        statements: &[
+            "CREATE TABLE nodes (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            zone TEXT NOT NULL,
+            state TEXT NOT NULL,
+            secret_check TEXT NOT NULL,
+            started_at BIGINT NOT NULL,
+            heartbeat_at BIGINT NOT NULL,
+            progress TEXT NOT NULL)",
+            "CREATE TABLE blob_replicas (
+            blob_id TEXT NOT NULL,
+            node_id TEXT NOT NULL,
+            PRIMARY KEY (blob_id, node_id))",
+            "CREATE INDEX blob_replicas_by_node ON blob_replicas (node_id, blob_id)",
+        ],
+    },
 ];
 
 /// Applies every migration the database has not seen yet.

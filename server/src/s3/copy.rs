@@ -9,7 +9,7 @@ use sync_wrapper::SyncStream;
 use super::checksum::{Algorithm, set_checksum};
 use super::get::{Conditions, check_conditions, copy_source_conditions, object_stream};
 use super::ingest::{BodyRules, ingest};
-use super::put::{discard, header_input, object_headers};
+use super::put::{discard, header_input, object_headers, surely_not_committed};
 use super::{Coffer, meta_error, quoted_etag, timestamp, validate_key};
 use crate::meta::{ObjectChecksum, ObjectMeta, Segment, WriteCondition, now_millis};
 
@@ -118,9 +118,9 @@ pub async fn copy_object(
         WriteCondition::None
     };
     if let Err(e) = s3.meta.put_object(&object, &condition).await {
-        if !onto_itself {
+        if !onto_itself && surely_not_committed(&e) {
             for segment in &object.segments {
-                discard(&s3.blobs, segment.blob.clone()).await;
+                discard(&s3.blobs, &segment.blob, &segment.replicas).await;
             }
         }
         return Err(meta_error(e));
@@ -193,6 +193,7 @@ async fn copy_bytes(
             blob: ingested.blob.id,
             size: ingested.blob.size,
             checksum: None,
+            replicas: ingested.blob.replicas,
         }],
     })
 }

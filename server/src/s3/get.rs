@@ -5,15 +5,15 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use sync_wrapper::SyncStream;
 
 use super::checksum::{Algorithm, set_checksum};
 use super::{Coffer, io_error, meta_error, quoted_etag, timestamp};
+use crate::cluster::DataPlane;
 use crate::meta::{ObjectMeta, Segment};
-use crate::storage::BlobStore;
 
 /// The conditional headers of a read.
 pub(super) struct Conditions<'a> {
@@ -178,7 +178,7 @@ pub(super) fn select(
 
 /// Streams `range` of an object whose bytes lie in `segments`.
 pub(super) fn object_stream(
-    blobs: BlobStore,
+    blobs: DataPlane,
     segments: &[Segment],
     range: Range<u64>,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
@@ -193,23 +193,13 @@ pub(super) fn object_stream(
         }
         offset = end;
     }
-    futures::stream::iter(pieces)
-        .then(move |(id, sub)| {
-            let blobs = blobs.clone();
-            async move {
-                let reader = tokio::task::spawn_blocking(move || blobs.open_blob(&id))
-                    .await
-                    .map_err(std::io::Error::other)??;
-                Ok::<_, std::io::Error>(reader.stream_range(sub))
-            }
-        })
-        .try_flatten()
+    futures::stream::iter(pieces).flat_map(move |(id, sub)| blobs.stream(&id, sub))
 }
 
 /// A verified body: the first chunk is read before answering, so a corrupt or
 /// missing blob becomes an error response instead of a truncated 200.
 pub(super) async fn verified_body(
-    blobs: &BlobStore,
+    blobs: &DataPlane,
     object: &ObjectMeta,
     range: Range<u64>,
 ) -> S3Result<StreamingBlob> {

@@ -1,7 +1,7 @@
 //! Streams a request body into a new durable blob, computing the ETag (MD5) and the
-//! additional checksum on the way. Bytes are handed to a blocking thread in blocks
-//! of about 1 MiB, so memory stays flat whatever the object size, and the async
-//! threads never hash or write.
+//! additional checksum on the way. Bytes go out in blocks of about 1 MiB — hashed
+//! on a blocking thread while the data plane writes them to their replicas — so
+//! memory stays flat whatever the object size, and the async threads never hash.
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
@@ -12,7 +12,8 @@ use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 
 use super::checksum::Algorithm;
 use super::{io_error, join_error};
-use crate::storage::{BLOCK_SIZE, BlobInfo, BlobStore, BlobWriter};
+use crate::cluster::{DataPlane, ReplicatedWriter};
+use crate::storage::{BLOCK_SIZE, BlobInfo};
 
 /// A body that is now a durable blob.
 #[derive(Debug)]
@@ -24,20 +25,34 @@ pub struct Ingested {
     pub checksum: Option<String>,
 }
 
-struct Sink {
-    writer: BlobWriter,
+struct Hashes {
     md5: Md5,
     hasher: Option<ChecksumHasher>,
 }
 
-impl Sink {
-    fn write(&mut self, block: &[u8]) -> std::io::Result<()> {
+impl Hashes {
+    fn update(mut self, block: &[u8]) -> Self {
         self.md5.update(block);
         if let Some(h) = &mut self.hasher {
             h.update(block);
         }
-        self.writer.append(block)
+        self
     }
+}
+
+/// Hashes `block` on a blocking thread while the data plane stores it.
+async fn write_block(
+    writer: &mut ReplicatedWriter,
+    hashes: Hashes,
+    block: Bytes,
+) -> S3Result<Hashes> {
+    let hashing = {
+        let block = block.clone();
+        tokio::task::spawn_blocking(move || hashes.update(&block))
+    };
+    let (hashed, written) = tokio::join!(hashing, writer.append(block));
+    written.map_err(io_error)?;
+    hashed.map_err(join_error)
 }
 
 /// Maps a failure while reading a body to the S3 error clients expect. s3s keeps
@@ -83,7 +98,7 @@ pub struct BodyRules<'a> {
 }
 
 /// Writes `body` to a new blob. On any error the partial blob is removed.
-pub async fn ingest<S, E>(blobs: &BlobStore, body: S, rules: BodyRules<'_>) -> S3Result<Ingested>
+pub async fn ingest<S, E>(blobs: &DataPlane, body: S, rules: BodyRules<'_>) -> S3Result<Ingested>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -106,13 +121,8 @@ where
             "Your proposed upload exceeds the maximum allowed size"
         ));
     }
-    let store = blobs.clone();
-    let writer = tokio::task::spawn_blocking(move || store.create())
-        .await
-        .map_err(join_error)?
-        .map_err(io_error)?;
-    let mut sink = Some(Sink {
-        writer,
+    let mut writer = blobs.create().await.map_err(io_error)?;
+    let mut hashes = Some(Hashes {
         md5: Md5::new(),
         hasher: rules.algorithm.map(Algorithm::hasher),
     });
@@ -135,12 +145,8 @@ where
         }
         if buffer.len() >= BLOCK_SIZE || (done && !buffer.is_empty()) {
             let block = buffer.split().freeze();
-            let mut s = sink.take().ok_or_else(|| s3_error!(InternalError))?;
-            let s = tokio::task::spawn_blocking(move || s.write(&block).map(|()| s))
-                .await
-                .map_err(join_error)?
-                .map_err(io_error)?;
-            sink = Some(s);
+            let h = hashes.take().ok_or_else(|| s3_error!(InternalError))?;
+            hashes = Some(write_block(&mut writer, h, block).await?);
         }
         if done {
             break;
@@ -152,8 +158,8 @@ where
             "You did not provide the number of bytes specified by the Content-Length HTTP header."
         ));
     }
-    let sink = sink.ok_or_else(|| s3_error!(InternalError))?;
-    let md5 = sink.md5.finalize();
+    let hashes = hashes.ok_or_else(|| s3_error!(InternalError))?;
+    let md5 = hashes.md5.finalize();
     if let Some(expected) = expected_md5
         && expected.as_slice() != md5.as_slice()
     {
@@ -162,15 +168,11 @@ where
             "The Content-MD5 you specified did not match what we received."
         ));
     }
-    let checksum = match (rules.algorithm, sink.hasher) {
+    let checksum = match (rules.algorithm, hashes.hasher) {
         (Some(a), Some(h)) => a.pick(&h.finalize()),
         _ => None,
     };
-    let writer = sink.writer;
-    let blob = tokio::task::spawn_blocking(move || writer.finish())
-        .await
-        .map_err(join_error)?
-        .map_err(io_error)?;
+    let blob: BlobInfo = writer.finish().await.map_err(io_error)?;
     Ok(Ingested {
         blob,
         md5_hex: hex::encode(md5),

@@ -19,8 +19,8 @@ use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use crate::auth::{Authorizer, KeyRing};
+use crate::cluster::DataPlane;
 use crate::meta::{MetaError, MetaStore};
-use crate::storage::BlobStore;
 
 /// Limits on what a request may carry.
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct Coffer {
     pub(crate) meta: MetaStore,
-    pub(crate) blobs: BlobStore,
+    pub(crate) blobs: DataPlane,
     pub(crate) region: String,
     pub(crate) limits: Limits,
     pub(crate) keyring: Arc<KeyRing>,
@@ -60,7 +60,7 @@ pub struct Coffer {
 impl Coffer {
     pub fn new(
         meta: MetaStore,
-        blobs: BlobStore,
+        blobs: DataPlane,
         region: String,
         limits: Limits,
         keyring: Arc<KeyRing>,
@@ -129,6 +129,16 @@ pub(crate) fn meta_error(err: MetaError) -> S3Error {
 /// Maps a blob-store error: corruption and I/O failures are internal errors,
 /// never bad bytes.
 pub(crate) fn io_error(err: std::io::Error) -> S3Error {
+    if err.kind() == std::io::ErrorKind::HostUnreachable {
+        // Too few nodes answered: a retry may well succeed.
+        tracing::warn!(error = %err, "data plane unavailable");
+        let mut e = S3Error::with_message(
+            S3ErrorCode::SlowDown,
+            "Not enough storage nodes are reachable; please retry.",
+        );
+        e.set_status_code(http::StatusCode::SERVICE_UNAVAILABLE);
+        return e;
+    }
     tracing::error!(error = %err, "blob store error");
     S3Error::with_message(
         S3ErrorCode::InternalError,

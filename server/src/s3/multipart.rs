@@ -12,7 +12,9 @@ use super::checksum::{self, Algorithm, set_checksum};
 use super::copy::copy_source_object;
 use super::get::{copy_source_conditions, object_stream};
 use super::ingest::{BodyRules, Ingested, ingest};
-use super::put::{declared_length, discard, header_input, object_headers, write_condition};
+use super::put::{
+    declared_length, discard, header_input, object_headers, surely_not_committed, write_condition,
+};
 use super::{Coffer, meta_error, quoted_etag, timestamp, validate_key};
 use crate::auth::Authorizer;
 use crate::meta::{
@@ -135,9 +137,12 @@ async fn record_part(
         blob_id: ingested.blob.id.clone(),
         checksum: ingested.checksum.clone(),
         last_modified: now_millis(),
+        replicas: ingested.blob.replicas.clone(),
     };
     if let Err(e) = s3.meta.put_part(upload_id, &part).await {
-        discard(&s3.blobs, ingested.blob.id.clone()).await;
+        if surely_not_committed(&e) {
+            discard(&s3.blobs, &ingested.blob.id, &ingested.blob.replicas).await;
+        }
         return Err(meta_error(e));
     }
     Ok(())
@@ -182,7 +187,7 @@ pub async fn upload_part(
     )
     .await?;
     if let Err(e) = expected.verify(ingested.checksum.as_deref(), req.trailing_headers.as_ref()) {
-        discard(&s3.blobs, ingested.blob.id).await;
+        discard(&s3.blobs, &ingested.blob.id, &ingested.blob.replicas).await;
         return Err(e);
     }
     record_part(s3, &input.upload_id, number, &ingested).await?;
@@ -427,6 +432,7 @@ pub async fn complete_multipart_upload(
                 blob: p.blob_id.clone(),
                 size: p.size,
                 checksum: p.checksum.clone(),
+                replicas: Vec::new(),
             })
             .collect(),
     };

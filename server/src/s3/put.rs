@@ -10,8 +10,10 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::checksum::{self, set_checksum};
 use super::ingest::{BodyRules, ingest};
 use super::{Coffer, meta_error, quoted_etag, validate_key};
-use crate::meta::{ObjectChecksum, ObjectHeaders, ObjectMeta, Segment, WriteCondition, now_millis};
-use crate::storage::BlobStore;
+use crate::cluster::DataPlane;
+use crate::meta::{
+    MetaError, ObjectChecksum, ObjectHeaders, ObjectMeta, Segment, WriteCondition, now_millis,
+};
 
 /// The standard headers a PUT, copy with REPLACE, or multipart create stores.
 pub(super) struct HeaderInput<'a> {
@@ -183,10 +185,17 @@ pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
     Ok(())
 }
 
-/// Removes a blob that will never be committed (best effort; GC catches the rest).
-pub(super) async fn discard(blobs: &BlobStore, id: String) {
-    let blobs = blobs.clone();
-    let _ = tokio::task::spawn_blocking(move || blobs.delete(&id)).await;
+/// Removes a blob that will never be committed from the nodes that hold it
+/// (best effort; garbage collection catches the rest).
+pub(super) async fn discard(blobs: &DataPlane, id: &str, replicas: &[String]) {
+    blobs.discard(id, replicas).await;
+}
+
+/// Whether a failed commit certainly did not happen. A database error may hide a
+/// commit that did apply (the connection dropped after COMMIT), so its blobs
+/// are left for garbage collection rather than deleted.
+pub(super) fn surely_not_committed(err: &MetaError) -> bool {
+    !matches!(err, MetaError::Database(_))
 }
 
 pub async fn put_object(
@@ -229,7 +238,7 @@ pub async fn put_object(
     )
     .await?;
     if let Err(e) = expected.verify(ingested.checksum.as_deref(), req.trailing_headers.as_ref()) {
-        discard(&s3.blobs, ingested.blob.id).await;
+        discard(&s3.blobs, &ingested.blob.id, &ingested.blob.replicas).await;
         return Err(e);
     }
     let object = ObjectMeta {
@@ -248,10 +257,13 @@ pub async fn put_object(
             blob: ingested.blob.id.clone(),
             size: ingested.blob.size,
             checksum: None,
+            replicas: ingested.blob.replicas.clone(),
         }],
     };
     if let Err(e) = s3.meta.put_object(&object, &condition).await {
-        discard(&s3.blobs, ingested.blob.id).await;
+        if surely_not_committed(&e) {
+            discard(&s3.blobs, &ingested.blob.id, &ingested.blob.replicas).await;
+        }
         return Err(meta_error(e));
     }
     let mut output = PutObjectOutput {

@@ -24,12 +24,13 @@ pub struct GcReport {
 pub async fn collect_garbage(
     meta: &MetaStore,
     blobs: &BlobStore,
+    node: &str,
     grace: Duration,
     walk: bool,
 ) -> anyhow::Result<GcReport> {
     let mut report = GcReport::default();
     loop {
-        let ids = meta.garbage_blobs(500).await?;
+        let ids = meta.garbage_blobs(node, 500).await?;
         if ids.is_empty() {
             break;
         }
@@ -37,7 +38,7 @@ pub async fn collect_garbage(
         let doomed = ids.clone();
         tokio::task::spawn_blocking(move || doomed.iter().try_for_each(|id| store.delete(id)))
             .await??;
-        meta.forget_garbage_blobs(&ids).await?;
+        meta.forget_garbage_blobs(node, &ids).await?;
         report.garbage_removed += ids.len();
     }
     if !walk {
@@ -60,11 +61,14 @@ pub async fn collect_garbage(
         .await??;
     report.temp_removed = temp_removed;
     for batch in candidates.chunks(500) {
-        let known = meta.known_blobs(batch).await?;
+        // Unknown to the store, or garbage whose copy here was never recorded
+        // (a write's late replica): nothing will ever read it.
+        let states = meta.blob_states(node, batch).await?;
         let orphans: Vec<String> = batch
             .iter()
-            .filter(|id| !known.contains(*id))
-            .cloned()
+            .zip(states)
+            .filter(|(_, (live, recorded))| live.is_none() || (*live == Some(false) && !*recorded))
+            .map(|(id, _)| id.clone())
             .collect();
         report.orphans_removed += orphans.len();
         let store = blobs.clone();
@@ -109,6 +113,7 @@ fn remove_old_files(dir: &Path, cutoff: SystemTime) -> std::io::Result<usize> {
 pub fn spawn_collector(
     meta: MetaStore,
     blobs: BlobStore,
+    node: String,
     interval: Duration,
     grace: Duration,
     walk_every: u32,
@@ -120,7 +125,7 @@ pub fn spawn_collector(
             ticker.tick().await;
             let walk = pass.is_multiple_of(walk_every.max(1));
             pass = pass.wrapping_add(1);
-            match collect_garbage(&meta, &blobs, grace, walk).await {
+            match collect_garbage(&meta, &blobs, &node, grace, walk).await {
                 Ok(report) if report != GcReport::default() => {
                     tracing::info!(?report, "garbage collected")
                 }

@@ -39,6 +39,8 @@ struct Inner {
 pub struct BlobInfo {
     pub id: String,
     pub size: u64,
+    /// Nodes holding a durable copy (filled in by the replicated data plane).
+    pub replicas: Vec<String>,
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -83,8 +85,18 @@ impl BlobStore {
 
     /// Starts writing a new blob into a temp file. Blocking: call from a blocking context.
     pub fn create(&self) -> io::Result<BlobWriter> {
-        let id = Self::new_blob_id();
-        let tmp_path = self.inner.tmp.join(format!("{id}.tmp"));
+        self.create_with_id(&Self::new_blob_id())
+    }
+
+    /// Starts writing the local copy of blob `id` (a replica made elsewhere). Blocking.
+    pub fn create_with_id(&self, id: &str) -> io::Result<BlobWriter> {
+        self.path_of(id)?;
+        let id = id.to_owned();
+        // Unique per writer: two attempts at one blob never share a temp file.
+        let tmp_path = self
+            .inner
+            .tmp
+            .join(format!("{id}.{:08x}.tmp", rand::random::<u32>()));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -145,6 +157,42 @@ impl BlobStore {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Whether this store holds a file for blob `id`.
+    pub fn contains(&self, id: &str) -> bool {
+        self.path_of(id).is_ok_and(|p| p.exists())
+    }
+
+    /// Moves a blob's file out of the store (to keep a bad copy for inspection).
+    pub fn move_out(&self, id: &str, to: &Path) -> io::Result<()> {
+        match std::fs::rename(self.path_of(id)?, to) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every blob file: (id, data size). Blocking; walks all shards.
+    pub fn list(&self) -> io::Result<Vec<(String, u64)>> {
+        let mut blobs = Vec::new();
+        for shard in std::fs::read_dir(&self.inner.blobs)? {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(shard.path())? {
+                let entry = entry?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if self.path_of(&name).is_ok() {
+                    let len = entry.metadata()?.len();
+                    blobs.push((name, data_len_of(len)));
+                }
+            }
+        }
+        blobs.sort();
+        Ok(blobs)
     }
 
     pub(crate) fn blobs_dir(&self) -> &Path {
@@ -232,6 +280,7 @@ impl BlobWriter {
         Ok(BlobInfo {
             id: std::mem::take(&mut self.id),
             size: self.len,
+            replicas: Vec::new(),
         })
     }
 }
@@ -245,7 +294,18 @@ impl Drop for BlobWriter {
     }
 }
 
-fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
+/// The data size of a blob file of `file_len` bytes (without its trailer).
+fn data_len_of(file_len: u64) -> u64 {
+    // file = data + 4 bytes per block + tail; solve for data.
+    let body = file_len.saturating_sub(TAIL_LEN);
+    let per_block = BLOCK_SIZE as u64 + 4;
+    let full = body / per_block;
+    let rest = body % per_block;
+    full * BLOCK_SIZE as u64 + rest.saturating_sub(4)
+}
+
+/// CRC32C of `data`, continuing from `crc` (0 to start).
+pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
     // crc-fast's CRC-32/ISCSI is CRC32C; combine by continuing from the state.
     let mut digest = crc_fast::Digest::new_with_init_state(
         crc_fast::CrcAlgorithm::Crc32Iscsi,

@@ -262,6 +262,7 @@ async fn abort_removes_the_upload_and_its_parts(backend: Backend) {
     let report = coffer_server::storage::collect_garbage(
         t.server.meta(),
         t.server.blobs(),
+        t.server.data_plane().node_id(),
         std::time::Duration::from_secs(3600),
         true,
     )

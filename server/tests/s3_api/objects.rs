@@ -604,7 +604,13 @@ async fn overwritten_blobs_are_garbage_collected(backend: Backend) {
     orphan.append(b"never committed").unwrap();
     orphan.finish().unwrap();
     let collect = |grace| {
-        coffer_server::storage::collect_garbage(t.server.meta(), t.server.blobs(), grace, true)
+        coffer_server::storage::collect_garbage(
+            t.server.meta(),
+            t.server.blobs(),
+            t.server.data_plane().node_id(),
+            grace,
+            true,
+        )
     };
     let report = collect(std::time::Duration::from_secs(3600)).await.unwrap();
     assert_eq!(

@@ -1,0 +1,220 @@
+//! Membership: nodes register in the metadata store and heartbeat there; every
+//! node reads the member list back with each heartbeat. A node is alive while its
+//! heartbeat is recent, suspect after a few missed ones (no new writes go to it),
+//! and dead after `dead_after` (its replicas stop counting and are re-created).
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::placement::Candidate;
+use super::{ClusterConfig, DataPlane};
+use crate::meta::{MetaError, MetaStore, Node, NodeState, now_millis};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    Suspect,
+    Dead,
+}
+
+impl Liveness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alive => "alive",
+            Self::Suspect => "suspect",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// The member list as of the last heartbeat, from one node's point of view.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub me: String,
+    pub nodes: Vec<Node>,
+    suspect_after: Duration,
+}
+
+impl View {
+    pub fn new(me: &str, nodes: Vec<Node>, suspect_after: Duration) -> Self {
+        Self {
+            me: me.to_owned(),
+            nodes,
+            suspect_after,
+        }
+    }
+
+    /// This node always counts itself alive: if it can run this code, it is.
+    pub fn liveness(&self, node: &Node, dead_after: Duration) -> Liveness {
+        liveness_at(node, &self.me, now_millis(), self.suspect_after, dead_after)
+    }
+
+    /// Nodes that take new replicas: active and not dead, in id order.
+    pub fn placeable(&self, dead_after: Duration) -> Vec<&Node> {
+        self.nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Active)
+            .filter(|n| self.liveness(n, dead_after) != Liveness::Dead)
+            .collect()
+    }
+
+    /// Placement candidates (active, not dead).
+    pub fn candidates(&self, dead_after: Duration) -> Vec<Candidate<'_>> {
+        self.placeable(dead_after)
+            .into_iter()
+            .map(|n| Candidate {
+                id: &n.id,
+                zone: &n.zone,
+            })
+            .collect()
+    }
+
+    /// Nodes whose replicas count as copies: not dead, whatever their state.
+    pub fn counted(&self, dead_after: Duration) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| self.liveness(n, dead_after) != Liveness::Dead)
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    pub fn url_of(&self, id: &str) -> Option<String> {
+        self.node(id).map(|n| n.url.clone())
+    }
+}
+
+fn liveness_at(
+    node: &Node,
+    me: &str,
+    now: i64,
+    suspect_after: Duration,
+    dead_after: Duration,
+) -> Liveness {
+    if node.id == me {
+        return Liveness::Alive;
+    }
+    let age = Duration::from_millis(now.saturating_sub(node.heartbeat_at).max(0) as u64);
+    if age > dead_after {
+        Liveness::Dead
+    } else if age > suspect_after {
+        Liveness::Suspect
+    } else {
+        Liveness::Alive
+    }
+}
+
+/// A fingerprint of the cluster secret, stored with each node so that nodes
+/// configured with different secrets refuse to share a store.
+pub(crate) fn secret_check(secret: Option<&str>) -> String {
+    let Some(secret) = secret else {
+        return String::new();
+    };
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(b"coffer cluster secret check v1");
+    hex::encode(&mac.finalize().into_bytes()[..12])
+}
+
+/// Registers this node, after checking that it may join: the live members must
+/// share its cluster secret, and a node without a secret joins no one.
+pub async fn join(meta: &MetaStore, config: &ClusterConfig) -> anyhow::Result<View> {
+    let check = secret_check(config.secret.as_deref());
+    let now = now_millis();
+    let suspect_after = config.suspect_after();
+    for node in meta.list_nodes().await? {
+        let live = liveness_at(&node, "", now, suspect_after, config.dead_after) != Liveness::Dead;
+        if node.id == config.node_id || !live {
+            continue;
+        }
+        if config.secret.is_none() {
+            anyhow::bail!(
+                "node {} ({}) is a live member of this metadata store's cluster; \
+                 set COFFER_CLUSTER_SECRET (the same on every node) to join it",
+                node.id,
+                node.url
+            );
+        }
+        if node.secret_check != check {
+            anyhow::bail!(
+                "node {} ({}) uses a different COFFER_CLUSTER_SECRET; every node of a cluster needs the same one",
+                node.id,
+                node.url
+            );
+        }
+    }
+    meta.register_node(&config.node_id, &config.advertise_url, &config.zone, &check)
+        .await?;
+    let nodes = meta.list_nodes().await?;
+    Ok(View::new(&config.node_id, nodes, suspect_after))
+}
+
+/// One heartbeat: record that this node lives (with its workers' progress) and
+/// refresh the view. A node removed by an operator while running re-registers.
+pub(crate) async fn heartbeat(plane: &DataPlane) -> Result<(), MetaError> {
+    let config = plane.config();
+    let meta = plane.meta();
+    match meta
+        .heartbeat_node(&config.node_id, &plane.progress())
+        .await
+    {
+        Err(MetaError::NoSuchNode(_)) => {
+            meta.register_node(
+                &config.node_id,
+                &config.advertise_url,
+                &config.zone,
+                &secret_check(config.secret.as_deref()),
+            )
+            .await?;
+        }
+        other => other?,
+    }
+    let nodes = meta.list_nodes().await?;
+    plane.set_view(View::new(&config.node_id, nodes, config.suspect_after()));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::NodeProgress;
+
+    fn node(id: &str, heartbeat_at: i64) -> Node {
+        Node {
+            id: id.to_owned(),
+            url: String::new(),
+            zone: "z".to_owned(),
+            state: NodeState::Active,
+            secret_check: String::new(),
+            started_at: 0,
+            heartbeat_at,
+            progress: NodeProgress::default(),
+        }
+    }
+
+    #[test]
+    fn heartbeat_age_decides_liveness_but_never_for_oneself() {
+        let (suspect, dead) = (Duration::from_secs(3), Duration::from_secs(10));
+        let now = 100_000;
+        let at =
+            |age_ms: i64, id: &str| liveness_at(&node(id, now - age_ms), "me", now, suspect, dead);
+        assert_eq!(at(1_000, "a"), Liveness::Alive);
+        assert_eq!(at(5_000, "a"), Liveness::Suspect);
+        assert_eq!(at(11_000, "a"), Liveness::Dead);
+        assert_eq!(at(11_000, "me"), Liveness::Alive);
+    }
+
+    #[test]
+    fn secret_fingerprints_differ_by_secret_and_hide_it() {
+        let a = secret_check(Some("alpha"));
+        assert_eq!(a, secret_check(Some("alpha")));
+        assert_ne!(a, secret_check(Some("beta")));
+        assert!(!a.contains("alpha"));
+        assert_eq!(secret_check(None), "");
+    }
+}

@@ -1,0 +1,604 @@
+//! The replicated data plane, proven with real server processes: several
+//! `coffer-server` binaries on 127.0.0.x with separate data dirs and one
+//! throwaway Postgres, killed with SIGKILL, wiped and corrupted on disk, and
+//! checked with aws-sdk-s3 through every surviving node.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use coffer_server::meta::MetaStore;
+
+const ROOT_KEY: &str = "CLUSTERROOTKEY";
+const ROOT_SECRET: &str = "cluster-root-secret";
+const SECRET: &str = "cluster-secret-for-tests";
+
+/// Cluster tests start many processes; one at a time keeps heartbeats honest on
+/// a small machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Node {
+    id: String,
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn spawn(&mut self, database_url: &str) {
+        let log = std::fs::File::create(self.data_dir.with_extension("log")).expect("log file");
+        std::fs::create_dir_all(&self.data_dir).expect("data dir");
+        let child = Command::new(env!("CARGO_BIN_EXE_coffer-server"))
+            .arg("serve")
+            .args(["--listen", &self.addr.to_string()])
+            .args(["--advertise-url", &self.endpoint()])
+            .args(["--node-id", &self.id])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--database-url", database_url])
+            .args(["--heal-interval", "1"])
+            .args(&self.args)
+            .env("COFFER_CLUSTER_SECRET", SECRET)
+            .env("COFFER_ROOT_ACCESS_KEY", ROOT_KEY)
+            .env("COFFER_ROOT_SECRET_KEY", ROOT_SECRET)
+            .env("COFFER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start coffer-server");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn client(&self) -> Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(self.endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(ROOT_KEY, ROOT_SECRET, None, None, "test"))
+            .force_path_style(true)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        Client::from_conf(config)
+    }
+
+    fn blob_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        if let Ok(shards) = std::fs::read_dir(self.data_dir.join("blobs")) {
+            for shard in shards.flatten() {
+                if let Ok(entries) = std::fs::read_dir(shard.path()) {
+                    files.extend(entries.flatten().map(|e| e.path()));
+                }
+            }
+        }
+        files
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+struct TestCluster {
+    database_url: String,
+    nodes: Vec<Node>,
+    root: PathBuf,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+fn free_addr(host: u8) -> SocketAddr {
+    let listener = TcpListener::bind(("127.0.0.".to_owned() + &host.to_string(), 0)).expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+impl TestCluster {
+    /// Starts `count` nodes, each with `args`, one after another.
+    async fn start(count: usize, args: &[&str]) -> Self {
+        let serial = SERIAL.lock().await;
+        let database_url = coffer_testkit::postgres_url().await;
+        let root = coffer_testkit::temp_dir("cluster");
+        let mut cluster = Self {
+            database_url,
+            nodes: Vec::new(),
+            root,
+            _serial: serial,
+        };
+        for _ in 0..count {
+            cluster.add_node(args).await;
+        }
+        cluster
+    }
+
+    async fn add_node(&mut self, args: &[&str]) -> usize {
+        let index = self.nodes.len();
+        let mut node = Node {
+            id: format!("n{index}"),
+            addr: free_addr(10 + index as u8),
+            data_dir: self.root.join(format!("n{index}")),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            child: None,
+        };
+        node.spawn(&self.database_url);
+        self.nodes.push(node);
+        self.wait_ready(index).await;
+        index
+    }
+
+    async fn restart(&mut self, index: usize) {
+        let url = self.database_url.clone();
+        self.nodes[index].spawn(&url);
+        self.wait_ready(index).await;
+    }
+
+    async fn wait_ready(&mut self, index: usize) {
+        let url = format!("{}/health/ready", self.nodes[index].endpoint());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(child) = self.nodes[index].child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let log = std::fs::read_to_string(self.nodes[index].data_dir.with_extension("log"))
+                    .unwrap_or_default();
+                panic!("node {index} exited with {status}:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "node {index} not ready in 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn meta(&self) -> MetaStore {
+        MetaStore::connect(&self.database_url)
+            .await
+            .expect("metadata store")
+    }
+
+    /// Runs the CLI against the cluster's store.
+    fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_coffer-server"))
+            .args(args)
+            .args(["--database-url", &self.database_url])
+            .output()
+            .expect("run coffer-server");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Replicas recorded per live blob, as (blob -> nodes).
+    async fn replicas(&self) -> BTreeMap<String, Vec<String>> {
+        let meta = self.meta().await;
+        let mut all = BTreeMap::new();
+        let mut after = String::new();
+        loop {
+            let page = meta.blob_replica_page(&after, 1000).await.expect("page");
+            let Some(last) = page.last() else { break };
+            after = last.id.clone();
+            for blob in page {
+                all.insert(blob.id, blob.nodes);
+            }
+        }
+        meta.close().await;
+        all
+    }
+
+    /// Waits until `done` holds for the recorded replicas, or fails after `limit`.
+    async fn wait_for_replicas(
+        &self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&BTreeMap<String, Vec<String>>) -> bool,
+    ) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let replicas = self.replicas().await;
+            if done(&replicas) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; replicas: {replicas:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill9();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// Deterministic bytes for a key, of a size derived from it.
+fn content(key: &str, max: usize) -> Vec<u8> {
+    let seed = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let len = 1 + (seed % max as u64) as usize;
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+async fn put(client: &Client, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), String> {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
+}
+
+async fn get(client: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let bytes = out.body.collect().await.map_err(|e| format!("{e:?}"))?;
+    Ok(bytes.into_bytes().to_vec())
+}
+
+async fn assert_all_readable(node: &Node, bucket: &str, keys: &[String], max: usize) {
+    let client = node.client();
+    for key in keys {
+        let body = get(&client, bucket, key)
+            .await
+            .unwrap_or_else(|e| panic!("{key} through {}: {e}", node.id));
+        assert!(
+            body == content(key, max),
+            "{key} through {} differs",
+            node.id
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_concurrent_puts_loses_no_acknowledged_write() {
+    let mut cluster = TestCluster::start(3, &["--replicas", "3", "--dead-after", "5"]).await;
+    let bucket = "crash";
+    cluster.nodes[0]
+        .client()
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let clients: Vec<Client> = cluster.nodes.iter().map(Node::client).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for task in 0..16 {
+        let client = clients[task % 3].clone();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("t{task:02}/{n:04}");
+                n += 1;
+                if put(&client, bucket, &key, content(&key, 600_000))
+                    .await
+                    .is_ok()
+                {
+                    acked.push(key);
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    cluster.nodes[2].kill9();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.extend(writer.await.expect("writer"));
+    }
+    assert!(
+        acked.len() >= 32,
+        "too few writes to prove anything: {}",
+        acked.len()
+    );
+    for node in &cluster.nodes[..2] {
+        assert_all_readable(node, bucket, &acked, 600_000).await;
+    }
+    // Nothing is visible without its data: every listed object reads in full.
+    let client = cluster.nodes[1].client();
+    let mut listed = 0;
+    let mut token = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .expect("list");
+        for object in page.contents() {
+            let key = object.key().expect("key");
+            let body = get(&client, bucket, key)
+                .await
+                .expect("listed object reads");
+            assert_eq!(body, content(key, 600_000), "{key}");
+            listed += 1;
+        }
+        token = page.next_continuation_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert!(listed >= acked.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_nodes_two_replicas_survive_two_failures_after_healing() {
+    let mut cluster = TestCluster::start(4, &["--replicas", "2", "--dead-after", "5"]).await;
+    let bucket = "heal";
+    cluster.nodes[0]
+        .client()
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let keys: Vec<String> = (0..200).map(|i| format!("obj/{i:03}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        put(
+            &cluster.nodes[i % 4].client(),
+            bucket,
+            key,
+            content(key, 200_000),
+        )
+        .await
+        .expect("put");
+    }
+    let replicas = cluster.replicas().await;
+    assert_eq!(replicas.len(), 200);
+    assert!(
+        replicas.values().all(|nodes| nodes.len() == 2),
+        "{replicas:?}"
+    );
+
+    cluster.nodes[3].kill9();
+    let survivors = ["n0", "n1", "n2"];
+    cluster
+        .wait_for_replicas(
+            "two copies of every blob on the survivors",
+            Duration::from_secs(90),
+            |r| {
+                r.values().all(|nodes| {
+                    nodes
+                        .iter()
+                        .filter(|n| survivors.contains(&n.as_str()))
+                        .count()
+                        >= 2
+                })
+            },
+        )
+        .await;
+    cluster.nodes[2].kill9();
+    for node in &cluster.nodes[..2] {
+        assert_all_readable(node, bucket, &keys, 200_000).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_replica_is_read_around_and_repaired() {
+    let cluster = TestCluster::start(3, &["--replicas", "3"]).await;
+    let bucket = "rot";
+    let key = "big";
+    let body: Vec<u8> = (0..3_500_000u32).map(|i| (i % 251) as u8).collect();
+    let client = cluster.nodes[0].client();
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .expect("put");
+    cluster
+        .wait_for_replicas("three copies", Duration::from_secs(30), |r| {
+            r.values().all(|n| n.len() == 3)
+        })
+        .await;
+    let victim = &cluster.nodes[1];
+    let file = victim.blob_files().pop().expect("a replica on n1");
+    let mut bytes = std::fs::read(&file).expect("read replica");
+    bytes[1_500_000] ^= 0x40; // inside the second 1 MiB block
+    std::fs::write(&file, &bytes).expect("corrupt replica");
+
+    // The node holding the bad copy still serves the right bytes, whole and ranged.
+    let through_victim = get(&victim.client(), bucket, key).await.expect("get");
+    assert!(
+        through_victim == body,
+        "full read through the corrupt node differs"
+    );
+    let ranged = victim
+        .client()
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .range("bytes=1499990-1500010")
+        .send()
+        .await
+        .expect("range")
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes();
+    assert_eq!(&ranged[..], &body[1_499_990..=1_500_010]);
+
+    // ... and repairs it: the file on n1 becomes a good copy again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let repaired = std::fs::read(&file)
+            .ok()
+            .is_some_and(|b| b.len() == bytes.len() && b[..body.len()] == body[..]);
+        if repaired {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replica on n1 not repaired");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        victim
+            .data_dir
+            .join("quarantine")
+            .read_dir()
+            .expect("quarantine")
+            .count()
+            >= 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_volume_is_refilled_after_restart() {
+    let mut cluster = TestCluster::start(3, &["--replicas", "3", "--dead-after", "30"]).await;
+    let bucket = "wipe";
+    let keys: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+    let client = cluster.nodes[0].client();
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
+    for key in &keys {
+        put(&client, bucket, key, content(key, 300_000))
+            .await
+            .expect("put");
+    }
+    cluster
+        .wait_for_replicas("three copies", Duration::from_secs(30), |r| {
+            r.values().all(|n| n.len() == 3)
+        })
+        .await;
+    cluster.nodes[2].kill9();
+    std::fs::remove_dir_all(&cluster.nodes[2].data_dir).expect("wipe");
+    cluster.restart(2).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.nodes[2].blob_files().len() < keys.len() {
+        assert!(
+            Instant::now() < deadline,
+            "n2 refilled only {} of {}",
+            cluster.nodes[2].blob_files().len(),
+            keys.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    cluster
+        .wait_for_replicas("n2 recorded again", Duration::from_secs(30), |r| {
+            r.values().all(|n| n.iter().any(|x| x == "n2"))
+        })
+        .await;
+    // With the other two gone, n2 alone serves everything from its refilled volume.
+    cluster.nodes[0].kill9();
+    cluster.nodes[1].kill9();
+    assert_all_readable(&cluster.nodes[2], bucket, &keys, 300_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joining_node_takes_its_share_and_a_drained_node_empties() {
+    let args = ["--replicas", "2", "--dead-after", "30"];
+    let mut cluster = TestCluster::start(4, &args).await;
+    let bucket = "move";
+    let keys: Vec<String> = (0..80).map(|i| format!("m{i}")).collect();
+    let client = cluster.nodes[0].client();
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
+    for key in &keys {
+        put(&client, bucket, key, content(key, 100_000))
+            .await
+            .expect("put");
+    }
+    cluster.add_node(&args).await;
+    cluster
+        .wait_for_replicas("rebalance onto n4", Duration::from_secs(60), |r| {
+            let on_new = r.values().filter(|n| n.iter().any(|x| x == "n4")).count();
+            on_new >= 16 && r.values().all(|n| n.len() == 2)
+        })
+        .await;
+    let list = cluster.cli(&["node", "list"]);
+    assert!(list.contains("n4") && list.contains("alive"), "{list}");
+
+    cluster.cli(&["node", "drain", "n1"]);
+    cluster
+        .wait_for_replicas("n1 drained", Duration::from_secs(60), |r| {
+            r.values()
+                .all(|n| n.len() == 2 && !n.iter().any(|x| x == "n1"))
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.nodes[1].blob_files().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "n1 still holds files after draining"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let list = cluster.cli(&["node", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("n1 ") && l.contains("draining")),
+        "{list}"
+    );
+    // The drained node still serves reads (from peers), as does every other node.
+    assert_all_readable(&cluster.nodes[1], bucket, &keys, 100_000).await;
+    assert_all_readable(&cluster.nodes[4], bucket, &keys, 100_000).await;
+}

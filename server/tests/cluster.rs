@@ -29,6 +29,7 @@ struct Node {
     addr: SocketAddr,
     data_dir: PathBuf,
     args: Vec<String>,
+    secret: Option<&'static str>,
     child: Option<Child>,
 }
 
@@ -50,7 +51,7 @@ impl Node {
             .args(["--database-url", database_url])
             .args(["--heal-interval", "1"])
             .args(&self.args)
-            .env("COFFER_CLUSTER_SECRET", SECRET)
+            .env("COFFER_CLUSTER_SECRET", self.secret.unwrap_or_default())
             .env("COFFER_ROOT_ACCESS_KEY", ROOT_KEY)
             .env("COFFER_ROOT_SECRET_KEY", ROOT_SECRET)
             .env("COFFER_LOG", "warn")
@@ -137,6 +138,7 @@ impl TestCluster {
             addr: free_addr(10 + index as u8),
             data_dir: self.root.join(format!("n{index}")),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
+            secret: Some(SECRET),
             child: None,
         };
         node.spawn(&self.database_url);
@@ -324,7 +326,7 @@ async fn kill_9_during_concurrent_puts_loses_no_acknowledged_write() {
                     .await
                     .is_ok()
                 {
-                    acked.push(key);
+                    acked.push((key, Instant::now()));
                 }
             }
             acked
@@ -332,12 +334,18 @@ async fn kill_9_during_concurrent_puts_loses_no_acknowledged_write() {
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
     cluster.nodes[2].kill9();
+    let killed_at = Instant::now();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
+    let mut after_kill = 0;
     for writer in writers {
-        acked.extend(writer.await.expect("writer"));
+        for (key, at) in writer.await.expect("writer") {
+            after_kill += usize::from(at > killed_at);
+            acked.push(key);
+        }
     }
+    assert!(after_kill > 0, "the surviving quorum keeps taking writes");
     assert!(
         acked.len() >= 32,
         "too few writes to prove anything: {}",
@@ -601,4 +609,69 @@ async fn a_joining_node_takes_its_share_and_a_drained_node_empties() {
     // The drained node still serves reads (from peers), as does every other node.
     assert_all_readable(&cluster.nodes[1], bucket, &keys, 100_000).await;
     assert_all_readable(&cluster.nodes[4], bucket, &keys, 100_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_without_the_cluster_secret_cannot_join_or_talk_to_peers() {
+    let mut cluster = TestCluster::start(1, &[]).await;
+    for (secret, complaint) in [
+        (None, "set COFFER_CLUSTER_SECRET"),
+        (Some("another-secret"), "different COFFER_CLUSTER_SECRET"),
+    ] {
+        let mut stranger = Node {
+            id: "stranger".to_owned(),
+            addr: free_addr(30),
+            data_dir: cluster.root.join("stranger"),
+            args: Vec::new(),
+            secret,
+            child: None,
+        };
+        stranger.spawn(&cluster.database_url);
+        let mut child = stranger.child.take().expect("child");
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        assert!(
+            !status.success(),
+            "a node with secret {secret:?} must refuse to join"
+        );
+        let log =
+            std::fs::read_to_string(stranger.data_dir.with_extension("log")).unwrap_or_default();
+        assert!(log.contains(complaint), "{log}");
+    }
+    // Peer endpoints refuse a request with a forged signature.
+    let url = format!(
+        "{}/_coffer/v1/blobs/{:032x}",
+        cluster.nodes[0].endpoint(),
+        7
+    );
+    let forged = reqwest::Client::new()
+        .get(&url)
+        .header("x-coffer-node", "mallory")
+        .header("x-coffer-time", time_now().to_string())
+        .header("x-coffer-nonce", "1")
+        .header("x-coffer-signature", "00".repeat(32))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(forged.status(), reqwest::StatusCode::FORBIDDEN);
+    // Without peer headers the path is just an (unauthenticated) S3 request.
+    let anonymous = reqwest::get(&url).await.expect("request");
+    assert!(anonymous.status().is_client_error());
+    assert!(
+        anonymous
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("<Error>")
+    );
+    cluster.nodes.clear();
+}
+
+fn time_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -5,8 +5,9 @@
 use std::collections::BTreeSet;
 
 use coffer_server::meta::{
-    ListQuery, MetaError, MetaStore, MultipartUpload, NewAccessKey, NewBucket, ObjectChecksum,
-    ObjectHeaders, ObjectMeta, Part, Segment, WriteCondition, now_millis,
+    ListQuery, MetaError, MetaStore, MultipartUpload, NewAccessKey, NewBucket, NodeProgress,
+    NodeState, ObjectChecksum, ObjectHeaders, ObjectMeta, Part, Segment, WriteCondition,
+    now_millis,
 };
 
 async fn sqlite_store() -> MetaStore {
@@ -502,7 +503,135 @@ async fn multipart_uploads_and_parts(store: MetaStore) {
     store.delete_bucket("mp").await.unwrap();
 }
 
+async fn nodes_and_replicas(store: MetaStore) {
+    let n1 = store
+        .register_node("n1", "http://a:1", "z1", "chk")
+        .await
+        .unwrap();
+    assert_eq!(n1.state, NodeState::Active);
+    store
+        .register_node("n2", "http://b:1", "z2", "chk")
+        .await
+        .unwrap();
+    store
+        .register_node("n3", "http://c:1", "z1", "chk")
+        .await
+        .unwrap();
+    store
+        .set_node_state("n2", NodeState::Draining)
+        .await
+        .unwrap();
+    // A restart refreshes the address but keeps the node draining.
+    let n2 = store
+        .register_node("n2", "http://b:2", "z2", "chk")
+        .await
+        .unwrap();
+    assert_eq!(
+        (n2.state, n2.url.as_str()),
+        (NodeState::Draining, "http://b:2")
+    );
+    let progress = NodeProgress {
+        under_replicated: 4,
+        ..NodeProgress::default()
+    };
+    store.heartbeat_node("n1", &progress).await.unwrap();
+    assert!(matches!(
+        store.heartbeat_node("nx", &progress).await,
+        Err(MetaError::NoSuchNode(_))
+    ));
+    let nodes = store.list_nodes().await.unwrap();
+    assert_eq!(
+        nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+        ["n1", "n2", "n3"]
+    );
+    assert_eq!(nodes[0].progress.under_replicated, 4);
+
+    // A commit records the replicas its blobs were written to.
+    store.create_bucket(&bucket("rep")).await.unwrap();
+    let mut written = object("rep", "k", "blob-a");
+    written.segments[0].replicas = vec!["n1".to_owned(), "n2".to_owned()];
+    store
+        .put_object(&written, &WriteCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(store.replicas_of("blob-a").await.unwrap(), ["n1", "n2"]);
+    store.add_replica("blob-a", "n3").await.unwrap();
+    store.add_replica("blob-a", "n3").await.unwrap();
+    let page = store.blob_replica_page("", 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].nodes, ["n1", "n2", "n3"]);
+    assert_eq!(page[0].size, 3);
+    assert_eq!(
+        store.replicas_on_node("n3", "", 10).await.unwrap(),
+        ["blob-a"]
+    );
+    let counts = store.replica_counts().await.unwrap();
+    assert_eq!(counts.len(), 3);
+    assert!(
+        counts
+            .iter()
+            .all(|(_, blobs, bytes)| (*blobs, *bytes) == (1, 3))
+    );
+    let states = store
+        .blob_states("n3", &["blob-a".to_owned(), "nope".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(states, [(Some(true), true), (None, false)]);
+
+    // A surplus copy goes only while enough others remain on the counted nodes.
+    let homes = ["n1".to_owned(), "n3".to_owned()];
+    assert!(
+        !store
+            .remove_surplus_replica("blob-a", "n2", &homes[..1], 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .remove_surplus_replica("blob-a", "n2", &homes, 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remove_surplus_replica("blob-a", "n1", &homes, 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.replicas_of("blob-a").await.unwrap(), ["n1", "n3"]);
+
+    // Garbage is per node: each holder deletes its copy; the row goes with the last.
+    store.delete_object("rep", "k").await.unwrap();
+    assert_eq!(store.garbage_blobs("n1", 10).await.unwrap(), ["blob-a"]);
+    assert!(store.garbage_blobs("n2", 10).await.unwrap().is_empty());
+    store
+        .forget_garbage_blobs("n1", &["blob-a".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(store.replicas_of("blob-a").await.unwrap(), ["n3"]);
+    assert!(store.garbage_blobs("n1", 10).await.unwrap().is_empty());
+    store
+        .forget_garbage_blobs("n3", &["blob-a".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .blob_states("n3", &["blob-a".to_owned()])
+            .await
+            .unwrap(),
+        [(None, false)]
+    );
+
+    store.remove_node("n3").await.unwrap();
+    assert!(matches!(
+        store.remove_node("n3").await,
+        Err(MetaError::NoSuchNode(_))
+    ));
+    assert_eq!(store.list_nodes().await.unwrap().len(), 2);
+}
+
 conformance!(
+    nodes_and_replicas,
     buckets_and_configs,
     access_keys,
     object_writes_conditions_and_garbage,

@@ -128,8 +128,20 @@ pub async fn join(meta: &MetaStore, config: &ClusterConfig) -> anyhow::Result<Vi
     let now = now_millis();
     let suspect_after = config.suspect_after();
     for node in meta.list_nodes().await? {
-        let live = liveness_at(&node, "", now, suspect_after, config.dead_after) != Liveness::Dead;
-        if node.id == config.node_id || !live {
+        let liveness = liveness_at(&node, "", now, suspect_after, config.dead_after);
+        if node.id == config.node_id {
+            // A restart keeps its address; another process with the same id elsewhere
+            // would share this node's replica records without sharing its volume.
+            if liveness == Liveness::Alive && node.url != config.advertise_url {
+                anyhow::bail!(
+                    "node id {} is in use by a live node at {}; give every node its own --node-id",
+                    node.id,
+                    node.url
+                );
+            }
+            continue;
+        }
+        if liveness == Liveness::Dead {
             continue;
         }
         if config.secret.is_none() {

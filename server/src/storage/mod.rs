@@ -462,6 +462,22 @@ mod tests {
     }
 
     #[test]
+    fn listing_reports_every_blob_with_its_data_size() {
+        let (store, dir) = store();
+        let mut expected = Vec::new();
+        for size in [0, 1, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1, 3 * BLOCK_SIZE + 7] {
+            let mut w = store.create().unwrap();
+            w.append(&pattern(size)).unwrap();
+            let info = w.finish().unwrap();
+            assert!(store.contains(&info.id));
+            expected.push((info.id, size as u64));
+        }
+        expected.sort();
+        assert_eq!(store.list().unwrap(), expected);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn dropped_writer_leaves_no_temp_file() {
         let (store, dir) = store();
         let mut w = store.create().unwrap();

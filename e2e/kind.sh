@@ -56,12 +56,12 @@ docker build -t "$IMAGE" "$ROOT"
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 log "helm install"
-# One server replica: each pod has its own volume, and a single node gains nothing
-# from more (the chart's default is 3, spread across zones and nodes).
+# The chart's default: three server pods forming one storage cluster (each object
+# on all three volumes), on kind's single node.
 helm --kube-context "kind-$CLUSTER" install coffer "$ROOT/charts/coffer" \
   --namespace "$RELEASE_NS" --create-namespace \
   --set image.repository="${IMAGE%%:*}" --set image.tag="${IMAGE##*:}" --set image.pullPolicy=Never \
-  --set server.replicas=1 --set server.persistence.size=1Gi --set postgresql.persistence.size=1Gi \
+  --set server.persistence.size=1Gi --set postgresql.persistence.size=1Gi \
   --wait --timeout 6m
 "${KUBECTL[@]}" -n "$RELEASE_NS" rollout status deploy/coffer-operator --timeout=120s
 "${KUBECTL[@]}" get crd buckets.coffer.dev accesskeys.coffer.dev

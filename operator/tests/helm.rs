@@ -278,13 +278,91 @@ fn crds_are_kept_on_uninstall_and_postgres_is_optional() {
     assert!(bad.contains("replicas"), "{bad}");
 }
 
+/// The generated cluster secret is the one value allowed to differ between
+/// renders (helm lookup keeps it on a real install; `helm template` cannot).
+fn mask_generated_secret(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.starts_with("  secret: ") {
+                "  secret: <generated>"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn rendering_is_deterministic() {
     let first = template(&[]).expect("render");
     let second = template(&[]).expect("render");
     assert_eq!(
-        first, second,
+        mask_generated_secret(&first),
+        mask_generated_secret(&second),
         "helm template must render identically (Argo CD drift)"
+    );
+    // With an existing cluster secret (the GitOps setup) every byte matches.
+    let gitops = [
+        "--set",
+        "server.clusterSecret.existingSecret=coffer-cluster",
+    ];
+    let first = template(&gitops).expect("render");
+    assert_eq!(first, template(&gitops).expect("render"));
+    assert!(!first.contains("  secret: "), "no secret is generated");
+}
+
+#[test]
+fn server_pods_form_one_cluster_sharing_a_secret() {
+    let objects = render(&[]);
+    let sts = find(&objects, "StatefulSet", "coffer-server");
+    let container = &sts["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env(container, "COFFER_NODE_ID").expect("node id")["value"],
+        "$(POD_NAME)"
+    );
+    assert_eq!(
+        env(container, "COFFER_ADVERTISE_URL").expect("advertise url")["value"],
+        "http://$(POD_NAME).coffer-server-headless.coffer.svc:9000"
+    );
+    assert_eq!(sts["spec"]["serviceName"], "coffer-server-headless");
+    assert_eq!(
+        env(container, "COFFER_REPLICAS").expect("replicas")["value"],
+        "3"
+    );
+    assert!(env(container, "COFFER_WRITE_QUORUM").is_none());
+    let secret_ref =
+        &env(container, "COFFER_CLUSTER_SECRET").expect("secret")["valueFrom"]["secretKeyRef"];
+    assert_eq!(secret_ref["name"], "coffer-cluster");
+    assert_eq!(secret_ref["key"], "secret");
+    let secret = find(&objects, "Secret", "coffer-cluster");
+    assert_eq!(
+        secret["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    let value = secret["data"]["secret"].as_str().expect("generated secret");
+    assert!(value.len() >= 48, "{value}");
+
+    let objects = render(&[
+        "--set",
+        "server.clusterSecret.existingSecret=mine",
+        "--set",
+        "server.replication.writeQuorum=3",
+    ]);
+    let sts = find(&objects, "StatefulSet", "coffer-server");
+    let container = &sts["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env(container, "COFFER_CLUSTER_SECRET").expect("secret")["valueFrom"]["secretKeyRef"]["name"],
+        "mine"
+    );
+    assert_eq!(
+        env(container, "COFFER_WRITE_QUORUM").expect("quorum")["value"],
+        "3"
+    );
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "Secret" && o["metadata"]["name"] == "coffer-cluster")
     );
 }
 

@@ -154,7 +154,11 @@ impl ClusterArgs {
             self.node_id.unwrap_or_else(cluster::default_node_id),
             self.advertise_url.unwrap_or_default(),
         );
-        config.zone = self.zone;
+        // Empty when the chart's topology label is missing.
+        config.zone = match self.zone.trim() {
+            "" => "default".to_owned(),
+            zone => zone.to_owned(),
+        };
         config.replicas = self.replicas.max(1);
         config.write_quorum = self.write_quorum.map(|w| w.max(1));
         config.dead_after = Duration::from_secs(self.dead_after.max(1));

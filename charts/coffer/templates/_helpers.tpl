@@ -69,3 +69,8 @@ http://{{ include "coffer.fullname" . }}.{{ .Release.Namespace }}.svc.cluster.lo
 {{- fail "postgresql.enabled=false needs externalDatabase.url or externalDatabase.existingSecret" }}
 {{- end }}
 {{- end -}}
+
+{{/* The Secret holding the cluster secret shared by the server pods. */}}
+{{- define "coffer.clusterSecretName" -}}
+{{- .Values.server.clusterSecret.existingSecret | default (printf "%s-cluster" (include "coffer.fullname" .)) -}}
+{{- end }}

@@ -231,7 +231,10 @@ async fn fetch(plane: &DataPlane, blob: &BlobReplicas) -> anyhow::Result<()> {
     Err(last_error)
 }
 
+/// Copies one blob from the peer at `url`, checked end to end against the
+/// source's block checksums.
 async fn copy_from(plane: &DataPlane, url: &str, blob: &BlobReplicas) -> anyhow::Result<()> {
+    let expected = plane.inner.peers.block_crcs(url, &blob.id).await?;
     let mut stream = Box::pin(
         plane
             .inner
@@ -261,7 +264,7 @@ async fn copy_from(plane: &DataPlane, url: &str, blob: &BlobReplicas) -> anyhow:
     if writer.len() != blob.size {
         anyhow::bail!("peer sent {} of {} bytes", writer.len(), blob.size);
     }
-    tokio::task::spawn_blocking(move || writer.finish()).await??;
+    tokio::task::spawn_blocking(move || writer.finish_matching(&expected)).await??;
     Ok(())
 }
 

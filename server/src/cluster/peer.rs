@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::put;
+use axum::routing::{get, put};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
 use hmac::{Hmac, Mac};
@@ -148,6 +148,7 @@ pub fn peer_router(plane: DataPlane) -> Router {
             "/_coffer/v1/blobs/{id}",
             put(receive_blob).get(send_blob).delete(delete_blob),
         )
+        .route("/_coffer/v1/blobs/{id}/crcs", get(send_block_crcs))
         .layer(axum::middleware::from_fn_with_state(
             plane.clone(),
             require_peer,
@@ -272,6 +273,27 @@ async fn send_blob(
     Response::new(Body::from_stream(body))
 }
 
+/// The block checksums of a local replica (little-endian u32s), so a node
+/// copying it can check its copy end to end.
+async fn send_block_crcs(State(plane): State<DataPlane>, Path(id): Path<String>) -> Response {
+    let local = plane.local().clone();
+    match tokio::task::spawn_blocking(move || local.open_blob(&id)).await {
+        Ok(Ok(reader)) => {
+            let bytes: Vec<u8> = reader
+                .block_crcs()
+                .iter()
+                .flat_map(|c| c.to_le_bytes())
+                .collect();
+            Response::new(Body::from(bytes))
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            plain(StatusCode::NOT_FOUND, "no such replica")
+        }
+        Ok(Err(e)) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 async fn delete_blob(State(plane): State<DataPlane>, Path(id): Path<String>) -> Response {
     let local = plane.local().clone();
     match tokio::task::spawn_blocking(move || local.delete(&id)).await {
@@ -377,6 +399,23 @@ impl PeerClient {
         let response = self.request(Method::GET, base, &path)?.send().await?;
         let response = Self::check(response).await?;
         Ok(response.bytes_stream().map_err(std::io::Error::other))
+    }
+
+    /// The block checksums of a peer's replica.
+    pub async fn block_crcs(&self, base: &str, id: &str) -> Result<Vec<u32>, PeerError> {
+        let response = self
+            .request(
+                Method::GET,
+                base,
+                &format!("{PEER_PATH_PREFIX}blobs/{id}/crcs"),
+            )?
+            .send()
+            .await?;
+        let bytes = Self::check(response).await?.bytes().await?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     pub async fn delete_blob(&self, base: &str, id: &str) -> Result<(), PeerError> {

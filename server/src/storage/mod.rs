@@ -251,11 +251,31 @@ impl BlobWriter {
         Ok(())
     }
 
-    /// Writes the trailer, fsyncs, and moves the blob into place. Blocking.
-    pub fn finish(mut self) -> io::Result<BlobInfo> {
+    /// Like [`finish`](Self::finish), but only if the blocks written have exactly
+    /// the checksums `expected` (another copy's trailer): an end-to-end check of a
+    /// copy made over the network. On mismatch nothing is kept.
+    pub fn finish_matching(mut self, expected: &[u32]) -> io::Result<BlobInfo> {
+        self.close_block();
+        if self.crcs != expected {
+            return Err(corrupt(format!(
+                "copy of blob {} does not match its source's checksums",
+                self.id
+            )));
+        }
+        self.finish()
+    }
+
+    fn close_block(&mut self) {
         if self.block_fill > 0 {
             self.crcs.push(self.block_crc);
+            self.block_crc = 0;
+            self.block_fill = 0;
         }
+    }
+
+    /// Writes the trailer, fsyncs, and moves the blob into place. Blocking.
+    pub fn finish(mut self) -> io::Result<BlobInfo> {
+        self.close_block();
         let mut file = self
             .file
             .take()
@@ -381,6 +401,11 @@ impl BlobReader {
         })
     }
 
+    /// The stored CRC32C of each block.
+    pub fn block_crcs(&self) -> &[u32] {
+        &self.crcs
+    }
+
     /// Reads and verifies every block (the scrubber's check). Blocking.
     pub fn verify_all(&self) -> io::Result<()> {
         for index in 0..self.crcs.len() {
@@ -465,7 +490,14 @@ mod tests {
     fn listing_reports_every_blob_with_its_data_size() {
         let (store, dir) = store();
         let mut expected = Vec::new();
-        for size in [0, 1, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1, 3 * BLOCK_SIZE + 7] {
+        for size in [
+            0,
+            1,
+            BLOCK_SIZE - 1,
+            BLOCK_SIZE,
+            BLOCK_SIZE + 1,
+            3 * BLOCK_SIZE + 7,
+        ] {
             let mut w = store.create().unwrap();
             w.append(&pattern(size)).unwrap();
             let info = w.finish().unwrap();
@@ -475,6 +507,36 @@ mod tests {
         expected.sort();
         assert_eq!(store.list().unwrap(), expected);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_copy_is_kept_only_when_it_matches_its_source_checksums() {
+        let (store, dir) = store();
+        let data = pattern(BLOCK_SIZE + 100);
+        let mut w = store.create().unwrap();
+        w.append(&data).unwrap();
+        let source = w.finish().unwrap();
+        let expected = store.open_blob(&source.id).unwrap().block_crcs().to_vec();
+        assert_eq!(expected.len(), 2);
+        let (other, other_dir) = self::tests::store();
+        let mut good = other.create_with_id(&source.id).unwrap();
+        good.append(&data[..10]).unwrap();
+        good.append(&data[10..]).unwrap();
+        good.finish_matching(&expected).unwrap();
+        assert!(other.contains(&source.id));
+        let mut damaged = data.clone();
+        damaged[BLOCK_SIZE + 5] ^= 1;
+        let mut bad = other.create().unwrap();
+        bad.append(&damaged).unwrap();
+        let id = bad.id().to_owned();
+        assert_eq!(
+            bad.finish_matching(&expected).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert!(!other.contains(&id));
+        assert_eq!(std::fs::read_dir(other.tmp_dir()).unwrap().count(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(other_dir).unwrap();
     }
 
     #[test]

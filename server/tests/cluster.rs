@@ -675,3 +675,78 @@ fn time_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multipart_parts_and_copies_written_through_different_nodes_read_anywhere() {
+    let cluster = TestCluster::start(3, &["--replicas", "2"]).await;
+    let bucket = "parts";
+    let clients: Vec<Client> = cluster.nodes.iter().map(Node::client).collect();
+    clients[0]
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let upload = clients[0]
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key("joined")
+        .send()
+        .await
+        .expect("create upload");
+    let upload_id = upload.upload_id().expect("upload id");
+    let first: Vec<u8> = (0..5 * 1024 * 1024 + 17).map(|i| (i % 249) as u8).collect();
+    let second: Vec<u8> = (0..1_234_567u32).map(|i| (i % 241) as u8).collect();
+    let mut completed = Vec::new();
+    for (number, (client, body)) in [(&clients[1], &first), (&clients[2], &second)]
+        .into_iter()
+        .enumerate()
+    {
+        let part = client
+            .upload_part()
+            .bucket(bucket)
+            .key("joined")
+            .upload_id(upload_id)
+            .part_number(number as i32 + 1)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .expect("upload part");
+        completed.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(number as i32 + 1)
+                .e_tag(part.e_tag().expect("etag"))
+                .build(),
+        );
+    }
+    clients[0]
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key("joined")
+        .upload_id(upload_id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("complete");
+    clients[2]
+        .copy_object()
+        .bucket(bucket)
+        .key("copied")
+        .copy_source(format!("{bucket}/joined"))
+        .send()
+        .await
+        .expect("copy");
+    let whole = [first, second].concat();
+    for client in &clients {
+        assert!(get(client, bucket, "joined").await.expect("get") == whole);
+        assert!(get(client, bucket, "copied").await.expect("get copy") == whole);
+    }
+    // Every blob (two parts, one copy) has its two copies.
+    let replicas = cluster.replicas().await;
+    assert_eq!(replicas.len(), 3, "{replicas:?}");
+    assert!(replicas.values().all(|n| n.len() == 2), "{replicas:?}");
+}

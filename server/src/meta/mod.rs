@@ -4,6 +4,7 @@
 
 mod blobs;
 mod buckets;
+mod group;
 mod keys;
 mod list;
 mod multipart;
@@ -72,6 +73,8 @@ pub struct MetaStore {
     // SQLite allows one writer at a time; queueing writers here instead of in
     // SQLite's busy handler keeps write transactions from failing with SQLITE_BUSY.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// SQLite: object writes are committed in groups (see `group.rs`).
+    group: Option<group::GroupCommit>,
 }
 
 impl std::fmt::Debug for MetaStore {
@@ -124,12 +127,16 @@ impl MetaStore {
             }
             Backend::Postgres => pool_options.connect_with(options).await?,
         };
-        let store = Self {
+        let mut store = Self {
             pool,
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            group: None,
         };
         schema::migrate(&store).await?;
+        if backend == Backend::Sqlite {
+            store.group = Some(group::GroupCommit::start(store.clone()));
+        }
         Ok(store)
     }
 

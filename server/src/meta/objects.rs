@@ -129,6 +129,9 @@ impl MetaStore {
         object: &ObjectMeta,
         condition: &WriteCondition,
     ) -> MetaResult<()> {
+        if let Some(group) = &self.group {
+            return group.put_object(object, condition).await;
+        }
         let mut tx = self.begin_write().await?;
         self.bucket_exists_tx(&mut tx, &object.bucket).await?;
         self.upsert_object_tx(&mut tx, object, condition).await?;

@@ -1,0 +1,122 @@
+//! Group commit for SQLite. SQLite has one writer and every commit waits for an
+//! fsync of the WAL; committing object writes one by one caps PUTs at the disk's
+//! fsync rate. Instead, concurrent `put_object` calls queue here and one task
+//! commits whatever has queued in a single transaction — each write inside its
+//! own savepoint, so a failed precondition undoes only that write — and one fsync
+//! makes the whole batch durable before any of them is acknowledged. Postgres
+//! needs none of this: concurrent commits there already share WAL flushes.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{MetaError, MetaResult, MetaStore, ObjectMeta, WriteCondition};
+
+/// Writes committed together at most.
+const MAX_BATCH: usize = 256;
+
+struct Pending {
+    object: ObjectMeta,
+    condition: WriteCondition,
+    reply: oneshot::Sender<MetaResult<()>>,
+}
+
+/// Handle to the committer task; cheap to clone.
+#[derive(Clone)]
+pub(super) struct GroupCommit {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl GroupCommit {
+    /// Starts the committer for `store` (whose own `group` must be `None`).
+    pub fn start(store: MetaStore) -> Self {
+        let (queue, mut incoming) = mpsc::channel::<Pending>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            while let Some(first) = incoming.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match incoming.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                commit_batch(&store, batch).await;
+            }
+        });
+        Self { queue }
+    }
+
+    /// Queues a write and waits until it is committed (or refused).
+    pub async fn put_object(
+        &self,
+        object: &ObjectMeta,
+        condition: &WriteCondition,
+    ) -> MetaResult<()> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            object: object.clone(),
+            condition: condition.clone(),
+            reply,
+        };
+        self.queue
+            .send(pending)
+            .await
+            .map_err(|_| closed("the metadata committer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| closed("the metadata committer dropped a write"))?
+    }
+}
+
+fn closed(message: &str) -> MetaError {
+    MetaError::Database(sqlx::Error::Io(std::io::Error::other(message.to_owned())))
+}
+
+async fn commit_batch(store: &MetaStore, batch: Vec<Pending>) {
+    let mut tx = match store.begin_write().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            let message = e.to_string();
+            for pending in batch {
+                let _ = pending.reply.send(Err(closed(&message)));
+            }
+            return;
+        }
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for pending in &batch {
+        let outcome = async {
+            sqlx::query("SAVEPOINT one_write").execute(&mut **tx).await?;
+            let result = async {
+                store.bucket_exists_tx(&mut tx, &pending.object.bucket).await?;
+                store
+                    .upsert_object_tx(&mut tx, &pending.object, &pending.condition)
+                    .await
+            }
+            .await;
+            if result.is_err() {
+                sqlx::query("ROLLBACK TO SAVEPOINT one_write")
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            sqlx::query("RELEASE SAVEPOINT one_write")
+                .execute(&mut **tx)
+                .await?;
+            result
+        }
+        .await;
+        outcomes.push(outcome);
+    }
+    match tx.commit().await {
+        Ok(()) => {
+            for (pending, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = pending.reply.send(outcome);
+            }
+        }
+        Err(e) => {
+            // Nothing of the batch is durable: every write fails.
+            let message = format!("group commit failed: {e}");
+            for pending in batch {
+                let _ = pending.reply.send(Err(closed(&message)));
+            }
+        }
+    }
+}

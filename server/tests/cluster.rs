@@ -144,7 +144,38 @@ impl TestCluster {
         node.spawn(&self.database_url);
         self.nodes.push(node);
         self.wait_ready(index).await;
+        self.wait_until_all_see(self.nodes.len()).await;
         index
+    }
+
+    /// Waits until every running node sees `count` live members (membership is
+    /// refreshed with each heartbeat; writes are placed on the members a node sees).
+    async fn wait_until_all_see(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            loop {
+                let metrics = reqwest::get(format!("{}/metrics", node.endpoint()))
+                    .await
+                    .expect("metrics")
+                    .text()
+                    .await
+                    .unwrap_or_default();
+                let alive = metrics
+                    .lines()
+                    .find(|l| l.starts_with("coffer_cluster_nodes{liveness=\"alive\"}"))
+                    .and_then(|l| l.split_whitespace().last())
+                    .and_then(|v| v.parse::<usize>().ok());
+                if alive == Some(count) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} sees {alive:?} of {count} nodes",
+                    node.id
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
     }
 
     async fn restart(&mut self, index: usize) {
@@ -249,7 +280,8 @@ fn content(key: &str, max: usize) -> Vec<u8> {
     let seed = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
-    let len = 1 + (seed % max as u64) as usize;
+    // Above the inline limit (16 KiB), so every object is a replicated blob.
+    let len = 20_000 + (seed % max as u64) as usize;
     let mut state = seed | 1;
     (0..len)
         .map(|_| {
@@ -410,6 +442,18 @@ async fn four_nodes_two_replicas_survive_two_failures_after_healing() {
         replicas.values().all(|nodes| nodes.len() == 2),
         "{replicas:?}"
     );
+    // Small objects live in the metadata store: no blob, nothing to heal.
+    for i in 0..20 {
+        put(
+            &cluster.nodes[i % 4].client(),
+            bucket,
+            &format!("tiny/{i}"),
+            format!("tiny {i}").into_bytes(),
+        )
+        .await
+        .expect("put tiny");
+    }
+    assert_eq!(cluster.replicas().await.len(), 200);
 
     cluster.nodes[3].kill9();
     let survivors = ["n0", "n1", "n2"];
@@ -431,6 +475,12 @@ async fn four_nodes_two_replicas_survive_two_failures_after_healing() {
     cluster.nodes[2].kill9();
     for node in &cluster.nodes[..2] {
         assert_all_readable(node, bucket, &keys, 200_000).await;
+        for i in 0..20 {
+            let body = get(&node.client(), bucket, &format!("tiny/{i}"))
+                .await
+                .expect("tiny");
+            assert_eq!(body, format!("tiny {i}").into_bytes());
+        }
     }
 }
 
@@ -746,7 +796,11 @@ async fn multipart_parts_and_copies_written_through_different_nodes_read_anywher
         assert!(get(client, bucket, "copied").await.expect("get copy") == whole);
     }
     // Every blob (two parts, one copy) has its two copies.
-    let replicas = cluster.replicas().await;
-    assert_eq!(replicas.len(), 3, "{replicas:?}");
-    assert!(replicas.values().all(|n| n.len() == 2), "{replicas:?}");
+    cluster
+        .wait_for_replicas(
+            "two copies of each of three blobs",
+            Duration::from_secs(30),
+            |r| r.len() == 3 && r.values().all(|n| n.len() == 2),
+        )
+        .await;
 }

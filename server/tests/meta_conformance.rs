@@ -62,6 +62,7 @@ fn object(bucket: &str, key: &str, blob: &str) -> ObjectMeta {
             size: 3,
             checksum: None,
             replicas: vec!["n1".to_owned()],
+            inline: None,
         }],
     }
 }
@@ -429,6 +430,7 @@ async fn multipart_uploads_and_parts(store: MetaStore) {
         size: 5,
         checksum: None,
         replicas: Vec::new(),
+        inline: None,
     });
     store
         .complete_multipart_upload("u1", &done, &WriteCondition::None)

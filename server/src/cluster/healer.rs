@@ -206,7 +206,7 @@ async fn fetch(plane: &DataPlane, blob: &BlobReplicas) -> anyhow::Result<()> {
         plane.meta().add_replica(&blob.id, plane.node_id()).await?;
         return Ok(());
     }
-    let view = plane.view();
+    let view = plane.view_knowing(&blob.nodes).await;
     let dead_after = plane.config().dead_after;
     let mut sources: Vec<(Liveness, String)> = blob
         .nodes

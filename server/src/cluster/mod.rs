@@ -208,6 +208,26 @@ impl DataPlane {
         }
     }
 
+    /// The view, re-read from the store first when it does not know every node
+    /// in `nodes` (one that joined since the last heartbeat).
+    pub(crate) async fn view_knowing(&self, nodes: &[String]) -> Arc<View> {
+        let view = self.view();
+        if nodes.iter().all(|n| view.node(n).is_some()) {
+            return view;
+        }
+        match self.inner.meta.list_nodes().await {
+            Ok(list) => {
+                let config = &self.inner.config;
+                self.set_view(View::new(&config.node_id, list, config.suspect_after()));
+                self.view()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot refresh the member list");
+                view
+            }
+        }
+    }
+
     fn set_view(&self, view: View) {
         let view = Arc::new(view);
         match self.inner.view.write() {

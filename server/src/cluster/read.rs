@@ -50,12 +50,16 @@ impl DataPlane {
             })
     }
 
-    /// Streams bytes `range` of blob `id` from any healthy replica.
+    /// Streams bytes `range` of blob `id` from any healthy replica (or, for a
+    /// small blob, from the metadata store).
     pub fn stream(
         &self,
         id: &str,
         range: Range<u64>,
     ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static + use<> {
+        if crate::meta::is_inline(id) {
+            return futures::future::Either::Left(self.inline_stream(id, range));
+        }
         let state = Failover {
             plane: self.clone(),
             id: id.to_owned(),
@@ -67,10 +71,32 @@ impl DataPlane {
             last_error: None,
             finished: range.start >= range.end,
         };
-        futures::stream::unfold(state, |mut state| async move {
+        futures::future::Either::Right(futures::stream::unfold(state, |mut state| async move {
             let item = state.next_chunk().await?;
             Some((item, state))
+        }))
+    }
+
+    fn inline_stream(
+        &self,
+        id: &str,
+        range: Range<u64>,
+    ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static + use<> {
+        let meta = self.meta().clone();
+        let id = id.to_owned();
+        futures::stream::once(async move {
+            let data = meta
+                .inline_blob(&id)
+                .await
+                .map_err(|e| super::unreachable(format!("metadata store: {e}")))?
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, format!("inline blob {id} is gone"))
+                })?;
+            let end = (range.end.min(data.len() as u64)) as usize;
+            let start = (range.start as usize).min(end);
+            Ok(Bytes::from(data).slice(start..end))
         })
+        .filter(|chunk| futures::future::ready(!matches!(chunk, Ok(c) if c.is_empty())))
     }
 }
 
@@ -163,7 +189,7 @@ impl Failover {
                 .replicas_of(&self.id)
                 .await
                 .map_err(|e| super::unreachable(format!("metadata store: {e}")))?;
-            let view = self.plane.view();
+            let view = self.plane.view_knowing(&holders).await;
             let dead_after = self.plane.config().dead_after;
             let mut remotes: Vec<(super::Liveness, String, String)> = holders
                 .into_iter()

@@ -43,8 +43,24 @@ impl MetaStore {
             .bind(id)
             .execute(&mut **tx)
             .await?;
+            sqlx::query(
+                "DELETE FROM inline_blobs WHERE id = $1
+                 AND NOT EXISTS (SELECT 1 FROM blobs WHERE id = $1)",
+            )
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
         }
         tx.commit().await
+    }
+
+    /// The bytes of a blob kept in the metadata store.
+    pub async fn inline_blob(&self, id: &str) -> MetaResult<Option<Vec<u8>>> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT data FROM inline_blobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(data,)| data))
     }
 
     /// Which of `ids` the store knows (live or garbage).

@@ -84,9 +84,13 @@ async fn commit_batch(store: &MetaStore, batch: Vec<Pending>) {
     let mut outcomes = Vec::with_capacity(batch.len());
     for pending in &batch {
         let outcome = async {
-            sqlx::query("SAVEPOINT one_write").execute(&mut **tx).await?;
+            sqlx::query("SAVEPOINT one_write")
+                .execute(&mut **tx)
+                .await?;
             let result = async {
-                store.bucket_exists_tx(&mut tx, &pending.object.bucket).await?;
+                store
+                    .bucket_exists_tx(&mut tx, &pending.object.bucket)
+                    .await?;
                 store
                     .upsert_object_tx(&mut tx, &pending.object, &pending.condition)
                     .await

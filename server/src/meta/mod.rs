@@ -190,6 +190,19 @@ impl std::ops::DerefMut for WriteTx<'_> {
     }
 }
 
+/// Ids of blobs kept in the metadata store start with this; they never name a file.
+const INLINE_PREFIX: &str = "i-";
+
+/// A fresh id for a blob kept in the metadata store.
+pub fn new_inline_id() -> String {
+    format!("{INLINE_PREFIX}{:032x}", rand::random::<u128>())
+}
+
+/// Whether a blob id names bytes kept in the metadata store (not on volumes).
+pub fn is_inline(blob: &str) -> bool {
+    blob.starts_with(INLINE_PREFIX)
+}
+
 /// Milliseconds since the Unix epoch: how every timestamp is stored.
 pub fn now_millis() -> i64 {
     let now = time::OffsetDateTime::now_utc();

@@ -144,6 +144,7 @@ impl MetaStore {
             size: part.size,
             checksum: None,
             replicas: part.replicas.clone(),
+            inline: None,
         };
         register_blobs_tx(&mut tx, std::slice::from_ref(&segment)).await?;
         if let Some((old,)) = previous {

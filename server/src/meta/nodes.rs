@@ -260,13 +260,16 @@ impl MetaStore {
     }
 
     /// One page of live blobs with their replicas, in id order after `after`.
+    /// Blobs kept in the metadata store have no replicas and are not listed
+    /// (their ids, `i-...`, sort after every hex id of a file).
     pub async fn blob_replica_page(
         &self,
         after: &str,
         limit: usize,
     ) -> MetaResult<Vec<BlobReplicas>> {
         let blobs: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT id, size FROM blobs WHERE garbage = 0 AND id > $1 ORDER BY id LIMIT $2",
+            "SELECT id, size FROM blobs WHERE garbage = 0 AND id > $1 AND id < 'i-'
+             ORDER BY id LIMIT $2",
         )
         .bind(after)
         .bind(limit as i64)

@@ -58,6 +58,11 @@ pub struct Segment {
     /// by the commit, not kept in the row: the healer moves replicas later.
     #[serde(skip)]
     pub replicas: Vec<String>,
+    /// The bytes of a small blob kept in the metadata store (an id made by
+    /// [`new_inline_id`](super::new_inline_id)); written by the commit, not kept in
+    /// the row.
+    #[serde(skip)]
+    pub inline: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,6 +292,15 @@ pub(super) async fn register_blobs_tx(
         .execute(&mut ***tx)
         .await?;
         super::nodes::add_replicas_tx(tx, &segment.blob, &segment.replicas).await?;
+        if let Some(data) = &segment.inline {
+            sqlx::query(
+                "INSERT INTO inline_blobs (id, data) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&segment.blob)
+            .bind(data.clone())
+            .execute(&mut ***tx)
+            .await?;
+        }
     }
     Ok(())
 }

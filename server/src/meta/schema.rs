@@ -96,6 +96,13 @@ const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX blob_replicas_by_node ON blob_replicas (node_id, blob_id)",
         ],
     },
+    Migration {
+        version: 4,
+        // Small objects' bytes, kept in the metadata store instead of blob files.
+        statements: &["CREATE TABLE inline_blobs (
+            id TEXT PRIMARY KEY,
+            data {bytes} NOT NULL)"],
+    },
 ];
 
 /// Applies every migration the database has not seen yet.

@@ -174,6 +174,7 @@ async fn copy_bytes(
             declared_len: Some(source.size),
             content_md5: None,
             algorithm,
+            inline_max: s3.limits.inline_max,
         },
     )
     .await?;
@@ -194,6 +195,7 @@ async fn copy_bytes(
             size: ingested.blob.size,
             checksum: None,
             replicas: ingested.blob.replicas,
+            inline: ingested.inline,
         }],
     })
 }

@@ -23,6 +23,9 @@ pub struct Ingested {
     pub md5_hex: String,
     /// Base64 additional checksum, when an algorithm was requested.
     pub checksum: Option<String>,
+    /// A body no larger than `BodyRules::inline_max`: its bytes, to be kept in the
+    /// metadata store by the commit (`blob.id` is then an inline id).
+    pub inline: Option<Vec<u8>>,
 }
 
 struct Hashes {
@@ -95,6 +98,9 @@ pub struct BodyRules<'a> {
     /// `Content-MD5` (base64), checked against the computed MD5 (BadDigest).
     pub content_md5: Option<&'a str>,
     pub algorithm: Option<Algorithm>,
+    /// Bodies up to this size are kept in the metadata store, not as blob files:
+    /// no file, no fsync, committed with the row (0: never).
+    pub inline_max: u64,
 }
 
 /// Writes `body` to a new blob. On any error the partial blob is removed.
@@ -121,7 +127,7 @@ where
             "Your proposed upload exceeds the maximum allowed size"
         ));
     }
-    let mut writer = blobs.create().await.map_err(io_error)?;
+    let mut writer: Option<ReplicatedWriter> = None;
     let mut hashes = Some(Hashes {
         md5: Md5::new(),
         hasher: rules.algorithm.map(Algorithm::hasher),
@@ -143,10 +149,21 @@ where
             }
             buffer.extend_from_slice(&chunk);
         }
+        if writer.is_none() && buffer.len() as u64 <= rules.inline_max {
+            // Still small enough to keep inline.
+            if done {
+                break;
+            }
+            continue;
+        }
+        let target = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(blobs.create().await.map_err(io_error)?),
+        };
         if buffer.len() >= BLOCK_SIZE || (done && !buffer.is_empty()) {
             let block = buffer.split().freeze();
             let h = hashes.take().ok_or_else(|| s3_error!(InternalError))?;
-            hashes = Some(write_block(&mut writer, h, block).await?);
+            hashes = Some(write_block(target, h, block).await?);
         }
         if done {
             break;
@@ -158,7 +175,15 @@ where
             "You did not provide the number of bytes specified by the Content-Length HTTP header."
         ));
     }
-    let hashes = hashes.ok_or_else(|| s3_error!(InternalError))?;
+    let mut hashes = hashes.ok_or_else(|| s3_error!(InternalError))?;
+    let inline = match writer {
+        None => {
+            let bytes = buffer.split().freeze();
+            hashes = hashes.update(&bytes);
+            Some(bytes.to_vec())
+        }
+        Some(_) => None,
+    };
     let md5 = hashes.md5.finalize();
     if let Some(expected) = expected_md5
         && expected.as_slice() != md5.as_slice()
@@ -172,10 +197,18 @@ where
         (Some(a), Some(h)) => a.pick(&h.finalize()),
         _ => None,
     };
-    let blob: BlobInfo = writer.finish().await.map_err(io_error)?;
+    let blob = match writer {
+        Some(writer) => writer.finish().await.map_err(io_error)?,
+        None => BlobInfo {
+            id: crate::meta::new_inline_id(),
+            size: received,
+            replicas: Vec::new(),
+        },
+    };
     Ok(Ingested {
         blob,
         md5_hex: hex::encode(md5),
         checksum,
+        inline,
     })
 }

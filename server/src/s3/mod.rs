@@ -33,6 +33,9 @@ pub struct Limits {
     pub min_part_size: u64,
     /// Total of `x-amz-meta-*` names and values (S3: 2 KB).
     pub max_user_metadata: usize,
+    /// Objects up to this size are kept in the metadata store rather than as
+    /// blob files (no file, no fsync of their own; replicated by the database).
+    pub inline_max: u64,
 }
 
 impl Default for Limits {
@@ -42,6 +45,7 @@ impl Default for Limits {
             max_part_size: 5 << 30,
             min_part_size: 5 << 20,
             max_user_metadata: 2048,
+            inline_max: 16 * 1024,
         }
     }
 }

@@ -183,6 +183,8 @@ pub async fn upload_part(
             declared_len: declared_length(&req.headers, input.content_length),
             content_md5: input.content_md5.as_deref(),
             algorithm,
+            // Parts stay blob files: they become segments of a large object.
+            inline_max: 0,
         },
     )
     .await?;
@@ -258,6 +260,8 @@ pub async fn upload_part_copy(
             declared_len: Some(len),
             content_md5: None,
             algorithm,
+            // Parts stay blob files: they become segments of a large object.
+            inline_max: 0,
         },
     )
     .await?;
@@ -433,6 +437,7 @@ pub async fn complete_multipart_upload(
                 size: p.size,
                 checksum: p.checksum.clone(),
                 replicas: Vec::new(),
+                inline: None,
             })
             .collect(),
     };

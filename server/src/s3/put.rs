@@ -234,6 +234,7 @@ pub async fn put_object(
             declared_len: declared_length(&req.headers, input.content_length),
             content_md5: input.content_md5.as_deref(),
             algorithm: expected.algorithm,
+            inline_max: s3.limits.inline_max,
         },
     )
     .await?;
@@ -258,6 +259,7 @@ pub async fn put_object(
             size: ingested.blob.size,
             checksum: None,
             replicas: ingested.blob.replicas.clone(),
+            inline: ingested.inline.clone(),
         }],
     };
     if let Err(e) = s3.meta.put_object(&object, &condition).await {

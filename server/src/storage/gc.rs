@@ -35,7 +35,12 @@ pub async fn collect_garbage(
             break;
         }
         let store = blobs.clone();
-        let doomed = ids.clone();
+        // Blobs kept in the metadata store have no file; forgetting them is enough.
+        let doomed: Vec<String> = ids
+            .iter()
+            .filter(|id| !crate::meta::is_inline(id))
+            .cloned()
+            .collect();
         tokio::task::spawn_blocking(move || doomed.iter().try_for_each(|id| store.delete(id)))
             .await??;
         meta.forget_garbage_blobs(node, &ids).await?;

@@ -581,7 +581,8 @@ async fn overwritten_blobs_are_garbage_collected(backend: Backend) {
         s3.put_object()
             .bucket("garbage")
             .key("k")
-            .body(pattern(1000 + round).into())
+            // Above the inline limit: each version is a blob file.
+            .body(pattern(20_000 + round).into())
             .send()
             .await
             .unwrap();
@@ -589,7 +590,7 @@ async fn overwritten_blobs_are_garbage_collected(backend: Backend) {
     s3.put_object()
         .bucket("garbage")
         .key("gone")
-        .body(b"bye".to_vec().into())
+        .body(pattern(30_000).into())
         .send()
         .await
         .unwrap();
@@ -633,7 +634,105 @@ async fn overwritten_blobs_are_garbage_collected(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(body_of(got).await, pattern(1002));
+    assert_eq!(body_of(got).await, pattern(20_002));
+    t.stop().await;
+}
+
+async fn small_objects_live_in_the_metadata_store(backend: Backend) {
+    let t = TestServer::start(backend).await;
+    let s3 = t.root_client();
+    let meta = t.server.meta();
+    s3.create_bucket().bucket("tiny").send().await.unwrap();
+    let files_before = count_blob_files(&t.data_dir);
+    for body in [&b"first"[..], b"", &pattern(16 * 1024)] {
+        s3.put_object()
+            .bucket("tiny")
+            .key("k")
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        let got = s3
+            .get_object()
+            .bucket("tiny")
+            .key("k")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(body_of(got).await, body);
+        let ranged = s3
+            .get_object()
+            .bucket("tiny")
+            .key("k")
+            .range("bytes=1-3")
+            .send()
+            .await;
+        if body.len() > 3 {
+            assert_eq!(body_of(ranged.unwrap()).await, &body[1..=3]);
+        }
+    }
+    assert_eq!(
+        count_blob_files(&t.data_dir),
+        files_before,
+        "no blob file for small objects"
+    );
+    let blob = meta
+        .get_object("tiny", "k")
+        .await
+        .unwrap()
+        .unwrap()
+        .segments[0]
+        .blob
+        .clone();
+    assert!(coffer_server::meta::is_inline(&blob));
+    assert_eq!(
+        meta.inline_blob(&blob).await.unwrap(),
+        Some(pattern(16 * 1024))
+    );
+    // One byte over the limit is a blob file again.
+    s3.put_object()
+        .bucket("tiny")
+        .key("k")
+        .body(pattern(16 * 1024 + 1).into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(count_blob_files(&t.data_dir), files_before + 1);
+    // The replaced inline bytes go with garbage collection.
+    coffer_server::storage::collect_garbage(
+        meta,
+        t.server.blobs(),
+        t.server.data_plane().node_id(),
+        std::time::Duration::from_secs(3600),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(meta.inline_blob(&blob).await.unwrap(), None);
+    // A copy of a small object is small too.
+    s3.put_object()
+        .bucket("tiny")
+        .key("s")
+        .body(b"copy me".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    s3.copy_object()
+        .bucket("tiny")
+        .key("c")
+        .copy_source("tiny/s")
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object()
+        .bucket("tiny")
+        .key("c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body_of(got).await, b"copy me");
+    assert_eq!(count_blob_files(&t.data_dir), files_before + 1);
     t.stop().await;
 }
 
@@ -708,4 +807,5 @@ on_both_backends!(
     copy_object_with_directives_and_conditions,
     user_metadata_over_two_kilobytes_is_refused,
     overwritten_blobs_are_garbage_collected,
+    small_objects_live_in_the_metadata_store,
 );

@@ -29,7 +29,7 @@ pub const DELETION_BLOCKED: &str = "DeletionBlocked";
 
 /// Setting kinds the server gives effect to today; the others are stored for the
 /// features that will read them, and reported in `SettingsEnforced`.
-const ENFORCED_BY_SERVER: &[&str] = &["policy"];
+const ENFORCED_BY_SERVER: &[&str] = &["policy", "versioning"];
 
 /// The owner recorded in the store for a resource: `k8s:<namespace>/<name>`.
 pub fn owner_of(namespace: &str, name: &str) -> String {
@@ -197,6 +197,12 @@ async fn provision(
     let mut not_enforced = Vec::new();
     for (kind, desired) in documents {
         let current = ctx.store.get_bucket_config(name, kind).await?;
+        // Versioning cannot be undone once a bucket may hold versions: dropping
+        // the field suspends it, as the S3 API would.
+        let desired = match (kind, desired, &current) {
+            ("versioning", None, Some(_)) => Some(json!({ "Status": "Suspended" }).to_string()),
+            (_, desired, _) => desired,
+        };
         if current != desired {
             ctx.store
                 .set_bucket_config(name, kind, desired.as_deref())
@@ -463,22 +469,27 @@ async fn report_deletion_blocked(
 }
 
 async fn delete_all_objects(bucket: &str, ctx: &Context) -> Result<()> {
+    // Every version and delete marker, so that versioned buckets empty too.
     loop {
         let page = ctx
             .store
-            .list_objects(
+            .list_object_versions(
                 bucket,
                 &ListQuery {
                     max_keys: 1000,
                     ..ListQuery::default()
                 },
+                None,
             )
             .await?;
         if page.items.is_empty() {
             return Ok(());
         }
-        for object in page.items {
-            ctx.store.delete_object(bucket, &object.key).await?;
+        for version in page.items {
+            let object = version.object;
+            ctx.store
+                .delete_object_version(bucket, &object.key, &object.version_id)
+                .await?;
         }
     }
 }

@@ -745,14 +745,18 @@ async fn settings_are_stored_and_unenforced_ones_reported() {
     let response = reqwest::get(&url).await.expect("anonymous get");
     assert_eq!(response.status().as_u16(), 200);
 
-    // Removing a setting from the spec removes it from the store.
+    // Removing a setting from the spec removes it from the store; versioning
+    // cannot be undone, so removing it suspends it.
     let patch = json!({"spec": {"versioning": null, "quota": null}});
     h.buckets()
         .patch("site", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("patch");
     h.reconcile_bucket(NS, "site").await.expect("reconcile");
-    assert_eq!(config("versioning").await, None);
+    assert_eq!(
+        config("versioning").await.as_deref(),
+        Some(r#"{"Status":"Suspended"}"#)
+    );
     assert_eq!(config("quota").await, None);
 
     // An invalid policy is refused with a reason, and the stored one is kept.

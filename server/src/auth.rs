@@ -213,6 +213,22 @@ pub fn action_for(operation: &str) -> &'static str {
     }
 }
 
+/// Requests naming a `versionId` need the version variant of their action, as
+/// on AWS (`s3:GetObjectVersion`, `s3:DeleteObjectVersion`, ...).
+pub fn version_action(action: &'static str, versioned: bool) -> &'static str {
+    if !versioned {
+        return action;
+    }
+    match action {
+        "s3:GetObject" => "s3:GetObjectVersion",
+        "s3:DeleteObject" => "s3:DeleteObjectVersion",
+        "s3:GetObjectTagging" => "s3:GetObjectVersionTagging",
+        "s3:PutObjectTagging" => "s3:PutObjectVersionTagging",
+        "s3:DeleteObjectTagging" => "s3:DeleteObjectVersionTagging",
+        other => other,
+    }
+}
+
 /// Condition keys taken from the request line and headers.
 fn request_context(cx: &mut S3AccessContext<'_>) -> RequestContext {
     let mut ctx = RequestContext::default();
@@ -406,9 +422,10 @@ impl S3Access for Authorizer {
             "DeleteObjects" => return Ok(()),
             _ => {}
         }
+        let versioned = caller.context.get("s3:VersionId").is_some();
         self.authorize(
             &caller,
-            action_for(&operation),
+            version_action(action_for(&operation), versioned),
             bucket.as_deref(),
             object.as_deref(),
         )
@@ -432,14 +449,20 @@ impl Authorizer {
         extensions: &http::Extensions,
         source: &CopySource,
     ) -> S3Result<()> {
-        let CopySource::Bucket { bucket, key, .. } = source else {
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = source
+        else {
             return Err(s3_error!(
                 NotImplemented,
                 "Access point copy sources are not supported"
             ));
         };
         let caller = Self::caller_of(extensions);
-        self.authorize(&caller, "s3:GetObject", Some(bucket), Some(key))
+        let action = version_action("s3:GetObject", version_id.is_some());
+        self.authorize(&caller, action, Some(bucket), Some(key))
             .await
     }
 }

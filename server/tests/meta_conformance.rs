@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use coffer_server::meta::{
     ListQuery, MetaError, MetaStore, MultipartUpload, NewAccessKey, NewBucket, NodeProgress,
-    NodeState, ObjectChecksum, ObjectHeaders, ObjectMeta, Part, Segment, WriteCondition,
-    now_millis,
+    NodeState, ObjectChecksum, ObjectHeaders, ObjectMeta, Part, Segment, Versioning,
+    WriteCondition, now_millis,
 };
 
 async fn sqlite_store() -> MetaStore {
@@ -64,6 +64,7 @@ fn object(bucket: &str, key: &str, blob: &str) -> ObjectMeta {
             replicas: vec!["n1".to_owned()],
             inline: None,
         }],
+        ..ObjectMeta::default()
     }
 }
 
@@ -88,20 +89,20 @@ async fn buckets_and_configs(store: MetaStore) {
         "k8s:team/b1"
     );
     store
-        .set_bucket_config("b1", "versioning", Some("Enabled"))
+        .set_bucket_config("b1", "example", Some("first"))
         .await
         .unwrap();
     store
-        .set_bucket_config("b1", "versioning", Some("Suspended"))
+        .set_bucket_config("b1", "example", Some("second"))
         .await
         .unwrap();
     assert_eq!(
         store
-            .get_bucket_config("b1", "versioning")
+            .get_bucket_config("b1", "example")
             .await
             .unwrap()
             .as_deref(),
-        Some("Suspended")
+        Some("second")
     );
     store.set_bucket_policy("b1", Some("{}")).await.unwrap();
     assert_eq!(
@@ -256,8 +257,8 @@ async fn object_writes_conditions_and_garbage(store: MetaStore) {
         .await
         .unwrap();
     assert_eq!(store.garbage_blobs("n1", 10).await.unwrap(), ["b1"]);
-    assert!(store.delete_object("objs", "k").await.unwrap());
-    assert!(!store.delete_object("objs", "k").await.unwrap());
+    assert!(store.delete_object("objs", "k").await.unwrap().existed);
+    assert!(!store.delete_object("objs", "k").await.unwrap().existed);
     assert_eq!(store.garbage_blobs("n1", 10).await.unwrap(), ["b1", "b3"]);
     store
         .forget_garbage_blobs("n1", &["b1".to_owned()])
@@ -392,6 +393,7 @@ async fn multipart_uploads_and_parts(store: MetaStore) {
         initiated: now_millis(),
         owner: "o".to_owned(),
         headers: ObjectHeaders::default(),
+        tags: Default::default(),
         checksum_algorithm: None,
         checksum_type: None,
     };
@@ -632,7 +634,109 @@ async fn nodes_and_replicas(store: MetaStore) {
     assert_eq!(store.list_nodes().await.unwrap().len(), 2);
 }
 
+async fn versions_markers_and_garbage(store: MetaStore) {
+    store.create_bucket(&bucket("ver")).await.unwrap();
+    store
+        .set_bucket_versioning("ver", Versioning::Enabled)
+        .await
+        .unwrap();
+    let v1 = store
+        .put_object(&object("ver", "k", "b1"), &WriteCondition::None)
+        .await
+        .unwrap();
+    let v2 = store
+        .put_object(&object("ver", "k", "b2"), &WriteCondition::None)
+        .await
+        .unwrap();
+    assert_ne!(v1, v2);
+    // The old version keeps its blob; nothing is garbage.
+    assert!(store.garbage_blobs("n1", 10).await.unwrap().is_empty());
+    let old = store
+        .get_object_version("ver", "k", &v1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.segments[0].blob, "b1");
+    let marker = store.delete_object("ver", "k").await.unwrap();
+    assert!(marker.delete_marker);
+    assert!(store.get_object("ver", "k").await.unwrap().is_none());
+    let hiding = store
+        .latest_delete_marker("ver", "k")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(Some(hiding.version_id.clone()), marker.version_id);
+    // Current listing skips the key; the version listing has all three, newest first.
+    let query = ListQuery {
+        max_keys: 1000,
+        ..ListQuery::default()
+    };
+    assert!(
+        store
+            .list_objects("ver", &query)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let versions = store
+        .list_object_versions("ver", &query, None)
+        .await
+        .unwrap();
+    let listed: Vec<(String, bool, bool)> = versions
+        .items
+        .iter()
+        .map(|v| {
+            (
+                v.object.version_id.clone(),
+                v.is_latest,
+                v.object.delete_marker,
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (hiding.version_id.clone(), true, true),
+            (v2.clone(), false, false),
+            (v1.clone(), false, false),
+        ]
+    );
+    // Removing the marker makes v2 current again; removing v2 then promotes v1.
+    store
+        .delete_object_version("ver", "k", &hiding.version_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_object("ver", "k")
+            .await
+            .unwrap()
+            .unwrap()
+            .version_id,
+        v2
+    );
+    store.delete_object_version("ver", "k", &v2).await.unwrap();
+    assert_eq!(
+        store
+            .get_object("ver", "k")
+            .await
+            .unwrap()
+            .unwrap()
+            .version_id,
+        v1
+    );
+    assert_eq!(store.garbage_blobs("n1", 10).await.unwrap(), ["b2"]);
+    assert!(matches!(
+        store.delete_bucket("ver").await,
+        Err(MetaError::BucketNotEmpty(_))
+    ));
+    store.delete_object_version("ver", "k", &v1).await.unwrap();
+    store.delete_bucket("ver").await.unwrap();
+}
+
 conformance!(
+    versions_markers_and_garbage,
     nodes_and_replicas,
     buckets_and_configs,
     access_keys,

@@ -123,7 +123,11 @@ impl MetaStore {
             .bind(name)
             .fetch_optional(&mut **tx)
             .await?;
-        if any_object.is_some() {
+        let any_version = sqlx::query("SELECT 1 FROM object_versions WHERE bucket = $1 LIMIT 1")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if any_object.is_some() || any_version.is_some() {
             return Err(MetaError::BucketNotEmpty(name.to_owned()));
         }
         sqlx::query(

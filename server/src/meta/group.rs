@@ -16,7 +16,7 @@ const MAX_BATCH: usize = 256;
 struct Pending {
     object: ObjectMeta,
     condition: WriteCondition,
-    reply: oneshot::Sender<MetaResult<()>>,
+    reply: oneshot::Sender<MetaResult<String>>,
 }
 
 /// Handle to the committer task; cheap to clone.
@@ -49,7 +49,7 @@ impl GroupCommit {
         &self,
         object: &ObjectMeta,
         condition: &WriteCondition,
-    ) -> MetaResult<()> {
+    ) -> MetaResult<String> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             object: object.clone(),

@@ -11,13 +11,17 @@ mod multipart;
 mod nodes;
 mod objects;
 mod schema;
+mod versions;
 
 pub use self::buckets::{Bucket, BucketUsage, NewBucket};
 pub use self::keys::{AccessKey, NewAccessKey};
 pub use self::list::{ListPage, ListQuery};
 pub use self::multipart::{MultipartUpload, Part, UploadsPage};
 pub use self::nodes::{BlobReplicas, Node, NodeProgress, NodeState};
-pub use self::objects::{ObjectChecksum, ObjectHeaders, ObjectMeta, Segment, WriteCondition};
+pub use self::objects::{
+    Deleted, NULL_VERSION, ObjectChecksum, ObjectHeaders, ObjectMeta, Segment, WriteCondition,
+};
+pub use self::versions::{ObjectVersion, VERSIONING, Versioning};
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -38,6 +42,8 @@ pub enum MetaError {
     BucketNotEmpty(String),
     #[error("object does not exist")]
     NoSuchKey,
+    #[error("object version does not exist")]
+    NoSuchVersion,
     #[error("multipart upload does not exist")]
     NoSuchUpload,
     #[error("access key {0} does not exist")]

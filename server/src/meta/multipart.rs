@@ -1,6 +1,8 @@
 //! Multipart uploads and their parts. Completing an upload turns the chosen
 //! parts' blobs into the object's segments without copying bytes.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -18,6 +20,8 @@ pub struct MultipartUpload {
     pub initiated: i64,
     pub owner: String,
     pub headers: ObjectHeaders,
+    /// Tags the object gets on completion (`x-amz-tagging`).
+    pub tags: BTreeMap<String, String>,
     pub checksum_algorithm: Option<String>,
     /// `COMPOSITE` or `FULL_OBJECT` when there is an algorithm.
     pub checksum_type: Option<String>,
@@ -42,7 +46,7 @@ pub struct Part {
 pub type UploadsPage = ListPage<MultipartUpload>;
 
 const UPLOAD_COLUMNS: &str =
-    "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type";
+    "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type, tags";
 
 fn upload_from_row(row: &sqlx::any::AnyRow) -> MetaResult<MultipartUpload> {
     let key: Vec<u8> = row.try_get("key")?;
@@ -55,6 +59,7 @@ fn upload_from_row(row: &sqlx::any::AnyRow) -> MetaResult<MultipartUpload> {
         headers: from_json(row.try_get::<&str, _>("headers")?)?,
         checksum_algorithm: row.try_get("checksum_algorithm")?,
         checksum_type: row.try_get("checksum_type")?,
+        tags: from_json(row.try_get::<&str, _>("tags")?)?,
     })
 }
 
@@ -80,7 +85,7 @@ impl MetaStore {
         let mut tx = self.begin_write().await?;
         self.bucket_exists_tx(&mut tx, &upload.bucket).await?;
         sqlx::query(&format!(
-            "INSERT INTO multipart_uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO multipart_uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
         .bind(&upload.upload_id)
         .bind(&upload.bucket)
@@ -90,6 +95,7 @@ impl MetaStore {
         .bind(to_json(&upload.headers))
         .bind(upload.checksum_algorithm.as_deref())
         .bind(upload.checksum_type.as_deref())
+        .bind(to_json(&upload.tags))
         .execute(&mut **tx)
         .await?;
         tx.commit().await
@@ -188,16 +194,17 @@ impl MetaStore {
     }
 
     /// Atomically makes `object` (whose segments are parts of the upload) the
-    /// current version and ends the upload; unused parts become garbage.
+    /// current version and ends the upload; unused parts become garbage. Returns
+    /// the new version's id.
     pub async fn complete_multipart_upload(
         &self,
         upload_id: &str,
         object: &ObjectMeta,
         condition: &WriteCondition,
-    ) -> MetaResult<()> {
+    ) -> MetaResult<String> {
         let mut tx = self.begin_write().await?;
         lock_upload_tx(self.backend, &mut tx, upload_id).await?;
-        self.upsert_object_tx(&mut tx, object, condition).await?;
+        let version_id = self.upsert_object_tx(&mut tx, object, condition).await?;
         let blobs: Vec<(String,)> =
             sqlx::query_as("SELECT blob_id FROM parts WHERE upload_id = $1")
                 .bind(upload_id)
@@ -210,7 +217,8 @@ impl MetaStore {
             .collect();
         mark_garbage_tx(&mut tx, &unused).await?;
         delete_upload_tx(&mut tx, upload_id).await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(version_id)
     }
 
     /// `ListMultipartUploads`: uploads ordered by key then upload id.

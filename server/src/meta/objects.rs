@@ -1,6 +1,7 @@
 //! Object rows: the current version of each key, with its headers, checksums and
 //! the blob segments that hold its bytes. Committing a row is what makes an
-//! object visible; blobs it replaces are handed to garbage collection in the same
+//! object visible; the version it replaces is kept as a noncurrent version
+//! (versioned buckets) or its blobs are handed to garbage collection, in the same
 //! transaction.
 
 use std::collections::BTreeMap;
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use super::versions::Versioning;
 use super::{Backend, MetaError, MetaResult, MetaStore, WriteTx, from_json, to_json};
 
 /// Standard and user headers stored with an object and returned on GET/HEAD.
@@ -65,10 +67,17 @@ pub struct Segment {
     pub inline: Option<Vec<u8>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One version of an object: the current one (in `objects`) or a noncurrent
+/// version or delete marker (in `object_versions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectMeta {
     pub bucket: String,
     pub key: String,
+    /// `null` in buckets that never had versioning and for writes while it is
+    /// suspended; assigned by the store on commit.
+    pub version_id: String,
+    /// A delete marker: no bytes, hides the older versions of its key.
+    pub delete_marker: bool,
     pub size: u64,
     /// The ETag without quotes.
     pub etag: String,
@@ -76,12 +85,20 @@ pub struct ObjectMeta {
     pub headers: ObjectHeaders,
     pub checksum: ObjectChecksum,
     pub segments: Vec<Segment>,
+    /// Object tags (`x-amz-tagging`, PutObjectTagging), per version.
+    pub tags: BTreeMap<String, String>,
+    /// Orders the versions of one key, newest highest; assigned by the store.
+    pub seq: i64,
 }
 
 impl ObjectMeta {
     /// Number of multipart parts, `None` for single-PUT objects.
     pub fn parts_count(&self) -> Option<usize> {
         self.etag.contains('-').then_some(self.segments.len())
+    }
+
+    fn blob_ids(&self) -> Vec<String> {
+        self.segments.iter().map(|s| s.blob.clone()).collect()
     }
 }
 
@@ -96,25 +113,52 @@ pub enum WriteCondition {
     IfMatch(String),
 }
 
+/// What a delete did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// Whether a version (or marker) was removed or hidden.
+    pub existed: bool,
+    /// The version removed, or the delete marker created (`None` in unversioned
+    /// buckets).
+    pub version_id: Option<String>,
+    /// The version removed or created is a delete marker.
+    pub delete_marker: bool,
+}
+
+/// The version id S3 uses for objects written without versioning.
+pub const NULL_VERSION: &str = "null";
+
 pub(super) const OBJECT_COLUMNS: &str =
-    "bucket, key, size, etag, last_modified, headers, checksum, segments";
+    "bucket, key, version_id, seq, size, etag, last_modified, headers, checksum, segments, tags";
 
 pub(super) fn object_from_row(row: &sqlx::any::AnyRow) -> MetaResult<ObjectMeta> {
     let key: Vec<u8> = row.try_get("key")?;
     let size: i64 = row.try_get("size")?;
+    // Only `object_versions` rows carry the column; current rows are never markers.
+    let delete_marker: i64 = row.try_get("delete_marker").unwrap_or(0);
     Ok(ObjectMeta {
         bucket: row.try_get("bucket")?,
         key: String::from_utf8(key).map_err(|e| MetaError::Corrupt(e.to_string()))?,
+        version_id: row.try_get("version_id")?,
+        delete_marker: delete_marker != 0,
         size: size.max(0) as u64,
         etag: row.try_get("etag")?,
         last_modified: row.try_get("last_modified")?,
         headers: from_json(row.try_get::<&str, _>("headers")?)?,
         checksum: from_json(row.try_get::<&str, _>("checksum")?)?,
         segments: from_json(row.try_get::<&str, _>("segments")?)?,
+        tags: from_json(row.try_get::<&str, _>("tags")?)?,
+        seq: row.try_get("seq")?,
     })
 }
 
+/// A fresh version id: 32 hex digits, never `null`.
+fn new_version_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 impl MetaStore {
+    /// The current version of a key (never a delete marker).
     pub async fn get_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectMeta>> {
         let row = sqlx::query(&format!(
             "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key = $2"
@@ -126,39 +170,71 @@ impl MetaStore {
         row.as_ref().map(object_from_row).transpose()
     }
 
-    /// Makes `object` the current version of its key. Its blobs must already be
-    /// durable. Fails with `NoSuchBucket`, or `PreconditionFailed`/`NoSuchKey`
-    /// when `condition` does not hold.
+    /// Makes `object` the current version of its key and returns the version id
+    /// it got. Its blobs must already be durable. What happens to the version it
+    /// replaces depends on the bucket's versioning. Fails with `NoSuchBucket`, or
+    /// `PreconditionFailed`/`NoSuchKey` when `condition` does not hold.
     pub async fn put_object(
         &self,
         object: &ObjectMeta,
         condition: &WriteCondition,
-    ) -> MetaResult<()> {
+    ) -> MetaResult<String> {
         if let Some(group) = &self.group {
             return group.put_object(object, condition).await;
         }
         let mut tx = self.begin_write().await?;
         self.bucket_exists_tx(&mut tx, &object.bucket).await?;
-        self.upsert_object_tx(&mut tx, object, condition).await?;
-        tx.commit().await
+        let version_id = self.upsert_object_tx(&mut tx, object, condition).await?;
+        tx.commit().await?;
+        Ok(version_id)
     }
 
-    /// Removes the current version of a key; returns whether one existed.
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> MetaResult<bool> {
+    /// DeleteObject without a version id: removes the current version in an
+    /// unversioned bucket, otherwise hides it behind a new delete marker.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> MetaResult<Deleted> {
         let mut tx = self.begin_write().await?;
+        let versioning = self.versioning_tx(&mut tx, bucket).await?;
         let existing = self.lock_object_tx(&mut tx, bucket, key).await?;
-        let Some(existing) = existing else {
-            return Ok(false);
+        if versioning == Versioning::Unversioned {
+            let Some(existing) = existing else {
+                return Ok(Deleted::default());
+            };
+            delete_current_row(&mut tx, bucket, key).await?;
+            mark_garbage_tx(&mut tx, &existing.blob_ids()).await?;
+            tx.commit().await?;
+            return Ok(Deleted {
+                existed: true,
+                ..Deleted::default()
+            });
+        }
+        let seq = next_seq_tx(&mut tx, bucket, key, existing.as_ref()).await?;
+        if let Some(existing) = existing {
+            delete_current_row(&mut tx, bucket, key).await?;
+            retire_tx(&mut tx, existing, versioning).await?;
+        }
+        let version_id = match versioning {
+            Versioning::Enabled => new_version_id(),
+            _ => NULL_VERSION.to_owned(),
         };
-        sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
-            .bind(bucket)
-            .bind(key.as_bytes().to_vec())
-            .execute(&mut **tx)
-            .await?;
-        let blobs: Vec<String> = existing.segments.into_iter().map(|s| s.blob).collect();
-        mark_garbage_tx(&mut tx, &blobs).await?;
+        if versioning == Versioning::Suspended {
+            drop_null_version_tx(&mut tx, bucket, key).await?;
+        }
+        let marker = ObjectMeta {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: version_id.clone(),
+            delete_marker: true,
+            last_modified: super::now_millis(),
+            seq,
+            ..ObjectMeta::default()
+        };
+        insert_version_row(&mut tx, &marker, 0).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Deleted {
+            existed: true,
+            version_id: Some(version_id),
+            delete_marker: true,
+        })
     }
 
     pub(super) async fn bucket_exists_tx(
@@ -177,7 +253,7 @@ impl MetaStore {
     }
 
     /// Reads a key's current row and, on Postgres, locks it until commit.
-    async fn lock_object_tx(
+    pub(super) async fn lock_object_tx(
         &self,
         tx: &mut WriteTx<'_>,
         bucket: &str,
@@ -202,7 +278,8 @@ impl MetaStore {
         tx: &mut WriteTx<'_>,
         object: &ObjectMeta,
         condition: &WriteCondition,
-    ) -> MetaResult<()> {
+    ) -> MetaResult<String> {
+        let versioning = self.versioning_tx(tx, &object.bucket).await?;
         // Two attempts: a concurrent insert of the same new key (Postgres) makes
         // the first INSERT a no-op; the second attempt then locks that row.
         for _ in 0..2 {
@@ -217,42 +294,185 @@ impl MetaStore {
                 }
                 _ => {}
             }
+            let mut new = object.clone();
+            new.delete_marker = false;
+            new.version_id = match versioning {
+                Versioning::Enabled => new_version_id(),
+                _ => NULL_VERSION.to_owned(),
+            };
+            new.seq = next_seq_tx(tx, &object.bucket, &object.key, existing.as_ref()).await?;
             let written = match &existing {
-                Some(_) => update_object_row(tx, object).await?,
-                None => insert_object_row(tx, object).await?,
+                Some(_) => update_object_row(tx, &new).await?,
+                None => insert_object_row(tx, &new).await?,
             };
             if written == 0 {
                 continue;
             }
-            register_blobs_tx(tx, &object.segments).await?;
+            register_blobs_tx(tx, &new.segments).await?;
             if let Some(old) = existing {
-                let replaced: Vec<String> = old
-                    .segments
-                    .into_iter()
-                    .map(|s| s.blob)
-                    .filter(|b| !object.segments.iter().any(|s| &s.blob == b))
-                    .collect();
-                mark_garbage_tx(tx, &replaced).await?;
+                let kept = versioning == Versioning::Enabled
+                    || (versioning == Versioning::Suspended && old.version_id != NULL_VERSION);
+                // A rewrite in place (copy onto itself) shares blobs; that is only
+                // safe when the old version goes away.
+                if kept
+                    && old
+                        .segments
+                        .iter()
+                        .any(|s| new.segments.iter().any(|n| n.blob == s.blob))
+                {
+                    return Err(MetaError::PreconditionFailed);
+                }
+                let shared: Vec<String> = new.blob_ids();
+                let mut old = old;
+                old.segments.retain(|s| !shared.contains(&s.blob));
+                retire_tx(tx, old, versioning).await?;
             }
-            return Ok(());
+            if versioning == Versioning::Suspended {
+                drop_null_version_tx(tx, &object.bucket, &object.key).await?;
+            }
+            return Ok(new.version_id);
         }
         Err(MetaError::PreconditionFailed)
     }
 }
 
-async fn insert_object_row(tx: &mut WriteTx<'_>, object: &ObjectMeta) -> MetaResult<u64> {
+/// What happens to a version that stops being current: kept as a noncurrent
+/// version when versioning keeps it, otherwise its blobs become garbage.
+pub(super) async fn retire_tx(
+    tx: &mut WriteTx<'_>,
+    old: ObjectMeta,
+    versioning: Versioning,
+) -> MetaResult<()> {
+    let kept = match versioning {
+        Versioning::Enabled => true,
+        Versioning::Suspended => old.version_id != NULL_VERSION,
+        Versioning::Unversioned => false,
+    };
+    if kept {
+        insert_version_row(tx, &old, super::now_millis()).await
+    } else {
+        mark_garbage_tx(tx, &old.blob_ids()).await
+    }
+}
+
+/// While versioning is suspended a write replaces the key's `null` version
+/// wherever it is.
+async fn drop_null_version_tx(tx: &mut WriteTx<'_>, bucket: &str, key: &str) -> MetaResult<()> {
+    let row = sqlx::query(&format!(
+        "SELECT {OBJECT_COLUMNS}, delete_marker FROM object_versions
+         WHERE bucket = $1 AND key = $2 AND version_id = $3"
+    ))
+    .bind(bucket)
+    .bind(key.as_bytes().to_vec())
+    .bind(NULL_VERSION)
+    .fetch_optional(&mut ***tx)
+    .await?;
+    if let Some(row) = row {
+        let old = object_from_row(&row)?;
+        delete_version_row(tx, bucket, key, NULL_VERSION).await?;
+        mark_garbage_tx(tx, &old.blob_ids()).await?;
+    }
+    Ok(())
+}
+
+/// The next `seq` of a key: above every version it has, and normally the
+/// current time in microseconds.
+async fn next_seq_tx(
+    tx: &mut WriteTx<'_>,
+    bucket: &str,
+    key: &str,
+    current: Option<&ObjectMeta>,
+) -> MetaResult<i64> {
+    let (newest,): (Option<i64>,) =
+        sqlx::query_as("SELECT MAX(seq) FROM object_versions WHERE bucket = $1 AND key = $2")
+            .bind(bucket)
+            .bind(key.as_bytes().to_vec())
+            .fetch_one(&mut ***tx)
+            .await?;
+    let floor = newest
+        .into_iter()
+        .chain(current.map(|c| c.seq))
+        .max()
+        .unwrap_or(0);
+    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
+    Ok(now.max(floor + 1))
+}
+
+pub(super) async fn delete_current_row(
+    tx: &mut WriteTx<'_>,
+    bucket: &str,
+    key: &str,
+) -> MetaResult<()> {
+    sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
+        .bind(bucket)
+        .bind(key.as_bytes().to_vec())
+        .execute(&mut ***tx)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn delete_version_row(
+    tx: &mut WriteTx<'_>,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+) -> MetaResult<()> {
+    sqlx::query("DELETE FROM object_versions WHERE bucket = $1 AND key = $2 AND version_id = $3")
+        .bind(bucket)
+        .bind(key.as_bytes().to_vec())
+        .bind(version_id)
+        .execute(&mut ***tx)
+        .await?;
+    Ok(())
+}
+
+/// Stores a noncurrent version or a delete marker.
+pub(super) async fn insert_version_row(
+    tx: &mut WriteTx<'_>,
+    version: &ObjectMeta,
+    noncurrent_since: i64,
+) -> MetaResult<()> {
+    sqlx::query(&format!(
+        "INSERT INTO object_versions ({OBJECT_COLUMNS}, delete_marker, noncurrent_since)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ))
+    .bind(&version.bucket)
+    .bind(version.key.as_bytes().to_vec())
+    .bind(&version.version_id)
+    .bind(version.seq)
+    .bind(version.size as i64)
+    .bind(&version.etag)
+    .bind(version.last_modified)
+    .bind(to_json(&version.headers))
+    .bind(to_json(&version.checksum))
+    .bind(to_json(&version.segments))
+    .bind(to_json(&version.tags))
+    .bind(i64::from(version.delete_marker))
+    .bind(noncurrent_since)
+    .execute(&mut ***tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_object_row(
+    tx: &mut WriteTx<'_>,
+    object: &ObjectMeta,
+) -> MetaResult<u64> {
     let result = sqlx::query(&format!(
-        "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (bucket, key) DO NOTHING"
     ))
     .bind(&object.bucket)
     .bind(object.key.as_bytes().to_vec())
+    .bind(&object.version_id)
+    .bind(object.seq)
     .bind(object.size as i64)
     .bind(&object.etag)
     .bind(object.last_modified)
     .bind(to_json(&object.headers))
     .bind(to_json(&object.checksum))
     .bind(to_json(&object.segments))
+    .bind(to_json(&object.tags))
     .execute(&mut ***tx)
     .await?;
     Ok(result.rows_affected())
@@ -260,17 +480,21 @@ async fn insert_object_row(tx: &mut WriteTx<'_>, object: &ObjectMeta) -> MetaRes
 
 async fn update_object_row(tx: &mut WriteTx<'_>, object: &ObjectMeta) -> MetaResult<u64> {
     let result = sqlx::query(
-        "UPDATE objects SET size = $3, etag = $4, last_modified = $5, headers = $6, checksum = $7, segments = $8
+        "UPDATE objects SET version_id = $3, seq = $4, size = $5, etag = $6, last_modified = $7,
+         headers = $8, checksum = $9, segments = $10, tags = $11
          WHERE bucket = $1 AND key = $2",
     )
     .bind(&object.bucket)
     .bind(object.key.as_bytes().to_vec())
+    .bind(&object.version_id)
+    .bind(object.seq)
     .bind(object.size as i64)
     .bind(&object.etag)
     .bind(object.last_modified)
     .bind(to_json(&object.headers))
     .bind(to_json(&object.checksum))
     .bind(to_json(&object.segments))
+    .bind(to_json(&object.tags))
     .execute(&mut ***tx)
     .await?;
     Ok(result.rows_affected())

@@ -103,6 +103,35 @@ const MIGRATIONS: &[Migration] = &[
             id TEXT PRIMARY KEY,
             data {bytes} NOT NULL)"],
     },
+    Migration {
+        version: 5,
+        // Versioning and tagging. `objects` keeps only the current version of each
+        // key, so listing current objects never walks old versions; noncurrent
+        // versions and delete markers live in `object_versions`. `seq` orders the
+        // versions of one key (newest highest) across both tables.
+        statements: &[
+            "ALTER TABLE objects ADD COLUMN version_id TEXT NOT NULL DEFAULT 'null'",
+            "ALTER TABLE objects ADD COLUMN seq BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE objects ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'",
+            "CREATE TABLE object_versions (
+            bucket TEXT NOT NULL REFERENCES buckets(name),
+            key {bytes} NOT NULL,
+            version_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            delete_marker BIGINT NOT NULL,
+            size BIGINT NOT NULL,
+            etag TEXT NOT NULL,
+            last_modified BIGINT NOT NULL,
+            headers TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            segments TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            noncurrent_since BIGINT NOT NULL,
+            PRIMARY KEY (bucket, key, version_id))",
+            "CREATE INDEX object_versions_by_seq ON object_versions (bucket, key, seq)",
+            "ALTER TABLE multipart_uploads ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'",
+        ],
+    },
 ];
 
 /// Applies every migration the database has not seen yet.

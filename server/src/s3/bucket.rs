@@ -1,5 +1,5 @@
 //! Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
-//! GetBucketLocation, GetBucketVersioning.
+//! GetBucketLocation, Get/PutBucketVersioning.
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
@@ -7,7 +7,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::{Coffer, meta_error, timestamp};
 use crate::auth::Authorizer;
 use crate::iam::Decision;
-use crate::meta::{MetaError, NewBucket};
+use crate::meta::{MetaError, NewBucket, Versioning};
 
 /// Names Coffer serves its own endpoints under (`/health/...`, `/metrics`).
 const RESERVED: &[&str] = &["health", "metrics"];
@@ -172,9 +172,7 @@ pub async fn head_bucket(
     }))
 }
 
-/// Versioning is not implemented, so every bucket is in the state S3 calls "never
-/// enabled": an empty configuration. Clients (rclone, SDK sync tools) ask before
-/// deleting and treat an error as a failure.
+/// A bucket that never had versioning answers an empty configuration, as on S3.
 pub async fn get_bucket_versioning(
     s3: &Coffer,
     req: S3Request<GetBucketVersioningInput>,
@@ -183,7 +181,48 @@ pub async fn get_bucket_versioning(
         .require_bucket(&req.input.bucket)
         .await
         .map_err(meta_error)?;
-    Ok(S3Response::new(GetBucketVersioningOutput::default()))
+    let state = s3
+        .meta
+        .bucket_versioning(&req.input.bucket)
+        .await
+        .map_err(meta_error)?;
+    Ok(S3Response::new(GetBucketVersioningOutput {
+        status: state.status().map(BucketVersioningStatus::from_static),
+        mfa_delete: None,
+    }))
+}
+
+/// Enables or suspends versioning. There is no way back to "never enabled";
+/// MFA delete is not supported.
+pub async fn put_bucket_versioning(
+    s3: &Coffer,
+    req: S3Request<PutBucketVersioningInput>,
+) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+    let input = req.input;
+    let config = input.versioning_configuration;
+    if config
+        .mfa_delete
+        .as_ref()
+        .is_some_and(|m| m.as_str() == "Enabled")
+        || input.mfa.is_some()
+    {
+        return Err(s3_error!(NotImplemented, "MFA delete is not supported"));
+    }
+    let state = match config.status.as_ref().map(BucketVersioningStatus::as_str) {
+        Some("Enabled") => Versioning::Enabled,
+        Some("Suspended") => Versioning::Suspended,
+        _ => {
+            return Err(s3_error!(
+                MalformedXML,
+                "The versioning Status must be Enabled or Suspended"
+            ));
+        }
+    };
+    s3.meta
+        .set_bucket_versioning(&input.bucket, state)
+        .await
+        .map_err(meta_error)?;
+    Ok(S3Response::new(PutBucketVersioningOutput::default()))
 }
 
 pub async fn delete_bucket(

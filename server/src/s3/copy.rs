@@ -3,15 +3,20 @@
 //! any other copy streams the bytes into a new blob (blobs are never shared).
 
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use sync_wrapper::SyncStream;
 
 use super::checksum::{Algorithm, set_checksum};
-use super::get::{Conditions, check_conditions, copy_source_conditions, object_stream};
+use super::get::{
+    Conditions, check_conditions, copy_source_conditions, find_object, object_stream,
+};
 use super::ingest::{BodyRules, ingest};
 use super::put::{discard, header_input, object_headers, surely_not_committed};
-use super::{Coffer, meta_error, quoted_etag, timestamp, validate_key};
-use crate::meta::{ObjectChecksum, ObjectMeta, Segment, WriteCondition, now_millis};
+use super::tagging;
+use super::{Coffer, meta_error, quoted_etag, timestamp, validate_key, version_header};
+use crate::meta::{
+    NULL_VERSION, ObjectChecksum, ObjectMeta, Segment, Versioning, WriteCondition, now_millis,
+};
 
 /// Resolves `x-amz-copy-source` to an existing object, honouring the
 /// `x-amz-copy-source-if-*` conditions (all of which fail with 412).
@@ -31,19 +36,18 @@ pub(super) async fn copy_source_object(
             "Access point copy sources are not supported"
         ));
     };
-    if version_id.as_deref().is_some_and(|v| v != "null") {
-        return Err(s3_error!(
-            NoSuchVersion,
-            "The specified version does not exist."
-        ));
-    }
-    let object = match s3.meta.get_object(bucket, key).await.map_err(meta_error)? {
-        Some(object) => object,
-        None => {
-            s3.meta.require_bucket(bucket).await.map_err(meta_error)?;
-            return Err(s3_error!(NoSuchKey, "The specified key does not exist."));
-        }
-    };
+    let object = find_object(s3, bucket, key, version_id.as_deref())
+        .await
+        .map_err(|e| {
+            if *e.code() == S3ErrorCode::MethodNotAllowed {
+                s3_error!(
+                    InvalidRequest,
+                    "The source of a copy request may not specifically refer to a delete marker by version id."
+                )
+            } else {
+                e
+            }
+        })?;
     check_conditions(&object, &conditions).map_err(|_| {
         s3_error!(
             PreconditionFailed,
@@ -88,16 +92,40 @@ pub async fn copy_object(
         }
         headers
     };
-    let onto_itself = source.bucket == input.bucket && source.key == input.key;
-    if onto_itself && !replace && input.storage_class.is_none() {
+    let new_tags = input.tagging_directive.is_some();
+    let onto_itself = source.bucket == input.bucket
+        && source.key == input.key
+        && s3
+            .meta
+            .get_object(&input.bucket, &input.key)
+            .await
+            .map_err(meta_error)?
+            .is_some_and(|current| current.version_id == source.version_id);
+    if onto_itself && !replace && !new_tags && input.storage_class.is_none() {
         return Err(s3_error!(
             InvalidRequest,
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
         ));
     }
-    let object = if onto_itself {
+    // Rewriting only the metadata shares the blobs with the source version, which
+    // is only right when that version goes away; versioning keeps it.
+    let versioning = s3
+        .meta
+        .bucket_versioning(&input.bucket)
+        .await
+        .map_err(meta_error)?;
+    let in_place = onto_itself
+        && (versioning == Versioning::Unversioned
+            || (versioning == Versioning::Suspended && source.version_id == NULL_VERSION));
+    let tags = tagging::copy_tags(
+        input.tagging_directive.as_ref(),
+        input.tagging.as_deref(),
+        &source.tags,
+    )?;
+    let object = if in_place {
         ObjectMeta {
             headers,
+            tags,
             last_modified: now_millis(),
             ..source.clone()
         }
@@ -110,21 +138,25 @@ pub async fn copy_object(
             headers,
             input.checksum_algorithm.as_ref(),
         )
-        .await?
+        .await
+        .map(|object| ObjectMeta { tags, ..object })?
     };
-    let condition = if onto_itself {
+    let condition = if in_place {
         WriteCondition::IfMatch(source.etag.clone())
     } else {
         WriteCondition::None
     };
-    if let Err(e) = s3.meta.put_object(&object, &condition).await {
-        if !onto_itself && surely_not_committed(&e) {
-            for segment in &object.segments {
-                discard(&s3.blobs, &segment.blob, &segment.replicas).await;
+    let version_id = match s3.meta.put_object(&object, &condition).await {
+        Ok(version_id) => version_id,
+        Err(e) => {
+            if !in_place && surely_not_committed(&e) {
+                for segment in &object.segments {
+                    discard(&s3.blobs, &segment.blob, &segment.replicas).await;
+                }
             }
+            return Err(meta_error(e));
         }
-        return Err(meta_error(e));
-    }
+    };
     let mut result = CopyObjectResult {
         e_tag: Some(quoted_etag(&object.etag)),
         last_modified: Some(timestamp(object.last_modified)),
@@ -140,6 +172,8 @@ pub async fn copy_object(
     }
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(result),
+        copy_source_version_id: version_header(&source.version_id),
+        version_id: version_header(&version_id),
         ..Default::default()
     }))
 }
@@ -197,5 +231,6 @@ async fn copy_bytes(
             replicas: ingested.blob.replicas,
             inline: ingested.inline,
         }],
+        ..ObjectMeta::default()
     })
 }

@@ -1,10 +1,13 @@
-//! DeleteObject and DeleteObjects (batch, quiet mode, per-key authorization).
+//! DeleteObject and DeleteObjects (batch, quiet mode, per-key authorization):
+//! a version by id, or the current version, which versioning turns into a new
+//! delete marker.
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::{Coffer, meta_error};
 use crate::auth::Authorizer;
+use crate::meta::Deleted;
 
 pub async fn delete_object(
     s3: &Coffer,
@@ -32,14 +35,30 @@ pub async fn delete_object(
             None => return Err(s3_error!(NoSuchKey, "The specified key does not exist.")),
         }
     }
-    // Deleting a key that does not exist succeeds, as on S3.
-    s3.meta
-        .delete_object(&input.bucket, &input.key)
-        .await
-        .map_err(meta_error)?;
-    let mut response = S3Response::new(DeleteObjectOutput::default());
+    // Deleting a key or version that does not exist succeeds, as on S3.
+    let deleted = delete_one(s3, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let mut response = S3Response::new(DeleteObjectOutput {
+        delete_marker: deleted.delete_marker.then_some(true),
+        version_id: deleted.version_id,
+        request_charged: None,
+    });
     response.status = Some(http::StatusCode::NO_CONTENT);
     Ok(response)
+}
+
+/// Deletes one version, or (without a version id) the current one, which in a
+/// versioned bucket means adding a delete marker.
+async fn delete_one(
+    s3: &Coffer,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> S3Result<Deleted> {
+    match version_id {
+        Some(v) => s3.meta.delete_object_version(bucket, key, v).await,
+        None => s3.meta.delete_object(bucket, key).await,
+    }
+    .map_err(meta_error)
 }
 
 /// S3 caps a batch delete at 1000 keys.
@@ -73,31 +92,48 @@ pub async fn delete_objects(
     let mut errors = Vec::new();
     for object in objects {
         let key = object.key;
+        let version_id = object.version_id;
         let refused = |code: &str, message: &str| Error {
             code: Some(code.to_owned()),
             key: Some(key.clone()),
             message: Some(message.to_owned()),
-            version_id: None,
+            version_id: version_id.clone(),
+        };
+        let action = match version_id {
+            Some(_) => "s3:DeleteObjectVersion",
+            None => "s3:DeleteObject",
         };
         if let Err(e) = s3
             .authorizer
-            .authorize(&caller, "s3:DeleteObject", Some(&input.bucket), Some(&key))
+            .authorize(&caller, action, Some(&input.bucket), Some(&key))
             .await
         {
             errors.push(refused(e.code().as_str(), "Access Denied"));
             continue;
         }
-        match s3.meta.delete_object(&input.bucket, &key).await {
-            Ok(_) => {
+        match delete_one(s3, &input.bucket, &key, version_id.as_deref()).await {
+            Ok(outcome) => {
                 if !quiet {
+                    // A version deleted by id is reported under VersionId; a
+                    // marker created by the delete under DeleteMarkerVersionId.
+                    let (version, marker_version) = match &version_id {
+                        Some(_) => (outcome.version_id.or(version_id.clone()), None),
+                        None => (None, outcome.version_id),
+                    };
+                    let marker_version = if outcome.delete_marker && version_id.is_some() {
+                        version.clone()
+                    } else {
+                        marker_version
+                    };
                     deleted.push(DeletedObject {
                         key: Some(key),
-                        ..Default::default()
+                        version_id: version,
+                        delete_marker: outcome.delete_marker.then_some(true),
+                        delete_marker_version_id: marker_version,
                     });
                 }
             }
-            Err(e) => {
-                let err = meta_error(e);
+            Err(err) => {
                 errors.push(refused(
                     err.code().as_str(),
                     err.message().unwrap_or("Internal error"),

@@ -266,13 +266,64 @@ fn describe(
     }
 }
 
-/// Looks up the object for a read; NoSuchBucket when the bucket is missing.
-async fn find_object(s3: &Coffer, bucket: &str, key: &str) -> S3Result<ObjectMeta> {
-    match s3.meta.get_object(bucket, key).await.map_err(meta_error)? {
-        Some(object) => Ok(object),
-        None => {
+/// An error that tells the client a delete marker is in the way: the headers
+/// S3 sends with it (`x-amz-delete-marker`, `x-amz-version-id`).
+fn delete_marker_error(mut err: S3Error, marker: &ObjectMeta) -> S3Error {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "x-amz-delete-marker",
+        http::HeaderValue::from_static("true"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&marker.version_id) {
+        headers.insert("x-amz-version-id", v);
+    }
+    err.set_headers(headers);
+    err
+}
+
+/// Looks up the object (or one version of it) for a read. NoSuchBucket when the
+/// bucket is missing; a key hidden by a delete marker is NoSuchKey, and a
+/// version that is a delete marker is MethodNotAllowed, both with the marker's
+/// headers.
+pub(super) async fn find_object(
+    s3: &Coffer,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> S3Result<ObjectMeta> {
+    let found = match version_id {
+        Some(v) => s3.meta.get_object_version(bucket, key, v).await,
+        None => s3.meta.get_object(bucket, key).await,
+    }
+    .map_err(meta_error)?;
+    match (found, version_id) {
+        (Some(marker), Some(_)) if marker.delete_marker => Err(delete_marker_error(
+            s3_error!(
+                MethodNotAllowed,
+                "The specified method is not allowed against this resource."
+            ),
+            &marker,
+        )),
+        (Some(object), _) => Ok(object),
+        (None, Some(_)) => {
             s3.meta.require_bucket(bucket).await.map_err(meta_error)?;
-            Err(s3_error!(NoSuchKey, "The specified key does not exist."))
+            Err(s3_error!(
+                NoSuchVersion,
+                "The specified version does not exist."
+            ))
+        }
+        (None, None) => {
+            s3.meta.require_bucket(bucket).await.map_err(meta_error)?;
+            let err = s3_error!(NoSuchKey, "The specified key does not exist.");
+            match s3
+                .meta
+                .latest_delete_marker(bucket, key)
+                .await
+                .map_err(meta_error)?
+            {
+                Some(marker) => Err(delete_marker_error(err, &marker)),
+                None => Err(err),
+            }
         }
     }
 }
@@ -312,6 +363,10 @@ macro_rules! fill_common {
             .clone()
             .or_else(|| h.expires.as_deref().and_then(parse_expires));
         $out.storage_class = h.storage_class.clone().map(StorageClass::from);
+        $out.version_id = match $input.version_id.as_deref() {
+            Some(requested) => Some(requested.to_owned()),
+            None => super::version_header(&$object.version_id),
+        };
         if !h.user_metadata.is_empty() {
             $out.metadata = Some(
                 h.user_metadata
@@ -332,7 +387,7 @@ pub async fn get_object(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = &req.input;
-    let object = find_object(s3, &input.bucket, &input.key).await?;
+    let object = find_object(s3, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let conditions = read_conditions!(input);
     check_conditions(&object, &conditions).map_err(|code| condition_error(code, &object))?;
     let selection = select(&object, input.range.as_ref(), input.part_number)?;
@@ -340,6 +395,7 @@ pub async fn get_object(
     let body = verified_body(&s3.blobs, &object, selection.range.clone()).await?;
     let mut output = GetObjectOutput {
         body: Some(body),
+        tag_count: (!object.tags.is_empty()).then_some(object.tags.len() as i32),
         ..Default::default()
     };
     fill_common!(output, object, described, input);
@@ -355,7 +411,7 @@ pub async fn head_object(
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = &req.input;
-    let object = find_object(s3, &input.bucket, &input.key).await?;
+    let object = find_object(s3, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let conditions = read_conditions!(input);
     check_conditions(&object, &conditions).map_err(|code| condition_error(code, &object))?;
     let selection = select(&object, input.range.as_ref(), input.part_number)?;

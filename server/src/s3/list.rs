@@ -1,4 +1,4 @@
-//! ListObjects (V1) and ListObjectsV2. The metadata store walks its key index;
+//! ListObjects (V1), ListObjectsV2 and ListObjectVersions. The metadata store walks its key index;
 //! this file maps S3's markers, tokens and `encoding-type=url` onto that walk.
 
 use base64::Engine as _;
@@ -7,7 +7,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::Algorithm;
 use super::{Coffer, meta_error, quoted_etag, timestamp};
-use crate::meta::{ListQuery, ObjectMeta};
+use crate::meta::{ListQuery, MetaError, ObjectMeta};
 
 const MAX_KEYS: i32 = 1000;
 
@@ -196,6 +196,104 @@ pub async fn list_objects_v2(
         delimiter: query.delimiter.map(|d| encode(&d, url)),
         encoding_type: input.encoding_type,
         start_after: input.start_after.map(|s| encode(&s, url)),
+        request_charged: None,
+    }))
+}
+
+/// ListObjectVersions: every version and delete marker, keys in S3 order and
+/// each key's versions newest first; `key-marker` + `version-id-marker` resume.
+pub async fn list_object_versions(
+    s3: &Coffer,
+    req: S3Request<ListObjectVersionsInput>,
+) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+    let input = req.input;
+    let url = url_encoding(input.encoding_type.as_ref())?;
+    let owner = bucket_owner(s3, &input.bucket).await?;
+    let key_marker = input.key_marker.clone().filter(|m| !m.is_empty());
+    let version_marker = input.version_id_marker.clone().filter(|m| !m.is_empty());
+    if version_marker.is_some() && key_marker.is_none() {
+        return Err(s3_error!(
+            InvalidArgument,
+            "A version-id marker cannot be specified without a key marker."
+        ));
+    }
+    let query = ListQuery {
+        prefix: input.prefix.clone().unwrap_or_default(),
+        delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
+        start_after: key_marker.clone().map(String::into_bytes),
+        max_keys: max_keys(input.max_keys)?,
+    };
+    let page = s3
+        .meta
+        .list_object_versions(&input.bucket, &query, version_marker.as_deref())
+        .await
+        .map_err(|e| match e {
+            MetaError::NoSuchVersion => s3_error!(InvalidArgument, "Invalid version id specified"),
+            other => meta_error(other),
+        })?;
+    // Resume after the last entry: a key and version, or a common prefix.
+    let (next_key, next_version) = if page.is_truncated {
+        match page.items.last() {
+            Some(last) if page.last.as_deref() == Some(last.object.key.as_bytes()) => (
+                Some(encode(&last.object.key, url)),
+                Some(last.object.version_id.clone()),
+            ),
+            _ => (
+                page.last
+                    .as_deref()
+                    .map(|l| encode(&String::from_utf8_lossy(l), url)),
+                None,
+            ),
+        }
+    } else {
+        (None, None)
+    };
+    let mut versions = Vec::new();
+    let mut markers = Vec::new();
+    for entry in page.items {
+        let object = entry.object;
+        if object.delete_marker {
+            markers.push(DeleteMarkerEntry {
+                is_latest: Some(entry.is_latest),
+                key: Some(encode(&object.key, url)),
+                last_modified: Some(timestamp(object.last_modified)),
+                owner: Some(owner.clone()),
+                version_id: Some(object.version_id),
+            });
+            continue;
+        }
+        let version_id = object.version_id.clone();
+        let listed = to_entry(object, url, Some(&owner));
+        versions.push(ObjectVersion {
+            checksum_algorithm: listed.checksum_algorithm,
+            checksum_type: listed.checksum_type,
+            e_tag: listed.e_tag,
+            is_latest: Some(entry.is_latest),
+            key: listed.key,
+            last_modified: listed.last_modified,
+            owner: listed.owner,
+            restore_status: None,
+            size: listed.size,
+            storage_class: listed
+                .storage_class
+                .map(|c| ObjectVersionStorageClass::from(c.as_str().to_owned())),
+            version_id: Some(version_id),
+        });
+    }
+    Ok(S3Response::new(ListObjectVersionsOutput {
+        name: Some(input.bucket),
+        prefix: Some(encode(&query.prefix, url)),
+        key_marker: Some(encode(key_marker.as_deref().unwrap_or(""), url)),
+        version_id_marker: Some(version_marker.unwrap_or_default()),
+        max_keys: Some(query.max_keys as i32),
+        is_truncated: Some(page.is_truncated),
+        next_key_marker: next_key,
+        next_version_id_marker: next_version,
+        versions: Some(versions),
+        delete_markers: Some(markers),
+        common_prefixes: Some(prefixes(page.common_prefixes, url)),
+        delimiter: query.delimiter.map(|d| encode(&d, url)),
+        encoding_type: input.encoding_type,
         request_charged: None,
     }))
 }

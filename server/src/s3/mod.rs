@@ -12,6 +12,7 @@ mod list;
 mod multipart;
 mod policy;
 mod put;
+mod tagging;
 
 use std::sync::Arc;
 
@@ -96,6 +97,9 @@ pub(crate) fn meta_error(err: MetaError) -> S3Error {
             "The bucket you tried to delete is not empty"
         ),
         MetaError::NoSuchKey => s3_error!(NoSuchKey, "The specified key does not exist."),
+        MetaError::NoSuchVersion => {
+            s3_error!(NoSuchVersion, "The specified version does not exist.")
+        }
         MetaError::NoSuchUpload => s3_error!(
             NoSuchUpload,
             "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
@@ -163,6 +167,12 @@ pub(crate) fn timestamp(ms: i64) -> Timestamp {
     Timestamp::from(crate::meta::millis_to_datetime(ms))
 }
 
+/// The `x-amz-version-id` to return for a version: none for the `null` version,
+/// as for objects written without versioning.
+pub(crate) fn version_header(version_id: &str) -> Option<String> {
+    (version_id != crate::meta::NULL_VERSION).then(|| version_id.to_owned())
+}
+
 /// Keys S3 refuses: empty, too long, or with path tricks that file-backed tools
 /// would resolve outside the bucket.
 pub(crate) fn validate_key(key: &str) -> S3Result<()> {
@@ -227,6 +237,18 @@ impl S3 for Coffer {
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
         bucket::get_bucket_versioning(self, req).await
+    }
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        bucket::put_bucket_versioning(self, req).await
+    }
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        list::list_object_versions(self, req).await
     }
     async fn put_object(
         &self,
@@ -317,6 +339,42 @@ impl S3 for Coffer {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         multipart::list_multipart_uploads(self, req).await
+    }
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        tagging::get_object_tagging(self, req).await
+    }
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        tagging::put_object_tagging(self, req).await
+    }
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        tagging::delete_object_tagging(self, req).await
+    }
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        tagging::get_bucket_tagging(self, req).await
+    }
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        tagging::put_bucket_tagging(self, req).await
+    }
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        tagging::delete_bucket_tagging(self, req).await
     }
     async fn get_bucket_policy(
         &self,

@@ -51,6 +51,7 @@ pub async fn create_multipart_upload(
     let input = req.input;
     validate_key(&input.key)?;
     let headers = object_headers(header_input!(input), s3.limits.max_user_metadata)?;
+    let tags = super::tagging::parse_header(input.tagging.as_deref())?;
     let algorithm = input
         .checksum_algorithm
         .as_ref()
@@ -64,6 +65,7 @@ pub async fn create_multipart_upload(
         initiated: now_millis(),
         owner: caller.owner_id(),
         headers,
+        tags,
         checksum_algorithm: algorithm.map(|a| a.name().to_owned()),
         checksum_type: checksum_type.map(str::to_owned),
     };
@@ -440,9 +442,12 @@ pub async fn complete_multipart_upload(
                 inline: None,
             })
             .collect(),
+        tags: upload.tags.clone(),
+        ..ObjectMeta::default()
     };
     let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-    s3.meta
+    let version_id = s3
+        .meta
         .complete_multipart_upload(&upload.upload_id, &object, &condition)
         .await
         .map_err(meta_error)?;
@@ -451,6 +456,7 @@ pub async fn complete_multipart_upload(
         key: Some(input.key.clone()),
         e_tag: Some(quoted_etag(&etag)),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
+        version_id: super::version_header(&version_id),
         ..Default::default()
     };
     if let (Some(a), Some(_)) = (algorithm, &checksum_value) {

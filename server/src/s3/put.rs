@@ -9,7 +9,8 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::{self, set_checksum};
 use super::ingest::{BodyRules, ingest};
-use super::{Coffer, meta_error, quoted_etag, validate_key};
+use super::tagging;
+use super::{Coffer, meta_error, quoted_etag, validate_key, version_header};
 use crate::cluster::DataPlane;
 use crate::meta::{
     MetaError, ObjectChecksum, ObjectHeaders, ObjectMeta, Segment, WriteCondition, now_millis,
@@ -167,12 +168,6 @@ pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
                     "Only the private canned ACL is supported yet"
                 ));
             }
-            "x-amz-tagging" if !value.is_empty() => {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "Object tagging is not supported yet"
-                ));
-            }
             "x-amz-website-redirect-location" => {
                 return Err(s3_error!(
                     NotImplemented,
@@ -210,6 +205,7 @@ pub async fn put_object(
         .await
         .map_err(meta_error)?;
     let headers = object_headers(header_input!(input), s3.limits.max_user_metadata)?;
+    let tags = tagging::parse_header(input.tagging.as_deref())?;
     let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     if condition == WriteCondition::IfNoneMatchAny
         && s3
@@ -261,16 +257,22 @@ pub async fn put_object(
             replicas: ingested.blob.replicas.clone(),
             inline: ingested.inline.clone(),
         }],
+        tags,
+        ..ObjectMeta::default()
     };
-    if let Err(e) = s3.meta.put_object(&object, &condition).await {
-        if surely_not_committed(&e) {
-            discard(&s3.blobs, &ingested.blob.id, &ingested.blob.replicas).await;
+    let version_id = match s3.meta.put_object(&object, &condition).await {
+        Ok(version_id) => version_id,
+        Err(e) => {
+            if surely_not_committed(&e) {
+                discard(&s3.blobs, &ingested.blob.id, &ingested.blob.replicas).await;
+            }
+            return Err(meta_error(e));
         }
-        return Err(meta_error(e));
-    }
+    };
     let mut output = PutObjectOutput {
         e_tag: Some(quoted_etag(&object.etag)),
         size: Some(object.size as i64),
+        version_id: version_header(&version_id),
         ..Default::default()
     };
     if let Some(algorithm) = expected.algorithm {

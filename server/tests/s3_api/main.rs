@@ -10,3 +10,5 @@ mod endpoints;
 mod listing;
 mod multipart;
 mod objects;
+mod tagging;
+mod versioning;

@@ -1,0 +1,376 @@
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, Tag, Tagging,
+    TaggingDirective, VersioningConfiguration,
+};
+
+use crate::common::{Backend, TestServer, code};
+use crate::on_both_backends;
+
+type Client = aws_sdk_s3::Client;
+
+fn tagging(pairs: &[(&str, &str)]) -> Tagging {
+    let mut builder = Tagging::builder();
+    for (k, v) in pairs {
+        builder = builder.tag_set(Tag::builder().key(*k).value(*v).build().unwrap());
+    }
+    builder.build().unwrap()
+}
+
+async fn object_tags(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Vec<(String, String)> {
+    let out = s3
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version.map(str::to_owned))
+        .send()
+        .await
+        .unwrap();
+    out.tag_set()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+async fn object_tags_are_set_read_replaced_and_deleted(backend: Backend) {
+    let t = TestServer::start(backend).await;
+    let s3 = t.root_client();
+    s3.create_bucket().bucket("tags").send().await.unwrap();
+    s3.put_object()
+        .bucket("tags")
+        .key("doc")
+        .tagging("team=data%20eng&env=prod")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        object_tags(&s3, "tags", "doc", None).await,
+        pairs(&[("env", "prod"), ("team", "data eng")])
+    );
+    let got = s3
+        .get_object()
+        .bucket("tags")
+        .key("doc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.tag_count(), Some(2));
+    s3.put_object_tagging()
+        .bucket("tags")
+        .key("doc")
+        .tagging(tagging(&[("tier", "gold")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        object_tags(&s3, "tags", "doc", None).await,
+        pairs(&[("tier", "gold")])
+    );
+    s3.delete_object_tagging()
+        .bucket("tags")
+        .key("doc")
+        .send()
+        .await
+        .unwrap();
+    assert!(object_tags(&s3, "tags", "doc", None).await.is_empty());
+    let got = s3
+        .get_object()
+        .bucket("tags")
+        .key("doc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.tag_count(), None);
+    assert_eq!(
+        code(
+            s3.get_object_tagging()
+                .bucket("tags")
+                .key("missing")
+                .send()
+                .await
+        ),
+        "NoSuchKey"
+    );
+    assert_eq!(
+        code(
+            s3.put_object_tagging()
+                .bucket("tags")
+                .key("missing")
+                .tagging(tagging(&[("a", "b")]))
+                .send()
+                .await
+        ),
+        "NoSuchKey"
+    );
+    t.stop().await;
+}
+
+async fn tag_limits_are_refused_with_invalid_tag(backend: Backend) {
+    let t = TestServer::start(backend).await;
+    let s3 = t.root_client();
+    s3.create_bucket().bucket("tags").send().await.unwrap();
+    s3.put_object()
+        .bucket("tags")
+        .key("doc")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..11).map(|i| format!("k{i}")).collect();
+    let eleven: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "v")).collect();
+    let long_key = "k".repeat(129);
+    let long_value = "v".repeat(257);
+    for bad in [
+        tagging(&eleven),
+        tagging(&[(long_key.as_str(), "v")]),
+        tagging(&[("k", long_value.as_str())]),
+        tagging(&[("dup", "1"), ("dup", "2")]),
+        tagging(&[("aws:internal", "1")]),
+    ] {
+        let err = s3
+            .put_object_tagging()
+            .bucket("tags")
+            .key("doc")
+            .tagging(bad)
+            .send()
+            .await;
+        assert_eq!(code(err), "InvalidTag");
+    }
+    let header: String = (0..11).map(|i| format!("k{i}=v&")).collect();
+    let err = s3
+        .put_object()
+        .bucket("tags")
+        .key("other")
+        .tagging(header)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert_eq!(code(err), "InvalidTag");
+    // Nothing was written by the refused requests.
+    assert!(object_tags(&s3, "tags", "doc", None).await.is_empty());
+    assert_eq!(
+        code(s3.head_object().bucket("tags").key("other").send().await),
+        "NotFound"
+    );
+    t.stop().await;
+}
+
+async fn copy_keeps_or_replaces_tags_by_directive(backend: Backend) {
+    let t = TestServer::start(backend).await;
+    let s3 = t.root_client();
+    s3.create_bucket().bucket("tags").send().await.unwrap();
+    s3.put_object()
+        .bucket("tags")
+        .key("src")
+        .tagging("a=1")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    s3.copy_object()
+        .bucket("tags")
+        .key("copied")
+        .copy_source("tags/src")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        object_tags(&s3, "tags", "copied", None).await,
+        pairs(&[("a", "1")])
+    );
+    s3.copy_object()
+        .bucket("tags")
+        .key("replaced")
+        .copy_source("tags/src")
+        .tagging_directive(TaggingDirective::Replace)
+        .tagging("b=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        object_tags(&s3, "tags", "replaced", None).await,
+        pairs(&[("b", "2")])
+    );
+    // Multipart uploads take their tags at creation.
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("tags")
+        .key("mp")
+        .tagging("c=3")
+        .send()
+        .await
+        .unwrap();
+    let part = s3
+        .upload_part()
+        .bucket("tags")
+        .key("mp")
+        .upload_id(upload.upload_id().unwrap())
+        .part_number(1)
+        .body(ByteStream::from_static(b"part"))
+        .send()
+        .await
+        .unwrap();
+    s3.complete_multipart_upload()
+        .bucket("tags")
+        .key("mp")
+        .upload_id(upload.upload_id().unwrap())
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(part.e_tag().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        object_tags(&s3, "tags", "mp", None).await,
+        pairs(&[("c", "3")])
+    );
+    t.stop().await;
+}
+
+async fn tags_belong_to_one_version(backend: Backend) {
+    let t = TestServer::start(backend).await;
+    let s3 = t.root_client();
+    s3.create_bucket().bucket("tags").send().await.unwrap();
+    s3.put_bucket_versioning()
+        .bucket("tags")
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let v1 = s3
+        .put_object()
+        .bucket("tags")
+        .key("doc")
+        .tagging("gen=1")
+        .body(ByteStream::from_static(b"1"))
+        .send()
+        .await
+        .unwrap()
+        .version_id
+        .unwrap();
+    s3.put_object()
+        .bucket("tags")
+        .key("doc")
+        .tagging("gen=2")
+        .body(ByteStream::from_static(b"2"))
+        .send()
+        .await
+        .unwrap();
+    let out = s3
+        .put_object_tagging()
+        .bucket("tags")
+        .key("doc")
+        .version_id(&v1)
+        .tagging(tagging(&[("gen", "old")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.version_id(), Some(v1.as_str()));
+    assert_eq!(
+        object_tags(&s3, "tags", "doc", Some(&v1)).await,
+        pairs(&[("gen", "old")])
+    );
+    assert_eq!(
+        object_tags(&s3, "tags", "doc", None).await,
+        pairs(&[("gen", "2")])
+    );
+    // A delete marker has no tags.
+    let marker = s3
+        .delete_object()
+        .bucket("tags")
+        .key("doc")
+        .send()
+        .await
+        .unwrap()
+        .version_id
+        .unwrap();
+    let err = s3
+        .get_object_tagging()
+        .bucket("tags")
+        .key("doc")
+        .version_id(&marker)
+        .send()
+        .await;
+    assert_eq!(code(err), "MethodNotAllowed");
+    t.stop().await;
+}
+
+async fn bucket_tags_are_set_read_and_deleted(backend: Backend) {
+    let t = TestServer::start(backend).await;
+    let s3 = t.root_client();
+    s3.create_bucket().bucket("tags").send().await.unwrap();
+    assert_eq!(
+        code(s3.get_bucket_tagging().bucket("tags").send().await),
+        "NoSuchTagSet"
+    );
+    s3.put_bucket_tagging()
+        .bucket("tags")
+        .tagging(tagging(&[("cost-center", "42"), ("owner", "team-a")]))
+        .send()
+        .await
+        .unwrap();
+    let got = s3.get_bucket_tagging().bucket("tags").send().await.unwrap();
+    let listed: Vec<(String, String)> = got
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    assert_eq!(listed, pairs(&[("cost-center", "42"), ("owner", "team-a")]));
+    let keys: Vec<String> = (0..51).map(|i| format!("k{i}")).collect();
+    let too_many: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "v")).collect();
+    assert_eq!(
+        code(
+            s3.put_bucket_tagging()
+                .bucket("tags")
+                .tagging(tagging(&too_many))
+                .send()
+                .await
+        ),
+        "InvalidTag"
+    );
+    s3.delete_bucket_tagging()
+        .bucket("tags")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(s3.get_bucket_tagging().bucket("tags").send().await),
+        "NoSuchTagSet"
+    );
+    assert_eq!(
+        code(s3.get_bucket_tagging().bucket("nobucket").send().await),
+        "NoSuchBucket"
+    );
+    t.stop().await;
+}
+
+on_both_backends!(
+    object_tags_are_set_read_replaced_and_deleted,
+    tag_limits_are_refused_with_invalid_tag,
+    copy_keeps_or_replaces_tags_by_directive,
+    tags_belong_to_one_version,
+    bucket_tags_are_set_read_and_deleted,
+);

@@ -78,6 +78,10 @@ struct RunArgs {
     /// List with delimiter "/".
     #[arg(long)]
     delimiter: bool,
+    /// The bucket already holds the --objects keys (`<prefix><NN>/obj-<8 digits>`,
+    /// NN = index % 100): skip the prefill PUTs.
+    #[arg(long)]
+    prefilled: bool,
     #[arg(long, default_value = "5MiB", value_parser = parse_size)]
     part_size: usize,
     /// Also run the workload against a minimal local HTTP server (the ceiling of the
@@ -145,6 +149,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         list_delimiter: args.delimiter,
         part_size: args.part_size,
         progress: !args.json,
+        prefilled: args.prefilled,
     };
     let mut output = serde_json::Map::new();
     let base = if args.baseline_http {

@@ -44,6 +44,9 @@ pub struct WorkloadConfig {
     pub list_delimiter: bool,
     pub part_size: usize,
     pub progress: bool,
+    /// The bucket already holds the `objects` keys (filled by other means, e.g. a
+    /// bulk load for a 1,000,000-object listing): do not PUT them first.
+    pub prefilled: bool,
 }
 
 fn key_of(config: &WorkloadConfig, index: usize) -> String {
@@ -114,7 +117,7 @@ pub async fn run(client: Client, config: WorkloadConfig) -> anyhow::Result<Repor
             .collect::<Vec<u8>>(),
     );
     let needs_objects = !matches!(config.workload, Workload::Put | Workload::Multipart);
-    if needs_objects {
+    if needs_objects && !config.prefilled {
         prefill(&client, &config, &payload, config.objects).await?;
     } else {
         let _ = client.create_bucket().bucket(&config.bucket).send().await;

@@ -20,6 +20,7 @@ fn config(workload: Workload, ops: u64) -> WorkloadConfig {
         list_delimiter: true,
         part_size: 5 << 20,
         progress: false,
+        prefilled: false,
     }
 }
 

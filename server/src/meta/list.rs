@@ -95,13 +95,22 @@ pub(super) async fn walk<S: Source>(
         last: None,
     };
     let mut count = 0usize;
+    // With a delimiter, a batch may end at its first row (a common prefix is
+    // skipped with a new seek), so batches start small and grow while rows are
+    // used; without one, every fetched row is used.
+    const SMALL_BATCH: usize = 8;
+    let mut batch_size = if delimiter.is_empty() {
+        1001
+    } else {
+        SMALL_BATCH
+    };
     'batches: loop {
         if count == query.max_keys {
             let more = source.fetch(&cursor, upper.as_deref(), 1).await?;
             page.is_truncated = !more.is_empty();
             break;
         }
-        let limit = (query.max_keys - count + 1).clamp(2, 1001);
+        let limit = (query.max_keys - count + 1).clamp(2, batch_size);
         let batch = source.fetch(&cursor, upper.as_deref(), limit).await?;
         let exhausted = batch.len() < limit;
         if batch.is_empty() {
@@ -126,6 +135,7 @@ pub(super) async fn walk<S: Source>(
                     Some(next) => cursor = Cursor::From(next),
                     None => break 'batches,
                 }
+                batch_size = SMALL_BATCH;
                 continue 'batches;
             }
             page.last = Some(key.to_vec());
@@ -136,6 +146,7 @@ pub(super) async fn walk<S: Source>(
         if exhausted {
             break;
         }
+        batch_size = (batch_size * 4).min(1001);
     }
     Ok(page)
 }

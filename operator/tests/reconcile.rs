@@ -676,6 +676,57 @@ async fn a_secret_the_operator_did_not_create_is_never_overwritten() {
 }
 
 #[tokio::test]
+async fn bucket_quota_and_versioning_take_effect_on_the_server() {
+    let h = Harness::start().await;
+    ready_bucket(
+        &h,
+        "limited",
+        "  versioning: Enabled\n  quota:\n    maxObjects: 2\n",
+    )
+    .await;
+    let root = h.server.as_ref().expect("server").root_key().clone();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", root.id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", root.secret.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", h.ctx.settings.s3_endpoint.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let s3 = s3_client(&env);
+    let bucket = "team-a-limited";
+    let versioning = s3
+        .get_bucket_versioning()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("versioning");
+    assert_eq!(versioning.status().map(|s| s.as_str()), Some("Enabled"));
+    // Versioning keeps both writes of one key; they fill the quota of two.
+    put(&s3, bucket, "doc", "one").await.expect("first put");
+    put(&s3, bucket, "doc", "two").await.expect("second put");
+    let refused = put(&s3, bucket, "other", "three").await;
+    assert!(
+        matches!(&refused, Err(e) if e.contains("QuotaExceeded")),
+        "{refused:?}"
+    );
+    h.reconcile_bucket(NS, "limited").await.expect("reconcile");
+    let usage = h
+        .buckets()
+        .get("limited")
+        .await
+        .expect("bucket")
+        .status
+        .and_then(|s| s.usage);
+    assert_eq!(usage.map(|u| (u.objects, u.bytes)), Some((2, 6)));
+    assert_eq!(
+        h.bucket_condition(NS, "limited", "SettingsEnforced").await,
+        Some(("True".into(), "Enforced".into()))
+    );
+}
+
+#[tokio::test]
 async fn settings_are_stored_and_unenforced_ones_reported() {
     let h = Harness::start().await;
     let spec = "  versioning: Enabled\n  quota:\n    maxSize: 10Gi\n    maxObjects: 1000\n  lifecycle:\n  - id: expire-tmp\n    prefix: tmp/\n    expirationDays: 7\n  cors:\n  - allowedOrigins: ['https://app.example.com']\n    allowedMethods: [GET, PUT]\n  policy: |\n    {\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"s3:GetObject\",\"Resource\":\"arn:aws:s3:::team-a-site/public/*\"}]}\n";

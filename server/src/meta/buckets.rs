@@ -149,6 +149,10 @@ impl MetaStore {
             .bind(name)
             .execute(&mut **tx)
             .await?;
+        sqlx::query("DELETE FROM bucket_stats WHERE bucket = $1")
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
         sqlx::query("DELETE FROM buckets WHERE name = $1")
             .bind(name)
             .execute(&mut **tx)
@@ -214,15 +218,15 @@ impl MetaStore {
         self.set_bucket_config(bucket, POLICY, policy).await
     }
 
-    /// Object count and bytes of a bucket (an aggregate over the bucket's index range).
+    /// Versions (current and noncurrent, not delete markers) and their bytes in a
+    /// bucket: counters kept exactly by every write, read in one row.
     pub async fn bucket_usage(&self, bucket: &str) -> MetaResult<BucketUsage> {
-        // SUM over BIGINT is NUMERIC on Postgres: cast it back.
-        let (objects, bytes): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM objects WHERE bucket = $1",
-        )
-        .bind(bucket)
-        .fetch_one(&self.pool)
-        .await?;
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT objects, bytes FROM bucket_stats WHERE bucket = $1")
+                .bind(bucket)
+                .fetch_optional(&self.pool)
+                .await?;
+        let (objects, bytes) = row.unwrap_or((0, 0));
         Ok(BucketUsage {
             objects: objects.max(0) as u64,
             bytes: bytes.max(0) as u64,

@@ -11,6 +11,7 @@ mod multipart;
 mod nodes;
 mod objects;
 mod schema;
+mod usage;
 mod versions;
 
 pub use self::buckets::{Bucket, BucketUsage, NewBucket};
@@ -21,6 +22,7 @@ pub use self::nodes::{BlobReplicas, Node, NodeProgress, NodeState};
 pub use self::objects::{
     Deleted, NULL_VERSION, ObjectChecksum, ObjectHeaders, ObjectMeta, Segment, WriteCondition,
 };
+pub use self::usage::{QUOTA, Quota};
 pub use self::versions::{ObjectVersion, VERSIONING, Versioning};
 
 use std::str::FromStr;
@@ -52,6 +54,8 @@ pub enum MetaError {
     AccessKeyAlreadyExists(String),
     #[error("node {0} is not a member of the cluster")]
     NoSuchNode(String),
+    #[error("the write would exceed the bucket's quota")]
+    QuotaExceeded,
     #[error("a write precondition did not hold")]
     PreconditionFailed,
     #[error("a stored record is corrupt: {0}")]

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use super::usage::{UsageDelta, apply_usage_tx};
 use super::versions::Versioning;
 use super::{Backend, MetaError, MetaResult, MetaStore, WriteTx, from_json, to_json};
 
@@ -201,6 +202,7 @@ impl MetaStore {
             };
             delete_current_row(&mut tx, bucket, key).await?;
             mark_garbage_tx(&mut tx, &existing.blob_ids()).await?;
+            apply_usage_tx(&mut tx, bucket, UsageDelta::removing(&existing)).await?;
             tx.commit().await?;
             return Ok(Deleted {
                 existed: true,
@@ -208,17 +210,19 @@ impl MetaStore {
             });
         }
         let seq = next_seq_tx(&mut tx, bucket, key, existing.as_ref()).await?;
+        let mut delta = UsageDelta::default();
         if let Some(existing) = existing {
             delete_current_row(&mut tx, bucket, key).await?;
-            retire_tx(&mut tx, existing, versioning).await?;
+            delta += retire_tx(&mut tx, existing, versioning).await?;
         }
         let version_id = match versioning {
             Versioning::Enabled => new_version_id(),
             _ => NULL_VERSION.to_owned(),
         };
         if versioning == Versioning::Suspended {
-            drop_null_version_tx(&mut tx, bucket, key).await?;
+            delta += drop_null_version_tx(&mut tx, bucket, key).await?;
         }
+        apply_usage_tx(&mut tx, bucket, delta).await?;
         let marker = ObjectMeta {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
@@ -309,6 +313,7 @@ impl MetaStore {
                 continue;
             }
             register_blobs_tx(tx, &new.segments).await?;
+            let mut delta = UsageDelta::adding(&new);
             if let Some(old) = existing {
                 let kept = versioning == Versioning::Enabled
                     || (versioning == Versioning::Suspended && old.version_id != NULL_VERSION);
@@ -325,11 +330,12 @@ impl MetaStore {
                 let shared: Vec<String> = new.blob_ids();
                 let mut old = old;
                 old.segments.retain(|s| !shared.contains(&s.blob));
-                retire_tx(tx, old, versioning).await?;
+                delta += retire_tx(tx, old, versioning).await?;
             }
             if versioning == Versioning::Suspended {
-                drop_null_version_tx(tx, &object.bucket, &object.key).await?;
+                delta += drop_null_version_tx(tx, &object.bucket, &object.key).await?;
             }
+            apply_usage_tx(tx, &object.bucket, delta).await?;
             return Ok(new.version_id);
         }
         Err(MetaError::PreconditionFailed)
@@ -338,26 +344,33 @@ impl MetaStore {
 
 /// What happens to a version that stops being current: kept as a noncurrent
 /// version when versioning keeps it, otherwise its blobs become garbage.
+/// Returns the change to the bucket's usage.
 pub(super) async fn retire_tx(
     tx: &mut WriteTx<'_>,
     old: ObjectMeta,
     versioning: Versioning,
-) -> MetaResult<()> {
+) -> MetaResult<UsageDelta> {
     let kept = match versioning {
         Versioning::Enabled => true,
         Versioning::Suspended => old.version_id != NULL_VERSION,
         Versioning::Unversioned => false,
     };
     if kept {
-        insert_version_row(tx, &old, super::now_millis()).await
+        insert_version_row(tx, &old, super::now_millis()).await?;
+        Ok(UsageDelta::default())
     } else {
-        mark_garbage_tx(tx, &old.blob_ids()).await
+        mark_garbage_tx(tx, &old.blob_ids()).await?;
+        Ok(UsageDelta::removing(&old))
     }
 }
 
 /// While versioning is suspended a write replaces the key's `null` version
 /// wherever it is.
-async fn drop_null_version_tx(tx: &mut WriteTx<'_>, bucket: &str, key: &str) -> MetaResult<()> {
+async fn drop_null_version_tx(
+    tx: &mut WriteTx<'_>,
+    bucket: &str,
+    key: &str,
+) -> MetaResult<UsageDelta> {
     let row = sqlx::query(&format!(
         "SELECT {OBJECT_COLUMNS}, delete_marker FROM object_versions
          WHERE bucket = $1 AND key = $2 AND version_id = $3"
@@ -371,8 +384,9 @@ async fn drop_null_version_tx(tx: &mut WriteTx<'_>, bucket: &str, key: &str) -> 
         let old = object_from_row(&row)?;
         delete_version_row(tx, bucket, key, NULL_VERSION).await?;
         mark_garbage_tx(tx, &old.blob_ids()).await?;
+        return Ok(UsageDelta::removing(&old));
     }
-    Ok(())
+    Ok(UsageDelta::default())
 }
 
 /// The next `seq` of a key: above every version it has, and normally the

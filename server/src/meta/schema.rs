@@ -132,6 +132,24 @@ const MIGRATIONS: &[Migration] = &[
             "ALTER TABLE multipart_uploads ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'",
         ],
     },
+    Migration {
+        version: 6,
+        // Exact usage per bucket for quotas and the operator's status: every
+        // write adjusts the counters in its own transaction.
+        statements: &[
+            "CREATE TABLE bucket_stats (
+            bucket TEXT PRIMARY KEY REFERENCES buckets(name) ON DELETE CASCADE,
+            objects BIGINT NOT NULL,
+            bytes BIGINT NOT NULL)",
+            "INSERT INTO bucket_stats (bucket, objects, bytes)
+            SELECT b.name,
+              (SELECT COUNT(*) FROM objects o WHERE o.bucket = b.name)
+                + (SELECT COUNT(*) FROM object_versions v WHERE v.bucket = b.name AND v.delete_marker = 0),
+              CAST((SELECT COALESCE(SUM(o.size), 0) FROM objects o WHERE o.bucket = b.name)
+                + (SELECT COALESCE(SUM(v.size), 0) FROM object_versions v WHERE v.bucket = b.name) AS BIGINT)
+            FROM buckets b",
+        ],
+    },
 ];
 
 /// Applies every migration the database has not seen yet.

@@ -11,6 +11,7 @@ use super::objects::{
     Deleted, OBJECT_COLUMNS, ObjectMeta, delete_current_row, delete_version_row, insert_object_row,
     mark_garbage_tx, object_from_row,
 };
+use super::usage::{UsageDelta, apply_usage_tx};
 use super::{MetaError, MetaResult, MetaStore, WriteTx, from_json, to_json};
 
 /// The configuration kind under which the versioning state is stored, as
@@ -179,6 +180,7 @@ impl MetaStore {
         };
         let blobs: Vec<String> = removed.segments.iter().map(|s| s.blob.clone()).collect();
         mark_garbage_tx(&mut tx, &blobs).await?;
+        apply_usage_tx(&mut tx, bucket, UsageDelta::removing(&removed)).await?;
         promote_newest_tx(&mut tx, bucket, key).await?;
         tx.commit().await?;
         Ok(Deleted {

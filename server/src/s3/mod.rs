@@ -104,6 +104,7 @@ pub(crate) fn meta_error(err: MetaError) -> S3Error {
             NoSuchUpload,
             "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
         ),
+        MetaError::QuotaExceeded => quota_exceeded(),
         MetaError::PreconditionFailed => {
             s3_error!(
                 PreconditionFailed,
@@ -132,6 +133,16 @@ pub(crate) fn meta_error(err: MetaError) -> S3Error {
             )
         }
     }
+}
+
+/// A write refused by the bucket's quota: 403, as MinIO and Ceph RGW answer.
+pub(crate) fn quota_exceeded() -> S3Error {
+    let mut err = S3Error::with_message(
+        S3ErrorCode::Custom("QuotaExceeded".into()),
+        "The write would exceed the bucket's quota.",
+    );
+    err.set_status_code(http::StatusCode::FORBIDDEN);
+    err
 }
 
 /// Maps a blob-store error: corruption and I/O failures are internal errors,

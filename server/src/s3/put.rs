@@ -193,6 +193,22 @@ pub(super) fn surely_not_committed(err: &MetaError) -> bool {
     !matches!(err, MetaError::Database(_))
 }
 
+/// Refuses a body that could never fit the bucket's quota before reading it; the
+/// exact check happens atomically with the commit.
+async fn refuse_beyond_quota(s3: &Coffer, bucket: &str, declared: Option<u64>) -> S3Result<()> {
+    let Some(len) = declared else {
+        return Ok(());
+    };
+    let quota = s3.meta.bucket_quota(bucket).await.map_err(meta_error)?;
+    if quota
+        .and_then(|q| q.max_size_bytes)
+        .is_some_and(|max| len > max)
+    {
+        return Err(super::quota_exceeded());
+    }
+    Ok(())
+}
+
 pub async fn put_object(
     s3: &Coffer,
     req: S3Request<PutObjectInput>,
@@ -218,6 +234,8 @@ pub async fn put_object(
         // Fail before reading the body; the commit checks again atomically.
         return Err(meta_error(crate::meta::MetaError::PreconditionFailed));
     }
+    let declared_len = declared_length(&req.headers, input.content_length);
+    refuse_beyond_quota(s3, &input.bucket, declared_len).await?;
     let expected = checksum::expected(&req.headers, input.checksum_algorithm.as_ref())?;
     let body = input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
@@ -227,7 +245,7 @@ pub async fn put_object(
         body,
         BodyRules {
             max_size: s3.limits.max_object_size,
-            declared_len: declared_length(&req.headers, input.content_length),
+            declared_len,
             content_md5: input.content_md5.as_deref(),
             algorithm: expected.algorithm,
             inline_max: s3.limits.inline_max,

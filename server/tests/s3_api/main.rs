@@ -10,5 +10,6 @@ mod endpoints;
 mod listing;
 mod multipart;
 mod objects;
+mod quota;
 mod tagging;
 mod versioning;

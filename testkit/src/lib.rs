@@ -87,8 +87,36 @@ fn pg_command(program: &str, as_postgres: bool) -> Command {
     }
 }
 
+/// Removes throwaway clusters whose test process is gone but whose files were
+/// left behind (a watchdog killed along with its process group).
+fn remove_stale_clusters(as_postgres: bool) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("coffer-pg-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let data = entry.path().join("data");
+        let _ = pg_command("pg_ctl", as_postgres)
+            .args(["-m", "immediate", "-w", "stop", "-D"])
+            .arg(&data)
+            .output();
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
+}
+
 fn start_throwaway_cluster() -> String {
     let as_postgres = is_root();
+    remove_stale_clusters(as_postgres);
     let dir = std::env::temp_dir().join(format!(
         "coffer-pg-{}-{:08x}",
         std::process::id(),
@@ -148,6 +176,7 @@ fn spawn_postgres_with_watchdog(dir: &Path, data: &Path, port: u16, as_postgres:
          >'{dir}/postgres.log' 2>&1 &
          pg=$!
          while kill -0 {parent} 2>/dev/null && kill -0 $pg 2>/dev/null; do sleep 1; done
+         {runner}pg_ctl -D '{data}' -m immediate -w stop >/dev/null 2>&1
          kill -INT $pg 2>/dev/null; wait $pg 2>/dev/null; rm -rf '{dir}'",
         data = data.display(),
         dir = dir.display(),

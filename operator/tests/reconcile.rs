@@ -795,6 +795,30 @@ async fn settings_are_stored_and_unenforced_ones_reported() {
     );
     let response = reqwest::get(&url).await.expect("anonymous get");
     assert_eq!(response.status().as_u16(), 200);
+    // The CORS rules are enforced too: a browser preflight from the allowed origin
+    // passes, one from elsewhere is refused.
+    let preflight = |origin: &'static str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .send()
+    };
+    let allowed = preflight("https://app.example.com")
+        .await
+        .expect("preflight");
+    assert_eq!(allowed.status().as_u16(), 200);
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://app.example.com")
+    );
+    let refused = preflight("https://other.example.com")
+        .await
+        .expect("preflight");
+    assert_eq!(refused.status().as_u16(), 403);
 
     // Removing a setting from the spec removes it from the store; versioning
     // cannot be undone, so removing it suspends it.

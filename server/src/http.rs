@@ -52,6 +52,7 @@ pub fn router(front: FrontDoor, s3: s3s::service::S3Service, peers: Router) -> R
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback_service(s3)
+        .layer(axum::middleware::from_fn_with_state(front.clone(), cors))
         .layer(axum::middleware::from_fn_with_state(
             front.clone(),
             front_door,
@@ -226,6 +227,46 @@ async fn front_door(State(front): State<FrontDoor>, request: Request, next: Next
         .entry(header::SERVER)
         .or_insert(HeaderValue::from_static("Coffer"));
     front.metrics.observe(&method, status, started.elapsed());
+    response
+}
+
+/// The bucket of a path-style request (`/bucket/...`), if any.
+fn path_bucket(path: &str) -> Option<&str> {
+    let bucket = path.trim_start_matches('/').split('/').next()?;
+    (!bucket.is_empty() && bucket != "health" && bucket != "metrics").then_some(bucket)
+}
+
+/// Browser CORS: preflights (`OPTIONS` with an `Origin`) are answered here from
+/// the bucket's rules without authentication, as on S3; actual requests with an
+/// `Origin` get the matching rule's `Access-Control-*` headers.
+async fn cors(State(front): State<FrontDoor>, request: Request, next: Next) -> Response {
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bucket = path_bucket(request.uri().path()).map(str::to_owned);
+    let (Some(origin), Some(bucket)) = (origin, bucket) else {
+        return next.run(request).await;
+    };
+    if request.method() == http::Method::OPTIONS {
+        let answer = crate::s3::cors::preflight(&front.meta, &bucket, request.headers()).await;
+        let mut response = match answer.error {
+            Some((code, message)) => s3_error_response(answer.status, code, message),
+            None => {
+                let mut ok = Response::new(Body::empty());
+                *ok.status_mut() = answer.status;
+                ok
+            }
+        };
+        response.headers_mut().extend(answer.headers);
+        return response;
+    }
+    let method = request.method().clone();
+    let mut response = next.run(request).await;
+    let headers =
+        crate::s3::cors::actual_request_headers(&front.meta, &bucket, &origin, &method).await;
+    response.headers_mut().extend(headers);
     response
 }
 

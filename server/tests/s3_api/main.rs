@@ -6,6 +6,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod buckets;
+mod cors;
 mod endpoints;
 mod listing;
 mod multipart;

@@ -29,7 +29,7 @@ pub const DELETION_BLOCKED: &str = "DeletionBlocked";
 
 /// Setting kinds the server gives effect to today; the others are stored for the
 /// features that will read them, and reported in `SettingsEnforced`.
-const ENFORCED_BY_SERVER: &[&str] = &["policy", "versioning", "quota", "cors"];
+const ENFORCED_BY_SERVER: &[&str] = &["policy", "versioning", "quota", "cors", "lifecycle"];
 
 /// The owner recorded in the store for a resource: `k8s:<namespace>/<name>`.
 pub fn owner_of(namespace: &str, name: &str) -> String {

@@ -729,7 +729,7 @@ async fn bucket_quota_and_versioning_take_effect_on_the_server() {
 #[tokio::test]
 async fn settings_are_stored_and_unenforced_ones_reported() {
     let h = Harness::start().await;
-    let spec = "  versioning: Enabled\n  quota:\n    maxSize: 10Gi\n    maxObjects: 1000\n  lifecycle:\n  - id: expire-tmp\n    prefix: tmp/\n    expirationDays: 7\n  cors:\n  - allowedOrigins: ['https://app.example.com']\n    allowedMethods: [GET, PUT]\n  policy: |\n    {\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"s3:GetObject\",\"Resource\":\"arn:aws:s3:::team-a-site/public/*\"}]}\n";
+    let spec = "  versioning: Enabled\n  objectLock:\n    enabled: true\n  quota:\n    maxSize: 10Gi\n    maxObjects: 1000\n  lifecycle:\n  - id: expire-tmp\n    prefix: tmp/\n    expirationDays: 7\n  cors:\n  - allowedOrigins: ['https://app.example.com']\n    allowedMethods: [GET, PUT]\n  policy: |\n    {\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"s3:GetObject\",\"Resource\":\"arn:aws:s3:::team-a-site/public/*\"}]}\n";
     ready_bucket(&h, "site", spec).await;
     let config = |kind: &'static str| {
         let store = h.store.clone();
@@ -819,6 +819,17 @@ async fn settings_are_stored_and_unenforced_ones_reported() {
         .await
         .expect("preflight");
     assert_eq!(refused.status().as_u16(), 403);
+    // The server reads the lifecycle rules the operator stored.
+    let lifecycle = s3_client(&env)
+        .get_bucket_lifecycle_configuration()
+        .bucket("team-a-site")
+        .send()
+        .await
+        .expect("lifecycle");
+    let rule = &lifecycle.rules()[0];
+    assert_eq!(rule.id(), Some("expire-tmp"));
+    assert_eq!(rule.expiration().and_then(|e| e.days()), Some(7));
+    assert_eq!(rule.filter().and_then(|f| f.prefix()), Some("tmp/"));
 
     // Removing a setting from the spec removes it from the store; versioning
     // cannot be undone, so removing it suspends it.

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cluster;
 pub mod http;
 pub mod iam;
+pub mod lifecycle;
 pub mod meta;
 pub mod metrics;
 pub mod s3;

@@ -101,6 +101,10 @@ struct ServeArgs {
     /// Requests served at once before answering 503 SlowDown.
     #[arg(long, env = "COFFER_MAX_IN_FLIGHT", default_value_t = 1024)]
     max_in_flight: usize,
+    /// Length of a lifecycle "day" in seconds. A test knob: lifecycle rules count
+    /// days in these units, and the worker runs ten times per day (at most hourly).
+    #[arg(long, env = "COFFER_LIFECYCLE_DAY_SECONDS", default_value_t = 86_400)]
+    lifecycle_day_seconds: u64,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -214,6 +218,9 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.region = args.region;
     config.domain = args.domain;
     config.max_in_flight = args.max_in_flight.max(1);
+    config.lifecycle_day = Duration::from_secs(args.lifecycle_day_seconds.max(1));
+    config.lifecycle_interval =
+        (config.lifecycle_day / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     config.root_credentials = args.root_access_key.zip(args.root_secret_key);
     config.cluster = args.cluster.into_config();
     let mut server = serve::start(config).await?;

@@ -41,6 +41,10 @@ pub struct ServeConfig {
     pub gc_interval: Duration,
     /// How old an unreferenced blob file must be before it counts as an orphan.
     pub gc_grace: Duration,
+    /// The length of a lifecycle "day" (a test knob: `COFFER_LIFECYCLE_DAY_SECONDS`)
+    /// and how often the lifecycle worker runs.
+    pub lifecycle_day: Duration,
+    pub lifecycle_interval: Duration,
     /// This node's part in the storage cluster. An empty `advertise_url` means
     /// `http://<bound address>`.
     pub cluster: ClusterConfig,
@@ -59,6 +63,8 @@ impl ServeConfig {
             limits: Limits::default(),
             gc_interval: Duration::from_secs(30),
             gc_grace: Duration::from_secs(3600),
+            lifecycle_day: Duration::from_secs(86_400),
+            lifecycle_interval: Duration::from_secs(3600),
             cluster: ClusterConfig::single(cluster::default_node_id(), ""),
         }
     }
@@ -253,6 +259,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, app, shutdown_rx));
     let mut workers = cluster::spawn_workers(plane.clone());
+    workers.push(crate::lifecycle::spawn_worker(
+        meta.clone(),
+        config.lifecycle_day,
+        config.lifecycle_interval,
+    ));
     workers.push(spawn_collector(
         meta.clone(),
         plane.local().clone(),

@@ -8,6 +8,7 @@ mod bad_input;
 mod buckets;
 mod cors;
 mod endpoints;
+mod lifecycle;
 mod listing;
 mod multipart;
 mod objects;

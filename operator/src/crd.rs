@@ -94,7 +94,8 @@ pub struct BucketSpec {
     pub bucket_name: Option<String>,
 
     /// Object versioning: `Enabled` keeps every version of an object, `Suspended`
-    /// stops creating new versions. Unset: versioning was never enabled.
+    /// stops creating new versions. Unset: never enabled; once set, removing it
+    /// suspends versioning (it cannot be undone).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub versioning: Option<VersioningState>,
 

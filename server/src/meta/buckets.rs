@@ -149,7 +149,7 @@ impl MetaStore {
             .bind(name)
             .execute(&mut **tx)
             .await?;
-        sqlx::query("DELETE FROM bucket_stats WHERE bucket = $1")
+        sqlx::query("DELETE FROM bucket_usage_shards WHERE bucket = $1")
             .bind(name)
             .execute(&mut **tx)
             .await?;
@@ -221,11 +221,13 @@ impl MetaStore {
     /// Versions (current and noncurrent, not delete markers) and their bytes in a
     /// bucket: counters kept exactly by every write, read in one row.
     pub async fn bucket_usage(&self, bucket: &str) -> MetaResult<BucketUsage> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT objects, bytes FROM bucket_stats WHERE bucket = $1")
-                .bind(bucket)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT CAST(SUM(objects) AS BIGINT), CAST(SUM(bytes) AS BIGINT)
+             FROM bucket_usage_shards WHERE bucket = $1 HAVING COUNT(*) > 0",
+        )
+        .bind(bucket)
+        .fetch_optional(&self.pool)
+        .await?;
         let (objects, bytes) = row.unwrap_or((0, 0));
         Ok(BucketUsage {
             objects: objects.max(0) as u64,

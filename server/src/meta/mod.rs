@@ -171,12 +171,17 @@ impl MetaStore {
             None => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, _guard: guard })
+        Ok(WriteTx {
+            tx,
+            backend: self.backend,
+            _guard: guard,
+        })
     }
 }
 
 struct WriteTx<'a> {
     tx: sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
     _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
 }
 

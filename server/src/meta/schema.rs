@@ -150,6 +150,23 @@ const MIGRATIONS: &[Migration] = &[
             FROM buckets b",
         ],
     },
+    Migration {
+        version: 7,
+        // Usage counters split into shards: writers to a bucket without a quota
+        // update a random shard instead of all queueing on one row (on Postgres
+        // the row lock is held through the commit's fsync).
+        statements: &[
+            "CREATE TABLE bucket_usage_shards (
+            bucket TEXT NOT NULL REFERENCES buckets(name) ON DELETE CASCADE,
+            shard BIGINT NOT NULL,
+            objects BIGINT NOT NULL,
+            bytes BIGINT NOT NULL,
+            PRIMARY KEY (bucket, shard))",
+            "INSERT INTO bucket_usage_shards (bucket, shard, objects, bytes)
+            SELECT bucket, 0, objects, bytes FROM bucket_stats",
+            "DROP TABLE bucket_stats",
+        ],
+    },
 ];
 
 /// Applies every migration the database has not seen yet.

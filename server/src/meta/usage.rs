@@ -1,12 +1,12 @@
 //! Exact per-bucket usage and quotas. Every transaction that adds or removes a
-//! version adjusts its bucket's counters in `bucket_stats`; the row lock that
-//! update takes orders concurrent writers of one bucket, so a quota check made
-//! with the updated counters is exact, however many writers race.
+//! version adjusts its bucket's counters in `bucket_usage_shards` (see
+//! `apply_usage_tx`): exact sums, and exact quota checks however many writers race,
+//! without making all writers of a quota-free bucket queue on one row.
 
 use serde::{Deserialize, Serialize};
 
 use super::objects::ObjectMeta;
-use super::{MetaError, MetaResult, WriteTx, from_json};
+use super::{Backend, MetaError, MetaResult, WriteTx, from_json};
 
 /// The configuration kind of a bucket quota, `{"MaxSizeBytes": n, "MaxObjects": n}`
 /// (the shape the operator writes).
@@ -68,8 +68,15 @@ impl std::ops::AddAssign for UsageDelta {
     }
 }
 
+/// Shards of a bucket's counters that quota-free writers spread over.
+const SHARDS: i64 = 16;
+
 /// Applies `delta` to the bucket's counters; a write that grows the usage beyond
 /// the bucket's quota fails with `QuotaExceeded` (and its transaction with it).
+/// Without a quota (or for a shrinking write) the delta goes to a random shard,
+/// so concurrent writers rarely wait on one another. With a quota, a growing
+/// writer locks every shard of the bucket, in order, sums them and checks: such
+/// writers are serialized per bucket, which is what makes the check exact.
 pub(super) async fn apply_usage_tx(
     tx: &mut WriteTx<'_>,
     bucket: &str,
@@ -78,30 +85,29 @@ pub(super) async fn apply_usage_tx(
     if delta == UsageDelta::default() {
         return Ok(());
     }
-    let (objects, bytes): (i64, i64) = sqlx::query_as(
-        "INSERT INTO bucket_stats (bucket, objects, bytes) VALUES ($1, $2, $3)
-         ON CONFLICT (bucket) DO UPDATE SET objects = bucket_stats.objects + excluded.objects,
-           bytes = bucket_stats.bytes + excluded.bytes
-         RETURNING objects, bytes",
-    )
-    .bind(bucket)
-    .bind(delta.objects)
-    .bind(delta.bytes)
-    .fetch_one(&mut ***tx)
-    .await?;
-    if !delta.grows() {
-        return Ok(());
-    }
-    let quota: Option<(String,)> =
-        sqlx::query_as("SELECT value FROM bucket_configs WHERE bucket = $1 AND kind = $2")
-            .bind(bucket)
-            .bind(QUOTA)
-            .fetch_optional(&mut ***tx)
-            .await?;
-    let Some((text,)) = quota else {
+    let quota = match delta.grows() {
+        true => bucket_quota_tx(tx, bucket).await?,
+        false => None,
+    };
+    let Some(quota) = quota else {
+        add_to_shard(tx, bucket, rand::random_range(0..SHARDS), delta).await?;
         return Ok(());
     };
-    let quota: Quota = from_json(&text)?;
+    // Shard 0 always exists for a checked bucket, so there is a row to lock even
+    // for its first write.
+    add_to_shard(tx, bucket, 0, UsageDelta::default()).await?;
+    let lock = match tx.backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let shards: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "SELECT objects, bytes FROM bucket_usage_shards WHERE bucket = $1 ORDER BY shard{lock}"
+    ))
+    .bind(bucket)
+    .fetch_all(&mut ***tx)
+    .await?;
+    let objects = shards.iter().map(|(o, _)| o).sum::<i64>() + delta.objects;
+    let bytes = shards.iter().map(|(_, b)| b).sum::<i64>() + delta.bytes;
     let over_bytes = delta.bytes > 0
         && quota
             .max_size_bytes
@@ -113,6 +119,37 @@ pub(super) async fn apply_usage_tx(
     if over_bytes || over_objects {
         return Err(MetaError::QuotaExceeded);
     }
+    add_to_shard(tx, bucket, 0, delta).await
+}
+
+async fn bucket_quota_tx(tx: &mut WriteTx<'_>, bucket: &str) -> MetaResult<Option<Quota>> {
+    let quota: Option<(String,)> =
+        sqlx::query_as("SELECT value FROM bucket_configs WHERE bucket = $1 AND kind = $2")
+            .bind(bucket)
+            .bind(QUOTA)
+            .fetch_optional(&mut ***tx)
+            .await?;
+    quota.map(|(text,)| from_json(&text)).transpose()
+}
+
+async fn add_to_shard(
+    tx: &mut WriteTx<'_>,
+    bucket: &str,
+    shard: i64,
+    delta: UsageDelta,
+) -> MetaResult<()> {
+    sqlx::query(
+        "INSERT INTO bucket_usage_shards (bucket, shard, objects, bytes) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (bucket, shard) DO UPDATE
+         SET objects = bucket_usage_shards.objects + excluded.objects,
+             bytes = bucket_usage_shards.bytes + excluded.bytes",
+    )
+    .bind(bucket)
+    .bind(shard)
+    .bind(delta.objects)
+    .bind(delta.bytes)
+    .execute(&mut ***tx)
+    .await?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
-use s3s::dto::{CopyObjectInput, CopySource, UploadPartCopyInput};
+use s3s::dto::{CopyObjectInput, CopySource, PutObjectTaggingInput, UploadPartCopyInput};
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
@@ -256,6 +256,11 @@ fn request_context(cx: &mut S3AccessContext<'_>) -> RequestContext {
             _ => {}
         }
     }
+    // Tags a write asks for (`x-amz-tagging`); PutObjectTagging's come from its
+    // body, added in `Authorizer::put_object_tagging`.
+    if let Some(tagging) = headers.get("x-amz-tagging").and_then(|v| v.to_str().ok()) {
+        insert_request_tags(&mut ctx, form_urlencoded_pairs(tagging).collect::<Vec<_>>());
+    }
     let query = cx.uri().query().unwrap_or("");
     let presigned = query.contains("Signature=");
     let sigv2 = (presigned && !query.contains("X-Amz-Signature="))
@@ -287,6 +292,14 @@ fn request_context(cx: &mut S3AccessContext<'_>) -> RequestContext {
         ctx.insert("s3:prefix", "");
     }
     ctx
+}
+
+/// `s3:RequestObjectTag/<key>` and `s3:RequestObjectTagKeys` for the tags a request sets.
+fn insert_request_tags(ctx: &mut RequestContext, tags: Vec<(String, String)>) {
+    for (key, value) in tags {
+        ctx.insert(&format!("s3:RequestObjectTag/{key}"), value);
+        ctx.insert("s3:RequestObjectTagKeys", key);
+    }
 }
 
 fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
@@ -420,6 +433,8 @@ impl S3Access for Authorizer {
             "ListBuckets" if caller.key.is_some() => return Ok(()),
             // Each key is authorized on its own; refusals are per-key results.
             "DeleteObjects" => return Ok(()),
+            // Authorized once its body (the tags) is parsed: `put_object_tagging`.
+            "PutObjectTagging" => return Ok(()),
             _ => {}
         }
         let versioned = caller.context.get("s3:VersionId").is_some();
@@ -435,6 +450,36 @@ impl S3Access for Authorizer {
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
         self.authorize_copy_source(&req.extensions, &req.input.copy_source)
             .await
+    }
+
+    async fn put_object_tagging(&self, req: &mut S3Request<PutObjectTaggingInput>) -> S3Result<()> {
+        let caller = Self::caller_of(&req.extensions);
+        let mut context = (*caller.context).clone();
+        let tags = req
+            .input
+            .tagging
+            .tag_set
+            .iter()
+            .map(|t| {
+                (
+                    t.key.clone().unwrap_or_default(),
+                    t.value.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        insert_request_tags(&mut context, tags);
+        let caller = Caller {
+            key: caller.key,
+            context: Arc::new(context),
+        };
+        let action = version_action("s3:PutObjectTagging", req.input.version_id.is_some());
+        self.authorize(
+            &caller,
+            action,
+            Some(&req.input.bucket),
+            Some(&req.input.key),
+        )
+        .await
     }
 
     async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {

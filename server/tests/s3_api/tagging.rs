@@ -367,10 +367,57 @@ async fn bucket_tags_are_set_read_and_deleted(backend: Backend) {
     t.stop().await;
 }
 
+async fn request_object_tag_conditions_gate_tagged_writes(backend: Backend) {
+    let t = TestServer::start(backend).await;
+    let s3 = t.root_client();
+    s3.create_bucket().bucket("tags").send().await.unwrap();
+    let key = t
+        .key_with_policy(
+            "tagger",
+            Some(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+                "Action":["s3:PutObject","s3:PutObjectTagging","s3:GetObjectTagging"],
+                "Resource":"arn:aws:s3:::tags/*",
+                "Condition":{"StringEquals":{"s3:RequestObjectTag/team":"data"}}}]}"#,
+            ),
+        )
+        .await;
+    let tagger = t.client_for(&key);
+    let put = |tagging: Option<&'static str>| {
+        tagger
+            .put_object()
+            .bucket("tags")
+            .key("doc")
+            .set_tagging(tagging.map(str::to_owned))
+            .body(ByteStream::from_static(b"x"))
+            .send()
+    };
+    put(Some("team=data")).await.unwrap();
+    assert_eq!(code(put(Some("team=web")).await), "AccessDenied");
+    assert_eq!(code(put(None).await), "AccessDenied");
+    // PutObjectTagging is judged by the tags in its body.
+    let retag = |value: &'static str| {
+        tagger
+            .put_object_tagging()
+            .bucket("tags")
+            .key("doc")
+            .tagging(tagging(&[("team", value)]))
+            .send()
+    };
+    assert_eq!(code(retag("web").await), "AccessDenied");
+    assert_eq!(
+        object_tags(&s3, "tags", "doc", None).await,
+        pairs(&[("team", "data")])
+    );
+    retag("data").await.unwrap();
+    t.stop().await;
+}
+
 on_both_backends!(
     object_tags_are_set_read_replaced_and_deleted,
     tag_limits_are_refused_with_invalid_tag,
     copy_keeps_or_replaces_tags_by_directive,
     tags_belong_to_one_version,
     bucket_tags_are_set_read_and_deleted,
+    request_object_tag_conditions_gate_tagged_writes,
 );

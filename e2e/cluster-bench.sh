@@ -43,8 +43,8 @@ run_cluster() {
   done
   local endpoint="http://127.0.0.40:9400"
   echo "## $nodes node(s)"
-  "$BENCH" run --endpoint "$endpoint" --workload put --size 4KiB --concurrency 32 --duration "$DURATION" --bucket small
-  "$BENCH" run --endpoint "$endpoint" --workload get --size 4KiB --concurrency 32 --duration "$DURATION" --objects 1000 --bucket small-get
+  "$BENCH" run --endpoint "$endpoint" --workload put --size 4KiB --concurrency 32 --duration "$DURATION" --bucket small --baseline-http
+  "$BENCH" run --endpoint "$endpoint" --workload get --size 4KiB --concurrency 32 --duration "$DURATION" --objects 1000 --bucket small-get --baseline-http
   "$BENCH" run --endpoint "$endpoint" --workload put --size 64MiB --concurrency 4 --duration "$DURATION" --bucket large
   "$BENCH" run --endpoint "$endpoint" --workload get --size 64MiB --concurrency 4 --duration "$DURATION" --objects 8 --bucket large-get
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done

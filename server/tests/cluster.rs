@@ -344,10 +344,11 @@ async fn kill_9_during_concurrent_puts_loses_no_acknowledged_write() {
         .expect("bucket");
     let clients: Vec<Client> = cluster.nodes.iter().map(Node::client).collect();
     let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut writers = Vec::new();
     for task in 0..16 {
         let client = clients[task % 3].clone();
-        let stop = stop.clone();
+        let (stop, count) = (stop.clone(), count.clone());
         writers.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut n = 0;
@@ -359,15 +360,29 @@ async fn kill_9_during_concurrent_puts_loses_no_acknowledged_write() {
                     .is_ok()
                 {
                     acked.push((key, Instant::now()));
+                    count.fetch_add(1, Ordering::Relaxed);
                 }
             }
             acked
         }));
     }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Kill once writes are flowing, and stop once some more were acknowledged
+    // after the kill (by progress, not fixed sleeps: the machine may be busy).
+    let wait_for = |target: usize| {
+        let count = count.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while count.load(Ordering::Relaxed) < target && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_for(32).await;
     cluster.nodes[2].kill9();
     let killed_at = Instant::now();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let before_kill = count.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    wait_for(before_kill + 16).await;
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
     let mut after_kill = 0;

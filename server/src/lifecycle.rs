@@ -38,13 +38,22 @@ pub struct Worker {
 }
 
 /// Starts the worker: one pass every `interval`, with `day` as the length of a
-/// lifecycle day.
-pub fn spawn_worker(meta: MetaStore, day: Duration, interval: Duration) -> JoinHandle<()> {
+/// lifecycle day. In a cluster only one node applies the rules at a time: passes
+/// run only while `in_charge()` says so (the cluster's coordinator).
+pub fn spawn_worker(
+    meta: MetaStore,
+    day: Duration,
+    interval: Duration,
+    in_charge: impl Fn() -> bool + Send + 'static,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut worker = Worker::new(meta, day);
         let mut ticker = tokio::time::interval(interval);
         loop {
             ticker.tick().await;
+            if !in_charge() {
+                continue;
+            }
             if let Err(e) = worker.tick().await {
                 tracing::warn!(error = %e, "lifecycle pass failed");
             }

@@ -259,10 +259,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, app, shutdown_rx));
     let mut workers = cluster::spawn_workers(plane.clone());
+    let coordinator = plane.clone();
     workers.push(crate::lifecycle::spawn_worker(
         meta.clone(),
         config.lifecycle_day,
         config.lifecycle_interval,
+        move || coordinator.is_coordinator(),
     ));
     workers.push(spawn_collector(
         meta.clone(),

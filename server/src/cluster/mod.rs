@@ -245,6 +245,21 @@ impl DataPlane {
         &self.inner.counters
     }
 
+    /// Whether this node runs the cluster's singleton tasks (the lifecycle
+    /// worker): the live member with the smallest id, as this node sees it. While
+    /// views differ (a node just joined or died) two nodes may both think so for
+    /// a heartbeat or two; those tasks re-check what they change.
+    pub fn is_coordinator(&self) -> bool {
+        let view = self.view();
+        let dead_after = self.inner.config.dead_after;
+        view.nodes
+            .iter()
+            .filter(|n| view.liveness(n, dead_after) != Liveness::Dead)
+            .map(|n| n.id.as_str())
+            .min()
+            .is_none_or(|first| first == self.node_id())
+    }
+
     /// Publishes membership and worker progress as Prometheus metrics.
     pub fn export_metrics(&self, metrics: &crate::metrics::Metrics) {
         let view = self.view();

@@ -130,12 +130,16 @@ impl MetaStore {
 
     /// Records that `id` is alive, with its workers' progress.
     pub async fn heartbeat_node(&self, id: &str, progress: &NodeProgress) -> MetaResult<()> {
+        // Every write goes through `begin_write`: on SQLite, a write outside the
+        // writer queue makes queued transactions fail with "database is locked".
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query("UPDATE nodes SET heartbeat_at = $2, progress = $3 WHERE id = $1")
             .bind(id)
             .bind(now_millis())
             .bind(to_json(progress))
-            .execute(&self.pool)
+            .execute(&mut **tx)
             .await?;
+        tx.commit().await?;
         match result.rows_affected() {
             0 => Err(MetaError::NoSuchNode(id.to_owned())),
             _ => Ok(()),
@@ -150,11 +154,13 @@ impl MetaStore {
     }
 
     pub async fn set_node_state(&self, id: &str, state: NodeState) -> MetaResult<()> {
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query("UPDATE nodes SET state = $2 WHERE id = $1")
             .bind(id)
             .bind(state.as_str())
-            .execute(&self.pool)
+            .execute(&mut **tx)
             .await?;
+        tx.commit().await?;
         match result.rows_affected() {
             0 => Err(MetaError::NoSuchNode(id.to_owned())),
             _ => Ok(()),
@@ -212,12 +218,13 @@ impl MetaStore {
 
     /// Forgets `node`'s copy of `blob` (found missing or corrupt, or deleted).
     pub async fn remove_replica(&self, blob: &str, node: &str) -> MetaResult<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM blob_replicas WHERE blob_id = $1 AND node_id = $2")
             .bind(blob)
             .bind(node)
-            .execute(&self.pool)
+            .execute(&mut **tx)
             .await?;
-        Ok(())
+        tx.commit().await
     }
 
     /// Forgets `node`'s copy of `blob` only if at least `keep` other copies are

@@ -8,14 +8,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use futures::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::membership::heartbeat;
 use super::{DataPlane, Liveness, placement};
 use crate::meta::{BlobReplicas, now_millis};
-use crate::storage::BLOCK_SIZE;
 
 /// Blob ids per metadata page the healer reads.
 const PAGE: usize = 500;
@@ -235,7 +232,7 @@ async fn fetch(plane: &DataPlane, blob: &BlobReplicas) -> anyhow::Result<()> {
 /// source's block checksums.
 async fn copy_from(plane: &DataPlane, url: &str, blob: &BlobReplicas) -> anyhow::Result<()> {
     let expected = plane.inner.peers.block_crcs(url, &blob.id).await?;
-    let mut stream = Box::pin(
+    let stream = Box::pin(
         plane
             .inner
             .peers
@@ -244,23 +241,8 @@ async fn copy_from(plane: &DataPlane, url: &str, blob: &BlobReplicas) -> anyhow:
     );
     let local = plane.local().clone();
     let id = blob.id.clone();
-    let mut writer = tokio::task::spawn_blocking(move || local.create_with_id(&id)).await??;
-    let mut buffer = BytesMut::new();
-    loop {
-        let chunk = stream.next().await;
-        let done = chunk.is_none();
-        if let Some(chunk) = chunk {
-            buffer.extend_from_slice(&chunk?);
-        }
-        if buffer.len() >= BLOCK_SIZE || (done && !buffer.is_empty()) {
-            let block = buffer.split().freeze();
-            writer = tokio::task::spawn_blocking(move || writer.append(&block).map(|()| writer))
-                .await??;
-        }
-        if done {
-            break;
-        }
-    }
+    let writer = tokio::task::spawn_blocking(move || local.create_with_id(&id)).await??;
+    let (writer, _) = super::append_stream(writer, stream).await?;
     if writer.len() != blob.size {
         anyhow::bail!("peer sent {} of {} bytes", writer.len(), blob.size);
     }

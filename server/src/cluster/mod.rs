@@ -342,6 +342,51 @@ impl DataPlane {
     }
 }
 
+/// Why streaming bytes into a local copy failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AppendError {
+    /// The incoming stream broke (the sender gave up or its node died).
+    #[error("incoming bytes: {0}")]
+    Source(String),
+    /// Writing to this node's volume failed.
+    #[error("local volume: {0}")]
+    Volume(std::io::Error),
+}
+
+/// Appends a byte stream to a local blob in blocks of about 1 MiB, writing on
+/// blocking threads. Returns the writer (to finish) and the stream's CRC32C.
+pub(crate) async fn append_stream<S, E>(
+    mut writer: crate::storage::BlobWriter,
+    mut stream: S,
+) -> Result<(crate::storage::BlobWriter, u32), AppendError>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    use futures::StreamExt as _;
+    let mut buffer = bytes::BytesMut::new();
+    let mut crc = 0u32;
+    loop {
+        let chunk = stream.next().await;
+        let done = chunk.is_none();
+        if let Some(chunk) = chunk {
+            let chunk = chunk.map_err(|e| AppendError::Source(e.to_string()))?;
+            crc = crate::storage::crc32c_append(crc, &chunk);
+            buffer.extend_from_slice(&chunk);
+        }
+        if buffer.len() >= crate::storage::BLOCK_SIZE || (done && !buffer.is_empty()) {
+            let block = buffer.split().freeze();
+            writer = tokio::task::spawn_blocking(move || writer.append(&block).map(|()| writer))
+                .await
+                .map_err(|e| AppendError::Volume(std::io::Error::other(e)))?
+                .map_err(AppendError::Volume)?;
+        }
+        if done {
+            return Ok((writer, crc));
+        }
+    }
+}
+
 /// Nodes that could not be reached in time for a write or read.
 pub(crate) fn unreachable(message: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::HostUnreachable, message.into())

@@ -15,7 +15,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::{ClusterConfig, DataPlane};
-use crate::storage::{BLOCK_SIZE, crc32c_append};
 
 /// Node-to-node requests live under this path; bucket names cannot start with `_`.
 pub const PEER_PATH_PREFIX: &str = "/_coffer/v1/";
@@ -192,41 +191,21 @@ async fn receive_blob(
         let id = id.clone();
         tokio::task::spawn_blocking(move || local.create_with_id(&id)).await
     };
-    let mut writer = match create {
+    let writer = match create {
         Ok(Ok(w)) => w,
         Ok(Err(e)) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let mut stream = body.into_data_stream();
-    let mut buffer = BytesMut::new();
-    let mut crc = 0u32;
-    loop {
-        let chunk = stream.next().await;
-        let done = chunk.is_none();
-        if let Some(chunk) = chunk {
-            match chunk {
-                Ok(chunk) => {
-                    crc = crc32c_append(crc, &chunk);
-                    buffer.extend_from_slice(&chunk);
-                }
-                // The sender gave up: the temp file goes with the writer.
-                Err(e) => return plain(StatusCode::BAD_REQUEST, format!("body: {e}")),
-            }
+    // On any error the temp file goes with the writer.
+    let (writer, crc) = match super::append_stream(writer, body.into_data_stream()).await {
+        Ok(done) => done,
+        Err(e @ super::AppendError::Source(_)) => {
+            return plain(StatusCode::BAD_REQUEST, e.to_string());
         }
-        if buffer.len() >= BLOCK_SIZE || (done && !buffer.is_empty()) {
-            let block = buffer.split().freeze();
-            let appended =
-                tokio::task::spawn_blocking(move || writer.append(&block).map(|()| writer)).await;
-            writer = match appended {
-                Ok(Ok(w)) => w,
-                Ok(Err(e)) => return plain(StatusCode::INSUFFICIENT_STORAGE, e.to_string()),
-                Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            };
+        Err(e @ super::AppendError::Volume(_)) => {
+            return plain(StatusCode::INSUFFICIENT_STORAGE, e.to_string());
         }
-        if done {
-            break;
-        }
-    }
+    };
     match tokio::task::spawn_blocking(move || writer.finish()).await {
         Ok(Ok(info)) => axum::Json(Receipt {
             size: info.size,

@@ -87,15 +87,9 @@ async fn commit_batch(store: &MetaStore, batch: Vec<Pending>) {
             sqlx::query("SAVEPOINT one_write")
                 .execute(&mut **tx)
                 .await?;
-            let result = async {
-                store
-                    .bucket_exists_tx(&mut tx, &pending.object.bucket)
-                    .await?;
-                store
-                    .upsert_object_tx(&mut tx, &pending.object, &pending.condition)
-                    .await
-            }
-            .await;
+            let result = store
+                .upsert_object_tx(&mut tx, &pending.object, &pending.condition)
+                .await;
             if result.is_err() {
                 sqlx::query("ROLLBACK TO SAVEPOINT one_write")
                     .execute(&mut **tx)

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::usage::{UsageDelta, apply_usage_tx};
-use super::versions::Versioning;
+use super::usage::{QUOTA, Quota, UsageDelta, apply_usage_tx, apply_usage_under_quota_tx};
+use super::versions::{VERSIONING, Versioning};
 use super::{Backend, MetaError, MetaResult, MetaStore, WriteTx, from_json, to_json};
 
 /// Standard and user headers stored with an object and returned on GET/HEAD.
@@ -137,7 +137,7 @@ pub(super) fn object_from_row(row: &sqlx::any::AnyRow) -> MetaResult<ObjectMeta>
     let size: i64 = row.try_get("size")?;
     // Only `object_versions` rows carry the column; current rows are never markers.
     let delete_marker: i64 = row.try_get("delete_marker").unwrap_or(0);
-    Ok(ObjectMeta {
+    let mut object = ObjectMeta {
         bucket: row.try_get("bucket")?,
         key: String::from_utf8(key).map_err(|e| MetaError::Corrupt(e.to_string()))?,
         version_id: row.try_get("version_id")?,
@@ -150,7 +150,15 @@ pub(super) fn object_from_row(row: &sqlx::any::AnyRow) -> MetaResult<ObjectMeta>
         segments: from_json(row.try_get::<&str, _>("segments")?)?,
         tags: from_json(row.try_get::<&str, _>("tags")?)?,
         seq: row.try_get("seq")?,
-    })
+    };
+    // Only `get_object` selects it: the bytes of a small single-blob object.
+    if let Ok(Some(data)) = row.try_get::<Option<Vec<u8>>, _>("inline_data")
+        && let [segment] = object.segments.as_mut_slice()
+        && super::is_inline(&segment.blob)
+    {
+        segment.inline = Some(data);
+    }
+    Ok(object)
 }
 
 /// A fresh version id: 32 hex digits, never `null`.
@@ -160,9 +168,17 @@ fn new_version_id() -> String {
 
 impl MetaStore {
     /// The current version of a key (never a delete marker).
+    /// A small object's bytes come with it (in the same query), so reading it
+    /// takes one round trip to the store.
     pub async fn get_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectMeta>> {
+        let first_blob = match self.backend {
+            Backend::Postgres => "(segments::jsonb -> 0 ->> 'blob')",
+            Backend::Sqlite => "json_extract(segments, '$[0].blob')",
+        };
         let row = sqlx::query(&format!(
-            "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key = $2"
+            "SELECT {OBJECT_COLUMNS},
+               (SELECT data FROM inline_blobs WHERE id = {first_blob}) AS inline_data
+             FROM objects WHERE bucket = $1 AND key = $2"
         ))
         .bind(bucket)
         .bind(key.as_bytes().to_vec())
@@ -184,7 +200,6 @@ impl MetaStore {
             return group.put_object(object, condition).await;
         }
         let mut tx = self.begin_write().await?;
-        self.bucket_exists_tx(&mut tx, &object.bucket).await?;
         let version_id = self.upsert_object_tx(&mut tx, object, condition).await?;
         tx.commit().await?;
         Ok(version_id)
@@ -209,7 +224,7 @@ impl MetaStore {
                 ..Deleted::default()
             });
         }
-        let seq = next_seq_tx(&mut tx, bucket, key, existing.as_ref()).await?;
+        let seq = next_seq_tx(&mut tx, bucket, key, versioning, existing.as_ref()).await?;
         let mut delta = UsageDelta::default();
         if let Some(existing) = existing {
             delete_current_row(&mut tx, bucket, key).await?;
@@ -277,15 +292,43 @@ impl MetaStore {
         row.as_ref().map(object_from_row).transpose()
     }
 
+    /// Writes `object` as the current version of its key, retiring the version
+    /// it replaces. Fails with `NoSuchBucket` when the bucket is gone.
     pub(super) async fn upsert_object_tx(
         &self,
         tx: &mut WriteTx<'_>,
         object: &ObjectMeta,
         condition: &WriteCondition,
     ) -> MetaResult<String> {
-        let versioning = self.versioning_tx(tx, &object.bucket).await?;
-        // Two attempts: a concurrent insert of the same new key (Postgres) makes
-        // the first INSERT a no-op; the second attempt then locks that row.
+        let config = write_config_tx(tx, &object.bucket).await?;
+        let versioning = config.versioning;
+        // Most writes create a key: try a plain insert first, which needs neither
+        // a read nor a row lock; only when the key exists (or the write is
+        // conditional on its current version) read and lock the current row.
+        if !matches!(condition, WriteCondition::IfMatch(_)) {
+            let mut new = object.clone();
+            new.delete_marker = false;
+            new.version_id = match versioning {
+                Versioning::Enabled => new_version_id(),
+                _ => NULL_VERSION.to_owned(),
+            };
+            new.seq = next_seq_tx(tx, &object.bucket, &object.key, versioning, None).await?;
+            if insert_object_row(tx, &new).await? == 1 {
+                register_blobs_tx(tx, &new.segments).await?;
+                let mut delta = UsageDelta::adding(&new);
+                if versioning == Versioning::Suspended {
+                    delta += drop_null_version_tx(tx, &object.bucket, &object.key).await?;
+                }
+                apply_usage_under_quota_tx(tx, &object.bucket, delta, config.quota.as_ref())
+                    .await?;
+                return Ok(new.version_id);
+            }
+            if matches!(condition, WriteCondition::IfNoneMatchAny) {
+                return Err(MetaError::PreconditionFailed);
+            }
+        }
+        // Two attempts: a concurrent delete of the key between our failed insert
+        // and the lock makes the key new again; the second attempt inserts it.
         for _ in 0..2 {
             let existing = self.lock_object_tx(tx, &object.bucket, &object.key).await?;
             match (&existing, condition) {
@@ -304,7 +347,14 @@ impl MetaStore {
                 Versioning::Enabled => new_version_id(),
                 _ => NULL_VERSION.to_owned(),
             };
-            new.seq = next_seq_tx(tx, &object.bucket, &object.key, existing.as_ref()).await?;
+            new.seq = next_seq_tx(
+                tx,
+                &object.bucket,
+                &object.key,
+                versioning,
+                existing.as_ref(),
+            )
+            .await?;
             let written = match &existing {
                 Some(_) => update_object_row(tx, &new).await?,
                 None => insert_object_row(tx, &new).await?,
@@ -335,11 +385,45 @@ impl MetaStore {
             if versioning == Versioning::Suspended {
                 delta += drop_null_version_tx(tx, &object.bucket, &object.key).await?;
             }
-            apply_usage_tx(tx, &object.bucket, delta).await?;
+            apply_usage_under_quota_tx(tx, &object.bucket, delta, config.quota.as_ref()).await?;
             return Ok(new.version_id);
         }
         Err(MetaError::PreconditionFailed)
     }
+}
+
+/// What a write needs to know of its bucket, read in one query.
+pub(super) struct WriteConfig {
+    pub versioning: Versioning,
+    pub quota: Option<Quota>,
+}
+
+/// The bucket's write configuration; `NoSuchBucket` when it does not exist.
+/// One round trip instead of one per setting: on Postgres every statement of a
+/// small PUT is a network round trip, and they dominate its cost.
+pub(super) async fn write_config_tx(tx: &mut WriteTx<'_>, bucket: &str) -> MetaResult<WriteConfig> {
+    let rows: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT c.kind, c.value FROM buckets b
+         LEFT JOIN bucket_configs c ON c.bucket = b.name AND c.kind IN ($2, $3)
+         WHERE b.name = $1",
+    )
+    .bind(bucket)
+    .bind(VERSIONING)
+    .bind(QUOTA)
+    .fetch_all(&mut ***tx)
+    .await?;
+    if rows.is_empty() {
+        return Err(MetaError::NoSuchBucket(bucket.to_owned()));
+    }
+    let value_of = |kind: &str| {
+        rows.iter()
+            .find(|(k, _)| k.as_deref() == Some(kind))
+            .and_then(|(_, v)| v.as_deref())
+    };
+    Ok(WriteConfig {
+        versioning: Versioning::parse(value_of(VERSIONING))?,
+        quota: value_of(QUOTA).map(from_json).transpose()?,
+    })
 }
 
 /// What happens to a version that stops being current: kept as a noncurrent
@@ -395,14 +479,24 @@ async fn next_seq_tx(
     tx: &mut WriteTx<'_>,
     bucket: &str,
     key: &str,
+    versioning: Versioning,
     current: Option<&ObjectMeta>,
 ) -> MetaResult<i64> {
-    let (newest,): (Option<i64>,) =
-        sqlx::query_as("SELECT MAX(seq) FROM object_versions WHERE bucket = $1 AND key = $2")
+    // A bucket that never had versioning has no noncurrent versions to be above
+    // (versioning cannot be turned off once on), so it needs no query.
+    let newest = match versioning {
+        Versioning::Unversioned => None,
+        _ => {
+            let (newest,): (Option<i64>,) = sqlx::query_as(
+                "SELECT MAX(seq) FROM object_versions WHERE bucket = $1 AND key = $2",
+            )
             .bind(bucket)
             .bind(key.as_bytes().to_vec())
             .fetch_one(&mut ***tx)
             .await?;
+            newest
+        }
+    };
     let floor = newest
         .into_iter()
         .chain(current.map(|c| c.seq))
@@ -520,6 +614,23 @@ pub(super) async fn register_blobs_tx(
     segments: &[Segment],
 ) -> MetaResult<()> {
     for segment in segments {
+        if let (Some(data), Backend::Postgres) = (&segment.inline, tx.backend) {
+            // Both rows in one statement: one round trip fewer per small PUT.
+            sqlx::query(
+                "WITH blob AS (
+                   INSERT INTO blobs (id, size, created_at, garbage) VALUES ($1, $2, $3, 0)
+                   ON CONFLICT (id) DO UPDATE SET garbage = 0)
+                 INSERT INTO inline_blobs (id, data) VALUES ($1, $4) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&segment.blob)
+            .bind(segment.size as i64)
+            .bind(super::now_millis())
+            .bind(data.clone())
+            .execute(&mut ***tx)
+            .await?;
+            super::nodes::add_replicas_tx(tx, &segment.blob, &segment.replicas).await?;
+            continue;
+        }
         sqlx::query(
             "INSERT INTO blobs (id, size, created_at, garbage) VALUES ($1, $2, $3, 0)
              ON CONFLICT (id) DO UPDATE SET garbage = 0",

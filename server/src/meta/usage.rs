@@ -82,14 +82,24 @@ pub(super) async fn apply_usage_tx(
     bucket: &str,
     delta: UsageDelta,
 ) -> MetaResult<()> {
-    if delta == UsageDelta::default() {
-        return Ok(());
-    }
     let quota = match delta.grows() {
         true => bucket_quota_tx(tx, bucket).await?,
         false => None,
     };
-    let Some(quota) = quota else {
+    apply_usage_under_quota_tx(tx, bucket, delta, quota.as_ref()).await
+}
+
+/// `apply_usage_tx` for a writer that already read the bucket's quota.
+pub(super) async fn apply_usage_under_quota_tx(
+    tx: &mut WriteTx<'_>,
+    bucket: &str,
+    delta: UsageDelta,
+    quota: Option<&Quota>,
+) -> MetaResult<()> {
+    if delta == UsageDelta::default() {
+        return Ok(());
+    }
+    let Some(quota) = quota.filter(|_| delta.grows()) else {
         add_to_shard(tx, bucket, rand::random_range(0..SHARDS), delta).await?;
         return Ok(());
     };

@@ -34,7 +34,7 @@ struct VersioningDocument {
 }
 
 impl Versioning {
-    fn parse(document: Option<&str>) -> MetaResult<Self> {
+    pub(super) fn parse(document: Option<&str>) -> MetaResult<Self> {
         let Some(text) = document else {
             return Ok(Self::Unversioned);
         };

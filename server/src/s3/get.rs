@@ -189,11 +189,33 @@ pub(super) fn object_stream(
         let from = range.start.max(start);
         let to = range.end.min(end);
         if from < to {
-            pieces.push((segment.blob.clone(), (from - start)..(to - start)));
+            let sub = (from - start)..(to - start);
+            // A small object read with its metadata needs no second trip.
+            let piece = match &segment.inline {
+                Some(data) => {
+                    let end = (sub.end as usize).min(data.len());
+                    Piece::Bytes(Bytes::copy_from_slice(
+                        &data[(sub.start as usize).min(end)..end],
+                    ))
+                }
+                None => Piece::Blob(segment.blob.clone(), sub),
+            };
+            pieces.push(piece);
         }
         offset = end;
     }
-    futures::stream::iter(pieces).flat_map(move |(id, sub)| blobs.stream(&id, sub))
+    futures::stream::iter(pieces).flat_map(move |piece| match piece {
+        Piece::Bytes(bytes) => {
+            futures::future::Either::Left(futures::stream::once(futures::future::ready(Ok(bytes))))
+        }
+        Piece::Blob(id, sub) => futures::future::Either::Right(blobs.stream(&id, sub)),
+    })
+}
+
+/// Where one stretch of an object's bytes comes from.
+enum Piece {
+    Bytes(Bytes),
+    Blob(String, Range<u64>),
 }
 
 /// A verified body: the first chunk is read before answering, so a corrupt or

@@ -18,7 +18,7 @@ use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
 use crate::iam::{self, Decision, PolicyDocument, RequestContext};
-use crate::meta::{AccessKey, MetaStore, now_millis};
+use crate::meta::{AccessKey, BucketAcl, CannedAcl, MetaStore, ObjectMeta, now_millis};
 
 /// How long a key or bucket policy read from the store is trusted. Changes made by
 /// other processes (the operator, `key delete`) take effect within this time.
@@ -60,11 +60,13 @@ impl<V: Clone> TtlCache<V> {
     }
 }
 
-/// Access keys and bucket policies as the request path sees them.
+/// Access keys, bucket policies and bucket ACL settings as the request path
+/// sees them.
 pub struct KeyRing {
     meta: MetaStore,
     keys: TtlCache<Option<Arc<AccessKey>>>,
     policies: TtlCache<Option<Arc<PolicyDocument>>>,
+    acls: TtlCache<BucketAcl>,
 }
 
 impl KeyRing {
@@ -73,7 +75,43 @@ impl KeyRing {
             meta,
             keys: TtlCache::new(),
             policies: TtlCache::new(),
+            acls: TtlCache::new(),
         })
+    }
+
+    /// A bucket's Object Ownership and canned ACL (defaults for a missing bucket).
+    pub async fn bucket_acl(&self, bucket: &str) -> S3Result<BucketAcl> {
+        if let Some(cached) = self.acls.get(bucket) {
+            return Ok(cached);
+        }
+        let settings = self
+            .meta
+            .bucket_acl(bucket)
+            .await
+            .map_err(crate::s3::meta_error)?;
+        self.acls.put(bucket, settings);
+        Ok(settings)
+    }
+
+    /// Drops cached ACL settings after this server changed them.
+    pub fn forget_bucket_acl(&self, bucket: &str) {
+        self.acls.forget(bucket);
+    }
+
+    /// The version a request names (the current one without `versionId`), for
+    /// the checks that look at an object: its ACL, its tags. Not cached.
+    async fn object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> S3Result<Option<ObjectMeta>> {
+        let found = match version_id {
+            Some(v) => self.meta.get_object_version(bucket, key, v).await,
+            None => self.meta.get_object(bucket, key).await,
+        };
+        let found = found.map_err(crate::s3::meta_error)?;
+        Ok(found.filter(|o| !o.delete_marker))
     }
 
     /// A key that exists and has not expired.
@@ -213,6 +251,25 @@ pub fn action_for(operation: &str) -> &'static str {
     }
 }
 
+/// The condition key prefix of an object's current tags.
+const EXISTING_TAG: &str = "s3:ExistingObjectTag/";
+
+/// Actions on an existing object for which AWS evaluates `s3:ExistingObjectTag`.
+const EXISTING_TAG_ACTIONS: &[&str] = &[
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectAcl",
+    "s3:GetObjectVersionAcl",
+    "s3:PutObjectAcl",
+    "s3:PutObjectVersionAcl",
+    "s3:GetObjectTagging",
+    "s3:GetObjectVersionTagging",
+    "s3:PutObjectTagging",
+    "s3:PutObjectVersionTagging",
+    "s3:DeleteObjectTagging",
+    "s3:DeleteObjectVersionTagging",
+];
+
 /// Requests naming a `versionId` need the version variant of their action, as
 /// on AWS (`s3:GetObjectVersion`, `s3:DeleteObjectVersion`, ...).
 pub fn version_action(action: &'static str, versioned: bool) -> &'static str {
@@ -225,6 +282,8 @@ pub fn version_action(action: &'static str, versioned: bool) -> &'static str {
         "s3:GetObjectTagging" => "s3:GetObjectVersionTagging",
         "s3:PutObjectTagging" => "s3:PutObjectVersionTagging",
         "s3:DeleteObjectTagging" => "s3:DeleteObjectVersionTagging",
+        "s3:GetObjectAcl" => "s3:GetObjectVersionAcl",
+        "s3:PutObjectAcl" => "s3:PutObjectVersionAcl",
         other => other,
     }
 }
@@ -346,7 +405,8 @@ impl Authorizer {
     }
 
     /// Whether `caller` may do `action` on `bucket` (and `key`); errors with
-    /// AccessDenied otherwise.
+    /// AccessDenied otherwise. Policies decide first (an explicit Deny wins over
+    /// everything); ACLs are read only when no policy allows.
     pub async fn authorize(
         &self,
         caller: &Caller,
@@ -354,10 +414,67 @@ impl Authorizer {
         bucket: Option<&str>,
         key: Option<&str>,
     ) -> S3Result<()> {
-        match self.decide(caller, action, bucket, key).await? {
-            Decision::Allow => Ok(()),
-            _ => Err(s3_error!(AccessDenied, "Access Denied")),
+        let allowed = match self.decide(caller, action, bucket, key).await? {
+            Decision::Allow => true,
+            Decision::Deny => false,
+            Decision::NotApplicable => self.acl_allows(caller, action, bucket, key).await?,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(s3_error!(AccessDenied, "Access Denied"))
         }
+    }
+
+    /// Whether the canned ACLs grant the action: bucket `READ` lists, bucket
+    /// `WRITE` creates and deletes objects, object `READ` reads the object. Only
+    /// in buckets whose Object Ownership enables ACLs.
+    async fn acl_allows(
+        &self,
+        caller: &Caller,
+        action: &str,
+        bucket: Option<&str>,
+        key: Option<&str>,
+    ) -> S3Result<bool> {
+        let Some(bucket) = bucket else {
+            return Ok(false);
+        };
+        let granted_by = |acl: CannedAcl, write: bool| {
+            if write {
+                acl.everyone_writes()
+            } else {
+                acl.everyone_reads() || (caller.key.is_some() && acl.authenticated_reads())
+            }
+        };
+        let on_bucket = match action {
+            "s3:ListBucket" | "s3:ListBucketVersions" | "s3:ListBucketMultipartUploads" => {
+                Some(false)
+            }
+            "s3:PutObject" | "s3:DeleteObject" => Some(true),
+            "s3:GetObject" | "s3:GetObjectVersion" => None,
+            _ => return Ok(false),
+        };
+        let settings = self.keyring.bucket_acl(bucket).await?;
+        if !settings.ownership.acls_enabled() {
+            return Ok(false);
+        }
+        if let Some(write) = on_bucket {
+            return Ok(granted_by(settings.acl, write));
+        }
+        let Some(key) = key else {
+            return Ok(false);
+        };
+        let version = caller
+            .context
+            .get("s3:VersionId")
+            .and_then(<[String]>::first);
+        let object = self
+            .keyring
+            .object_version(bucket, key, version.map(String::as_str))
+            .await?;
+        Ok(object
+            .and_then(|o| o.headers.acl)
+            .is_some_and(|acl| granted_by(acl, false)))
     }
 
     pub async fn decide(
@@ -374,30 +491,64 @@ impl Authorizer {
             Some(b) => iam::resource_arn(b, key),
             None => "arn:aws:s3:::*".to_owned(),
         };
+        let identity_policy = match caller.key.as_ref().and_then(|k| k.policy.as_deref()) {
+            Some(text) => match PolicyDocument::parse(text) {
+                Ok(policy) => Some(Arc::new(policy)),
+                Err(e) => {
+                    tracing::warn!(key = ?caller.key.as_ref().map(|k| &k.id), error = %e, "ignoring invalid key policy");
+                    None
+                }
+            },
+            None => None,
+        };
+        let bucket_policy = match bucket {
+            Some(b) => self.keyring.bucket_policy(b).await?,
+            None => None,
+        };
+        let mut context = caller.context.clone();
+        if let (Some(b), Some(k)) = (bucket, key)
+            && EXISTING_TAG_ACTIONS.contains(&action)
+            && [&identity_policy, &bucket_policy]
+                .into_iter()
+                .flatten()
+                .any(|p| p.mentions_condition_key(EXISTING_TAG))
+        {
+            context = Arc::new(self.with_existing_tags(&caller.context, b, k).await?);
+        }
         let request = iam::Request {
             action,
             resource: &resource,
             principal: caller.key.as_ref().map(|k| k.id.as_str()),
-            context: &caller.context,
+            context: &context,
         };
-        let identity = match caller.key.as_ref().and_then(|k| k.policy.as_deref()) {
-            Some(text) => match PolicyDocument::parse(text) {
-                Ok(policy) => policy.evaluate(&request, false),
-                Err(e) => {
-                    tracing::warn!(key = ?caller.key.as_ref().map(|k| &k.id), error = %e, "ignoring invalid key policy");
-                    Decision::NotApplicable
-                }
-            },
-            None => Decision::NotApplicable,
-        };
-        let bucket_decision = match bucket {
-            Some(b) => match self.keyring.bucket_policy(b).await? {
-                Some(policy) => policy.evaluate(&request, true),
-                None => Decision::NotApplicable,
-            },
-            None => Decision::NotApplicable,
-        };
+        let identity =
+            identity_policy.map_or(Decision::NotApplicable, |p| p.evaluate(&request, false));
+        let bucket_decision =
+            bucket_policy.map_or(Decision::NotApplicable, |p| p.evaluate(&request, true));
         Ok(identity.and(bucket_decision))
+    }
+
+    /// The request's condition keys plus `s3:ExistingObjectTag/<key>` for each
+    /// tag of the version it names; none when that version does not exist.
+    async fn with_existing_tags(
+        &self,
+        context: &RequestContext,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<RequestContext> {
+        let mut context = context.clone();
+        let version = context
+            .get("s3:VersionId")
+            .and_then(<[String]>::first)
+            .cloned();
+        let object = self
+            .keyring
+            .object_version(bucket, key, version.as_deref())
+            .await?;
+        for (name, value) in object.map(|o| o.tags).unwrap_or_default() {
+            context.insert(&format!("{EXISTING_TAG}{name}"), value);
+        }
+        Ok(context)
     }
 
     pub fn caller_of(extensions: &http::Extensions) -> Caller {

@@ -52,6 +52,7 @@ pub fn router(front: FrontDoor, s3: s3s::service::S3Service, peers: Router) -> R
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback_service(s3)
+        .layer(axum::middleware::from_fn(browser_form))
         .layer(axum::middleware::from_fn_with_state(front.clone(), cors))
         .layer(axum::middleware::from_fn_with_state(
             front.clone(),
@@ -268,6 +269,61 @@ async fn cors(State(front): State<FrontDoor>, request: Request, next: Next) -> R
         crate::s3::cors::actual_request_headers(&front.meta, &bucket, &origin, &method).await;
     response.headers_mut().extend(headers);
     response
+}
+
+/// Browser form uploads (`POST /bucket` with `multipart/form-data`): the form
+/// head is rewritten on its way to s3s (`${filename}`), and policy violations
+/// get AWS's `403 AccessDenied` (see `s3::post`).
+async fn browser_form(request: Request, next: Next) -> Response {
+    let boundary = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::s3::post::form_boundary);
+    let is_form = request.method() == http::Method::POST
+        && path_bucket(request.uri().path())
+            .is_some_and(|b| request.uri().path().trim_matches('/') == b);
+    let (Some(boundary), true) = (boundary, is_form) else {
+        return next.run(request).await;
+    };
+    let form = crate::s3::post::BrowserForm::default();
+    let (mut parts, body) = request.into_parts();
+    // The rewritten head may differ in length; the form parser needs none.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.extensions.insert(form.clone());
+    let body = crate::s3::post::watch_form(body, boundary, form);
+    let response = next.run(Request::from_parts(parts, body)).await;
+    if !response.status().is_client_error() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(collected) = http_body_util::Limited::new(body, 64 * 1024)
+        .collect()
+        .await
+    else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let bytes = collected.to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    let field = |name: &str| {
+        text.split(&format!("<{name}>"))
+            .nth(1)
+            .and_then(|r| r.split(&format!("</{name}>")).next())
+            .unwrap_or("")
+            .replace("&apos;", "'")
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    };
+    match crate::s3::post::policy_error(&field("Code"), &field("Message")) {
+        Some((status, message)) => s3_error_response(status, "AccessDenied", &message),
+        None => {
+            let mut parts = parts;
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(bytes))
+        }
+    }
 }
 
 /// Inserts the peer address so IAM conditions can use `aws:SourceIp`.

@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 
 use coffer_server::meta::{
-    ListQuery, MetaError, MetaStore, MultipartUpload, NewAccessKey, NewBucket, NodeProgress,
-    NodeState, ObjectChecksum, ObjectHeaders, ObjectMeta, Part, Segment, Versioning,
-    WriteCondition, now_millis,
+    BucketAcl, CannedAcl, ListQuery, MetaError, MetaStore, MultipartUpload, NewAccessKey,
+    NewBucket, NodeProgress, NodeState, ObjectChecksum, ObjectHeaders, ObjectMeta, ObjectOwnership,
+    Part, Segment, Versioning, WriteCondition, now_millis,
 };
 
 async fn sqlite_store() -> MetaStore {
@@ -787,7 +787,90 @@ async fn background_writes_never_make_request_writes_fail(store: MetaStore) {
     beats.await.unwrap();
 }
 
+async fn canned_acls_and_ownership(store: MetaStore) {
+    store.create_bucket(&bucket("acl-b")).await.unwrap();
+    assert_eq!(
+        store.bucket_acl("acl-b").await.unwrap(),
+        BucketAcl {
+            ownership: ObjectOwnership::BucketOwnerEnforced,
+            acl: CannedAcl::Private
+        },
+        "new buckets: ACLs disabled, private"
+    );
+    store
+        .set_object_ownership("acl-b", ObjectOwnership::ObjectWriter)
+        .await
+        .unwrap();
+    store
+        .set_bucket_canned_acl("acl-b", CannedAcl::PublicRead)
+        .await
+        .unwrap();
+    let settings = store.bucket_acl("acl-b").await.unwrap();
+    assert_eq!(settings.ownership, ObjectOwnership::ObjectWriter);
+    assert_eq!(settings.acl, CannedAcl::PublicRead);
+    store
+        .set_object_ownership("acl-b", ObjectOwnership::Unset)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.bucket_acl("acl-b").await.unwrap().ownership,
+        ObjectOwnership::Unset
+    );
+    // Object ACLs are per version and survive the version becoming noncurrent.
+    store
+        .set_bucket_versioning("acl-b", Versioning::Enabled)
+        .await
+        .unwrap();
+    let mut first = object("acl-b", "k", "acl-blob-1");
+    first.headers.acl = Some(CannedAcl::PublicRead);
+    let v1 = store
+        .put_object(&first, &WriteCondition::None)
+        .await
+        .unwrap();
+    let v2 = store
+        .put_object(&object("acl-b", "k", "acl-blob-2"), &WriteCondition::None)
+        .await
+        .unwrap();
+    let acl_of = |v: String| {
+        let store = store.clone();
+        async move {
+            store
+                .get_object_version("acl-b", "k", &v)
+                .await
+                .unwrap()
+                .unwrap()
+                .headers
+                .acl
+        }
+    };
+    assert_eq!(acl_of(v1.clone()).await, Some(CannedAcl::PublicRead));
+    assert_eq!(acl_of(v2.clone()).await, None);
+    store
+        .set_object_acl("acl-b", "k", None, CannedAcl::AuthenticatedRead)
+        .await
+        .unwrap();
+    store
+        .set_object_acl("acl-b", "k", Some(&v1), CannedAcl::Private)
+        .await
+        .unwrap();
+    assert_eq!(acl_of(v1).await, None);
+    assert_eq!(acl_of(v2).await, Some(CannedAcl::AuthenticatedRead));
+    assert!(matches!(
+        store
+            .set_object_acl("acl-b", "k", Some("nope"), CannedAcl::Private)
+            .await,
+        Err(MetaError::NoSuchVersion)
+    ));
+    assert!(matches!(
+        store
+            .set_object_acl("acl-b", "missing", None, CannedAcl::Private)
+            .await,
+        Err(MetaError::NoSuchKey)
+    ));
+}
+
 conformance!(
+    canned_acls_and_ownership,
     background_writes_never_make_request_writes_fail,
     versions_markers_and_garbage,
     nodes_and_replicas,

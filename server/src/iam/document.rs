@@ -219,6 +219,21 @@ impl PolicyDocument {
         Ok(doc)
     }
 
+    /// Whether some statement conditions on a key starting with `prefix`
+    /// (case-insensitive), so callers fetch costly condition values only when
+    /// a policy can look at them.
+    pub fn mentions_condition_key(&self, prefix: &str) -> bool {
+        let prefix = prefix.to_ascii_lowercase();
+        self.statements().any(|s| {
+            s.condition.as_ref().is_some_and(|block| {
+                block
+                    .values()
+                    .flat_map(|keys| keys.keys())
+                    .any(|key| key.to_ascii_lowercase().starts_with(&prefix))
+            })
+        })
+    }
+
     pub fn statements(&self) -> std::slice::Iter<'_, Statement> {
         self.statement.iter()
     }

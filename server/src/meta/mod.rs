@@ -2,6 +2,7 @@
 //! bookkeeping, behind one interface with a SQLite and a Postgres backend.
 //! It knows nothing of HTTP; the S3 layer and the operator both write through it.
 
+mod acl;
 mod blobs;
 mod buckets;
 mod group;
@@ -14,6 +15,7 @@ mod schema;
 mod usage;
 mod versions;
 
+pub use self::acl::{BucketAcl, CannedAcl, ObjectOwnership};
 pub use self::buckets::{Bucket, BucketUsage, NewBucket};
 pub use self::keys::{AccessKey, NewAccessKey};
 pub use self::list::{ListPage, ListQuery};

@@ -33,6 +33,10 @@ pub struct ObjectHeaders {
     /// `x-amz-meta-*` without the prefix.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub user_metadata: BTreeMap<String, String>,
+    /// The version's canned ACL (`None`: private). Not a header on reads; kept
+    /// here because it travels with the version exactly as the headers do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<super::CannedAcl>,
 }
 
 /// The additional checksum of an object (`x-amz-checksum-*`).

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::list::{self, Cursor, ListPage, ListQuery, Source};
 use super::objects::{
-    Deleted, OBJECT_COLUMNS, ObjectMeta, delete_current_row, delete_version_row, insert_object_row,
-    mark_garbage_tx, object_from_row,
+    Deleted, OBJECT_COLUMNS, ObjectHeaders, ObjectMeta, delete_current_row, delete_version_row,
+    insert_object_row, mark_garbage_tx, object_from_row,
 };
 use super::usage::{UsageDelta, apply_usage_tx};
 use super::{MetaError, MetaResult, MetaStore, WriteTx, from_json, to_json};
@@ -231,6 +231,57 @@ impl MetaStore {
             .bind(to_json(tags))
             .execute(&mut **tx)
             .await?;
+        tx.commit().await?;
+        Ok(target)
+    }
+
+    /// Rewrites the stored headers of a version (`None`: the current one) in
+    /// place; returns the version id. Delete markers have none:
+    /// `NoSuchKey`/`NoSuchVersion`.
+    pub(super) async fn update_object_headers(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        change: impl FnOnce(&mut ObjectHeaders),
+    ) -> MetaResult<String> {
+        let mut tx = self.begin_write().await?;
+        self.bucket_exists_tx(&mut tx, bucket).await?;
+        let current = self.lock_object_tx(&mut tx, bucket, key).await?;
+        let (mut headers, target, current_row) = match (current, version_id) {
+            (Some(c), None) => (c.headers, c.version_id, true),
+            (Some(c), Some(v)) if c.version_id == v => (c.headers, c.version_id, true),
+            (None, None) => return Err(MetaError::NoSuchKey),
+            (_, Some(v)) => {
+                let row: Option<(String,)> = sqlx::query_as(
+                    "SELECT headers FROM object_versions
+                     WHERE bucket = $1 AND key = $2 AND version_id = $3 AND delete_marker = 0",
+                )
+                .bind(bucket)
+                .bind(key.as_bytes().to_vec())
+                .bind(v)
+                .fetch_optional(&mut **tx)
+                .await?;
+                let Some((text,)) = row else {
+                    return Err(MetaError::NoSuchVersion);
+                };
+                (from_json(&text)?, v.to_owned(), false)
+            }
+        };
+        change(&mut headers);
+        let statement = if current_row {
+            "UPDATE objects SET headers = $3 WHERE bucket = $1 AND key = $2"
+        } else {
+            "UPDATE object_versions SET headers = $3 WHERE bucket = $1 AND key = $2 AND version_id = $4"
+        };
+        let mut query = sqlx::query(statement)
+            .bind(bucket)
+            .bind(key.as_bytes().to_vec())
+            .bind(to_json(&headers));
+        if !current_row {
+            query = query.bind(target.clone());
+        }
+        query.execute(&mut **tx).await?;
         tx.commit().await?;
         Ok(target)
     }

@@ -92,6 +92,11 @@ pub async fn copy_object(
         }
         headers
     };
+    // An ACL is never copied: the copy gets the request's, as on S3.
+    let mut headers = headers;
+    headers.acl =
+        super::acl::acl_for_new_object(s3, &input.bucket, input.acl.as_ref().map(|a| a.as_str()))
+            .await?;
     let new_tags = input.tagging_directive.is_some();
     let onto_itself = source.bucket == input.bucket
         && source.key == input.key

@@ -14,6 +14,7 @@ pub(crate) mod lifecycle;
 mod list;
 mod multipart;
 mod policy;
+pub(crate) mod post;
 mod put;
 mod tagging;
 
@@ -461,6 +462,12 @@ impl S3 for Coffer {
         req: S3Request<PutBucketOwnershipControlsInput>,
     ) -> S3Result<S3Response<PutBucketOwnershipControlsOutput>> {
         acl::put_bucket_ownership_controls(self, req).await
+    }
+    async fn delete_bucket_ownership_controls(
+        &self,
+        req: S3Request<DeleteBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<DeleteBucketOwnershipControlsOutput>> {
+        acl::delete_bucket_ownership_controls(self, req).await
     }
     async fn get_bucket_policy(
         &self,

@@ -50,7 +50,10 @@ pub async fn create_multipart_upload(
     let caller = Authorizer::caller_of(&req.extensions);
     let input = req.input;
     validate_key(&input.key)?;
-    let headers = object_headers(header_input!(input), s3.limits.max_user_metadata)?;
+    let mut headers = object_headers(header_input!(input), s3.limits.max_user_metadata)?;
+    headers.acl =
+        super::acl::acl_for_new_object(s3, &input.bucket, input.acl.as_ref().map(|a| a.as_str()))
+            .await?;
     let tags = super::tagging::parse_header(input.tagging.as_deref())?;
     let algorithm = input
         .checksum_algorithm

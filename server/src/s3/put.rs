@@ -98,6 +98,8 @@ pub(super) fn object_headers(
         expires,
         storage_class: input.storage_class.map(|c| c.as_str().to_owned()),
         user_metadata,
+        // Set by each write from `x-amz-acl` (`acl::acl_for_new_object`).
+        acl: None,
     })
 }
 
@@ -144,14 +146,15 @@ pub(super) fn write_condition(
 }
 
 /// Request headers that ask for something Coffer does not do yet. Accepting them
-/// silently would lie about encryption, retention or visibility, so they are refused.
+/// silently would lie about encryption, retention or visibility, so they are
+/// refused. (`x-amz-acl` is checked by each write against the bucket's ownership.)
 pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
     const REFUSED_PREFIXES: &[&str] = &[
         "x-amz-server-side-encryption",
         "x-amz-object-lock-",
         "x-amz-grant-",
     ];
-    for (name, value) in headers {
+    for name in headers.keys() {
         let name = name.as_str();
         if let Some(prefix) = REFUSED_PREFIXES.iter().find(|p| name.starts_with(**p)) {
             return Err(s3_error!(
@@ -159,22 +162,11 @@ pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
                 "{prefix}* headers are not supported yet"
             ));
         }
-        let value = value.to_str().unwrap_or("");
-        match name {
-            // Private is what every object is; anything else would be a lie.
-            "x-amz-acl" if !matches!(value, "private" | "bucket-owner-full-control") => {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "Only the private canned ACL is supported yet"
-                ));
-            }
-            "x-amz-website-redirect-location" => {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "Website redirects are not supported"
-                ));
-            }
-            _ => {}
+        if name == "x-amz-website-redirect-location" {
+            return Err(s3_error!(
+                NotImplemented,
+                "Website redirects are not supported"
+            ));
         }
     }
     Ok(())
@@ -214,13 +206,29 @@ pub async fn put_object(
     req: S3Request<PutObjectInput>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
     refuse_unsupported(&req.headers)?;
-    let input = req.input;
+    let mut input = req.input;
+    // A browser form upload arrives here too (s3s's default PostObject).
+    super::post::apply_form_fields(&mut input, &req.extensions)?;
     validate_key(&input.key)?;
     s3.meta
         .require_bucket(&input.bucket)
         .await
         .map_err(meta_error)?;
-    let headers = object_headers(header_input!(input), s3.limits.max_user_metadata)?;
+    if input.grant_full_control.is_some()
+        || input.grant_read.is_some()
+        || input.grant_read_acp.is_some()
+        || input.grant_write_acp.is_some()
+    {
+        // Form fields of a POST upload; headers were refused above.
+        return Err(s3_error!(
+            NotImplemented,
+            "x-amz-grant-* fields are not supported yet"
+        ));
+    }
+    let mut headers = object_headers(header_input!(input), s3.limits.max_user_metadata)?;
+    headers.acl =
+        super::acl::acl_for_new_object(s3, &input.bucket, input.acl.as_ref().map(|a| a.as_str()))
+            .await?;
     let tags = tagging::parse_header(input.tagging.as_deref())?;
     let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     if condition == WriteCondition::IfNoneMatchAny

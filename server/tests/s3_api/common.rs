@@ -253,3 +253,56 @@ pub fn presign_get(url: &str, id: &str, secret: &str, expires: std::time::Durati
     instructions.apply_to_request_http1x(&mut request);
     request.uri().to_string()
 }
+
+/// The signed fields of a POST policy: `policy`, `x-amz-*`. Conditions for the
+/// `x-amz-*` fields are added here, as every signer must.
+pub fn signed_policy(
+    conditions: Vec<serde_json::Value>,
+    expires_in: time::Duration,
+    id: &str,
+    secret: &str,
+) -> Vec<(String, String)> {
+    let now = time::OffsetDateTime::now_utc();
+    let date = format!(
+        "{:04}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    );
+    let amz_date = format!(
+        "{date}T{:02}{:02}{:02}Z",
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let credential = format!("{id}/{date}/us-east-1/s3/aws4_request");
+    let expiration = (now + expires_in)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let mut conditions = conditions;
+    conditions.push(serde_json::json!({"x-amz-algorithm": "AWS4-HMAC-SHA256"}));
+    conditions.push(serde_json::json!({"x-amz-credential": credential}));
+    conditions.push(serde_json::json!({"x-amz-date": amz_date}));
+    let policy = serde_json::json!({"expiration": expiration, "conditions": conditions});
+    let policy = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        policy.to_string(),
+    );
+    let mac = |key: &[u8], data: &str| {
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(key).unwrap();
+        hmac::Mac::update(&mut mac, data.as_bytes());
+        hmac::Mac::finalize(mac).into_bytes().to_vec()
+    };
+    let key = mac(format!("AWS4{secret}").as_bytes(), &date);
+    let key = mac(&key, "us-east-1");
+    let key = mac(&key, "s3");
+    let key = mac(&key, "aws4_request");
+    let signature = hex::encode(mac(&key, &policy));
+    vec![
+        ("policy".into(), policy),
+        ("x-amz-algorithm".into(), "AWS4-HMAC-SHA256".into()),
+        ("x-amz-credential".into(), credential),
+        ("x-amz-date".into(), amz_date),
+        ("x-amz-signature".into(), signature),
+    ]
+}

@@ -13,6 +13,7 @@ mod lifecycle;
 mod listing;
 mod multipart;
 mod objects;
+mod post_object;
 mod quota;
 mod tagging;
 mod versioning;

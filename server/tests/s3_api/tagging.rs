@@ -413,7 +413,135 @@ async fn request_object_tag_conditions_gate_tagged_writes(backend: Backend) {
     t.stop().await;
 }
 
+async fn existing_object_tag_conditions_follow_the_named_version(backend: Backend) {
+    let t = TestServer::start(backend).await;
+    let s3 = t.root_client();
+    s3.create_bucket().bucket("gated").send().await.unwrap();
+    s3.put_bucket_versioning()
+        .bucket("gated")
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let put = |key: &'static str, class: &'static str| {
+        let s3 = s3.clone();
+        async move {
+            s3.put_object()
+                .bucket("gated")
+                .key(key)
+                .tagging(format!("class={class}"))
+                .body(ByteStream::from_static(b"x"))
+                .send()
+                .await
+                .unwrap()
+                .version_id()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    put("open", "public").await;
+    put("closed", "secret").await;
+    let old = put("mixed", "public").await;
+    put("mixed", "secret").await;
+    // Reads and tag changes only of objects whose current tags say public.
+    let key = t
+        .key_with_policy(
+            "reader",
+            Some(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+                "Action":["s3:GetObject","s3:GetObjectVersion","s3:PutObjectTagging","s3:GetObjectTagging"],
+                "Resource":"arn:aws:s3:::gated/*",
+                "Condition":{"StringEquals":{"s3:ExistingObjectTag/class":"public"}}}]}"#,
+            ),
+        )
+        .await;
+    let reader = t.client_for(&key);
+    let get = |key: &'static str, version: Option<String>| {
+        let reader = reader.clone();
+        async move {
+            reader
+                .get_object()
+                .bucket("gated")
+                .key(key)
+                .set_version_id(version)
+                .send()
+                .await
+                .map(|_| ())
+        }
+    };
+    get("open", None).await.unwrap();
+    assert_eq!(code(get("closed", None).await), "AccessDenied");
+    assert_eq!(code(get("missing", None).await), "AccessDenied");
+    // The version named, not the current one, is what the condition sees.
+    assert_eq!(code(get("mixed", None).await), "AccessDenied");
+    get("mixed", Some(old)).await.unwrap();
+    // Its own tag change takes it out of reach; the owner can put it back.
+    reader
+        .put_object_tagging()
+        .bucket("gated")
+        .key("open")
+        .tagging(tagging(&[("class", "secret")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(get("open", None).await), "AccessDenied");
+    assert_eq!(
+        code(
+            reader
+                .get_object_tagging()
+                .bucket("gated")
+                .key("open")
+                .send()
+                .await
+        ),
+        "AccessDenied"
+    );
+    s3.put_object_tagging()
+        .bucket("gated")
+        .key("closed")
+        .tagging(tagging(&[("class", "public")]))
+        .send()
+        .await
+        .unwrap();
+    get("closed", None).await.unwrap();
+    // A bucket policy Deny on a tag beats an allow-all key.
+    s3.put_bucket_policy()
+        .bucket("gated")
+        .policy(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*",
+            "Action":"s3:GetObject","Resource":"arn:aws:s3:::gated/*",
+            "Condition":{"StringEquals":{"s3:ExistingObjectTag/class":"secret"}}}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let admin = t
+        .key_with_policy(
+            "admin",
+            Some(r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#),
+        )
+        .await;
+    let admin = t.client_for(&admin);
+    assert_eq!(
+        code(admin.get_object().bucket("gated").key("open").send().await),
+        "AccessDenied"
+    );
+    admin
+        .get_object()
+        .bucket("gated")
+        .key("closed")
+        .send()
+        .await
+        .unwrap();
+    t.stop().await;
+}
+
 on_both_backends!(
+    existing_object_tag_conditions_follow_the_named_version,
     object_tags_are_set_read_replaced_and_deleted,
     tag_limits_are_refused_with_invalid_tag,
     copy_keeps_or_replaces_tags_by_directive,

@@ -1,0 +1,342 @@
+//! PostObject, the browser form upload. s3s parses the form, checks the signed
+//! POST policy (expiry, `eq`/`starts-with`, `content-length-range`, every field
+//! covered) and answers `success_action_status`/`success_action_redirect`; this
+//! file adds what s3s leaves out: `${filename}` in the `key` field, the XML
+//! `tagging` field, and AWS's `AccessDenied` for policy violations. The form
+//! head is read from the body as it streams by (`watch_form`), before s3s sees it.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::StreamExt;
+use s3s::dto::*;
+use s3s::{S3Result, s3_error};
+
+/// The form head never needs more than this (AWS caps a POST form's fields at
+/// 20 KB); a form whose `file` part starts later is passed on untouched.
+const MAX_FORM_HEAD: usize = 64 * 1024;
+
+/// Fields of a browser form that s3s does not hand to the handler (AWS's
+/// `acl` and XML `tagging`), captured from the body on its way in.
+#[derive(Clone, Default)]
+pub(crate) struct BrowserForm {
+    fields: Arc<Mutex<FormFields>>,
+}
+
+#[derive(Clone, Default)]
+struct FormFields {
+    acl: Option<String>,
+    tagging: Option<String>,
+}
+
+impl BrowserForm {
+    fn record(&self, fields: FormFields) {
+        *self.fields.lock().unwrap_or_else(|e| e.into_inner()) = fields;
+    }
+
+    fn fields(&self) -> FormFields {
+        self.fields
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// The boundary of a `multipart/form-data` request.
+pub(crate) fn form_boundary(content_type: &str) -> Option<String> {
+    let (mime, params) = content_type.split_once(';')?;
+    if !mime.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    params.split(';').find_map(|p| {
+        let (name, value) = p.trim().split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// One part of the form head: its name, file name, and where its value lies.
+struct Part {
+    name: String,
+    file_name: Option<String>,
+    value: std::ops::Range<usize>,
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
+}
+
+/// `form-data; name="key"; filename="a.txt"` → ("key", Some("a.txt")).
+fn disposition(headers: &str) -> Option<(String, Option<String>)> {
+    let line = headers.split("\r\n").find(|l| {
+        l.split_once(':')
+            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case("content-disposition"))
+    })?;
+    let (_, value) = line.split_once(':')?;
+    let mut name = None;
+    let mut file_name = None;
+    for param in value.split(';').skip(1) {
+        let Some((k, v)) = param.trim().split_once('=') else {
+            continue;
+        };
+        let v = v.trim().trim_matches('"').to_owned();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "name" => name = Some(v),
+            "filename" => file_name = Some(v),
+            _ => {}
+        }
+    }
+    Some((name?, file_name))
+}
+
+/// The parts before `file`, and `file` itself (its value range empty), once
+/// the head holds them all; `None` while more bytes are needed.
+fn parse_head(head: &[u8], boundary: &str) -> Option<Vec<Part>> {
+    let delimiter = format!("--{boundary}");
+    let mut pos = find(head, delimiter.as_bytes(), 0)? + delimiter.len();
+    let mut parts = Vec::new();
+    loop {
+        if head.get(pos..pos + 2)? != b"\r\n" {
+            return None;
+        }
+        let headers_start = pos + 2;
+        let headers_end = find(head, b"\r\n\r\n", headers_start)?;
+        let headers = String::from_utf8_lossy(&head[headers_start..headers_end]);
+        let (name, file_name) = disposition(&headers)?;
+        let value_start = headers_end + 4;
+        if name.eq_ignore_ascii_case("file") {
+            parts.push(Part {
+                name,
+                file_name,
+                value: value_start..value_start,
+            });
+            return Some(parts);
+        }
+        let next = find(head, format!("\r\n{delimiter}").as_bytes(), value_start)?;
+        parts.push(Part {
+            name,
+            file_name,
+            value: value_start..next,
+        });
+        pos = next + 2 + delimiter.len();
+    }
+}
+
+/// A browser sends the bare name; some send a path (`C:\Users\me\a.txt`).
+fn base_name(file_name: &str) -> &str {
+    file_name.rsplit(['/', '\\']).next().unwrap_or(file_name)
+}
+
+/// Rewrites the form head: `${filename}` in the `key` field becomes the name of
+/// the uploaded file, so the policy check, the stored key and the response all
+/// see the real key. Records the `tagging` field.
+fn rewrite_head(head: &[u8], boundary: &str, form: &BrowserForm) -> Option<Vec<u8>> {
+    let parts = parse_head(head, boundary)?;
+    let file_name = parts
+        .iter()
+        .find(|p| p.name.eq_ignore_ascii_case("file"))
+        .and_then(|p| p.file_name.as_deref())
+        .map(base_name)
+        .unwrap_or_default();
+    let value_of = |name: &str| {
+        parts
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .map(|p| String::from_utf8_lossy(&head[p.value.clone()]).into_owned())
+    };
+    form.record(FormFields {
+        acl: value_of("acl"),
+        tagging: value_of("tagging"),
+    });
+    let mut out = head.to_vec();
+    if let Some(key) = parts.iter().find(|p| p.name.eq_ignore_ascii_case("key")) {
+        let value = String::from_utf8_lossy(&head[key.value.clone()]);
+        if value.contains("${filename}") {
+            let replaced = value.replace("${filename}", file_name);
+            out.splice(key.value.clone(), replaced.into_bytes());
+        }
+    }
+    Some(out)
+}
+
+/// Passes a form body through, rewriting its head (see [`rewrite_head`]) once
+/// it has arrived; the file's bytes stream on untouched.
+pub(crate) fn watch_form(body: Body, boundary: String, form: BrowserForm) -> Body {
+    struct State {
+        inner: axum::body::BodyDataStream,
+        head: Vec<u8>,
+        done: bool,
+    }
+    let state = State {
+        inner: body.into_data_stream(),
+        head: Vec::new(),
+        done: false,
+    };
+    let stream = futures::stream::unfold(state, move |mut state| {
+        let boundary = boundary.clone();
+        let form = form.clone();
+        async move {
+            loop {
+                match state.inner.next().await {
+                    Some(Ok(chunk)) if state.done => return Some((Ok(chunk), state)),
+                    Some(Ok(chunk)) => {
+                        state.head.extend_from_slice(&chunk);
+                        if let Some(rewritten) = rewrite_head(&state.head, &boundary, &form) {
+                            state.done = true;
+                            state.head.clear();
+                            return Some((Ok(Bytes::from(rewritten)), state));
+                        }
+                        if state.head.len() > MAX_FORM_HEAD {
+                            state.done = true;
+                            let head = Bytes::from(std::mem::take(&mut state.head));
+                            return Some((Ok(head), state));
+                        }
+                    }
+                    Some(Err(e)) => {
+                        state.done = true;
+                        return Some((Err(e), state));
+                    }
+                    None if state.head.is_empty() => return None,
+                    None => {
+                        let head = Bytes::from(std::mem::take(&mut state.head));
+                        return Some((Ok(head), state));
+                    }
+                }
+            }
+        }
+    });
+    Body::from_stream(stream)
+}
+
+/// s3s reports a violated POST policy condition as `400 InvalidPolicyDocument`;
+/// AWS answers `403 AccessDenied` "Invalid according to Policy: ...", which is
+/// what browser upload code checks for. Returns the replacement code, status
+/// and message for an error of a POST form, if it needs one.
+pub(crate) fn policy_error(code: &str, message: &str) -> Option<(http::StatusCode, String)> {
+    let violated = code == "InvalidPolicyDocument"
+        && (message.starts_with("Policy condition") || message.starts_with("Bucket in form field"));
+    let expired = code == "AccessDenied" && message == "Request has expired";
+    if expired {
+        return Some((
+            http::StatusCode::FORBIDDEN,
+            "Invalid according to Policy: Policy expired.".to_owned(),
+        ));
+    }
+    violated.then(|| {
+        (
+            http::StatusCode::FORBIDDEN,
+            format!("Invalid according to Policy: {message}"),
+        )
+    })
+}
+
+/// The XML `tagging` field as `x-amz-tagging` would carry it.
+fn tagging_field(xml: &str) -> S3Result<String> {
+    let mut d = s3s::xml::Deserializer::new(xml.as_bytes());
+    let tagging: Tagging = s3s::xml::Deserialize::deserialize(&mut d).map_err(|_| {
+        s3_error!(
+            MalformedXML,
+            "The tagging field is not a valid Tagging document"
+        )
+    })?;
+    let pairs: Vec<String> = tagging
+        .tag_set
+        .iter()
+        .map(|t| {
+            format!(
+                "{}={}",
+                urlencoding::encode(t.key.as_deref().unwrap_or_default()),
+                urlencoding::encode(t.value.as_deref().unwrap_or_default())
+            )
+        })
+        .collect();
+    Ok(pairs.join("&"))
+}
+
+/// Applies the form fields s3s does not map (`acl`, XML `tagging`) to the
+/// PutObject that a PostObject becomes (s3s's default `post_object`).
+pub(super) fn apply_form_fields(
+    input: &mut PutObjectInput,
+    extensions: &http::Extensions,
+) -> S3Result<()> {
+    let Some(form) = extensions.get::<BrowserForm>().map(BrowserForm::fields) else {
+        return Ok(());
+    };
+    if let Some(xml) = form.tagging {
+        if input.tagging.is_some() {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Give tags either in the tagging field or in x-amz-tagging, not both"
+            ));
+        }
+        input.tagging = Some(tagging_field(&xml)?);
+    }
+    if let Some(acl) = form.acl {
+        if input.acl.is_some() {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Give the ACL either in the acl field or in x-amz-acl, not both"
+            ));
+        }
+        input.acl = Some(ObjectCannedACL::from(acl));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(fields: &[(&str, &str)], file_name: &str) -> Vec<u8> {
+        let mut body = String::new();
+        for (name, value) in fields {
+            body.push_str(&format!(
+                "--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            ));
+        }
+        body.push_str(&format!(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: text/plain\r\n\r\nDATA\r\n--XyZ--\r\n"
+        ));
+        body.into_bytes()
+    }
+
+    #[test]
+    fn filename_is_substituted_in_the_key_field_only() {
+        let body = form(
+            &[("key", "up/${filename}"), ("x-amz-meta-k", "${filename}")],
+            "C:\\docs\\a b.txt",
+        );
+        let out = rewrite_head(&body, "XyZ", &BrowserForm::default()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\r\n\r\nup/a b.txt\r\n--XyZ"), "{text}");
+        assert!(text.contains("\r\n\r\n${filename}\r\n--XyZ"), "{text}");
+        assert!(text.ends_with("DATA\r\n--XyZ--\r\n"));
+    }
+
+    #[test]
+    fn head_is_incomplete_until_the_file_part_headers_arrive() {
+        let body = form(&[("key", "k")], "f");
+        let cut = find(&body, b"name=\"file\"", 0).unwrap();
+        assert!(parse_head(&body[..cut], "XyZ").is_none());
+        assert!(parse_head(&body, "XyZ").is_some());
+    }
+
+    #[test]
+    fn boundary_comes_from_the_content_type() {
+        assert_eq!(
+            form_boundary("multipart/form-data; boundary=----abc").as_deref(),
+            Some("----abc")
+        );
+        assert_eq!(
+            form_boundary("Multipart/Form-Data; charset=utf-8; boundary=\"q\"").as_deref(),
+            Some("q")
+        );
+        assert_eq!(form_boundary("application/xml"), None);
+    }
+}

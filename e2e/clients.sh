@@ -464,6 +464,23 @@ EOF
     grep -qx ".* s3://$b" <<<"$listed" || fail "s3cmd ls does not list the bucket: $listed"
     ok "s3cmd ls lists the bucket"
 
+    # Canned ACLs: refused while the bucket enforces ownership (AWS's default),
+    # honoured once ACLs are enabled; s3cmd's setacl reads and rewrites the ACL.
+    local url="http://127.0.0.1:$PORT/$b/public.txt"
+    printf 'for everyone\n' >"$d/public.txt"
+    expect_error "s3cmd put --acl-public on an ownership-enforced bucket" AccessControlListNotSupported \
+        "${s3cmd[@]}" put --acl-public "$d/public.txt" "s3://$b/public.txt"
+    aws s3api put-bucket-ownership-controls --bucket "$b" \
+        --ownership-controls 'Rules=[{ObjectOwnership=ObjectWriter}]'
+    "${s3cmd[@]}" put --acl-public "$d/public.txt" "s3://$b/public.txt" >/dev/null
+    expect_out "anonymous curl GET of an --acl-public object" "for everyone" curl -sf "$url"
+    "${s3cmd[@]}" setacl --acl-private "s3://$b/public.txt" >/dev/null
+    expect_out "anonymous GET after setacl --acl-private" "403" \
+        curl -s -o /dev/null -w '%{http_code}' "$url"
+    "${s3cmd[@]}" setacl --acl-public "s3://$b/public.txt" >/dev/null
+    expect_out "anonymous GET after setacl --acl-public" "for everyone" curl -sf "$url"
+    "${s3cmd[@]}" del "s3://$b/public.txt" >/dev/null
+
     expect_error "s3cmd rb of a non-empty bucket" BucketNotEmpty "${s3cmd[@]}" rb "s3://$b"
     "${s3cmd[@]}" del "s3://$b/small.bin" "s3://$b/dir/large.bin" >/dev/null
     expect_out "s3cmd del leaves the bucket empty" "" "${s3cmd[@]}" ls --recursive "s3://$b"

@@ -271,7 +271,7 @@ async fn cors(State(front): State<FrontDoor>, request: Request, next: Next) -> R
     response
 }
 
-/// Browser form uploads (`POST /bucket` with `multipart/form-data`): the form
+/// Browser form uploads (`POST` of `multipart/form-data` to a bucket): the form
 /// head is rewritten on its way to s3s (`${filename}`), and policy violations
 /// get AWS's `403 AccessDenied` (see `s3::post`).
 async fn browser_form(request: Request, next: Next) -> Response {
@@ -280,9 +280,9 @@ async fn browser_form(request: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::s3::post::form_boundary);
+    // `POST /bucket` path-style, `POST /` virtual-hosted: never a key.
     let is_form = request.method() == http::Method::POST
-        && path_bucket(request.uri().path())
-            .is_some_and(|b| request.uri().path().trim_matches('/') == b);
+        && !request.uri().path().trim_matches('/').contains('/');
     let (Some(boundary), true) = (boundary, is_form) else {
         return next.run(request).await;
     };

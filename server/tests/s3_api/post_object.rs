@@ -15,6 +15,24 @@ async fn post_form(
     file_name: &str,
     content: &[u8],
 ) -> (u16, reqwest::header::HeaderMap, String) {
+    post_form_to(
+        &format!("{endpoint}/{bucket}"),
+        None,
+        fields,
+        file_name,
+        content,
+    )
+    .await
+}
+
+/// Sends a form to `url`, with a `Host` header when given (virtual-hosted style).
+async fn post_form_to(
+    url: &str,
+    host: Option<&str>,
+    fields: &[(String, String)],
+    file_name: &str,
+    content: &[u8],
+) -> (u16, reqwest::header::HeaderMap, String) {
     let boundary = "----CofferFormBoundary7MA4YWxkTrZu0gW";
     let mut body = Vec::new();
     for (name, value) in fields {
@@ -33,11 +51,15 @@ async fn post_form(
     );
     body.extend_from_slice(content);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let response = reqwest::Client::builder()
+    let mut request = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-        .post(format!("{endpoint}/{bucket}"))
+        .post(url);
+    if let Some(host) = host {
+        request = request.header("host", host);
+    }
+    let response = request
         .header(
             "content-type",
             format!("multipart/form-data; boundary={boundary}"),
@@ -332,7 +354,41 @@ async fn form_acl_needs_acls_enabled(backend: Backend) {
     t.stop().await;
 }
 
+async fn virtual_hosted_form_upload_substitutes_filename(backend: Backend) {
+    let t = TestServer::start_with(backend, |c| c.domain = Some("s3.coffer.test".to_owned())).await;
+    let s3 = t.root_client();
+    s3.create_bucket().bucket("vforms").send().await.unwrap();
+    let root = t.server.root_key();
+    let mut fields = vec![field("key", "v/${filename}")];
+    fields.extend(signed_policy(
+        vec![
+            json!({"bucket": "vforms"}),
+            json!(["starts-with", "$key", "v/"]),
+        ],
+        time::Duration::minutes(5),
+        &root.id,
+        &root.secret,
+    ));
+    let (status, _, body) = post_form_to(
+        &format!("{}/", t.endpoint()),
+        Some("vforms.s3.coffer.test"),
+        &fields,
+        "photo.jpg",
+        b"jpeg",
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    s3.head_object()
+        .bucket("vforms")
+        .key("v/photo.jpg")
+        .send()
+        .await
+        .unwrap();
+    t.stop().await;
+}
+
 on_both_backends!(
+    virtual_hosted_form_upload_substitutes_filename,
     form_upload_substitutes_filename_and_keeps_fields,
     form_upload_answers_redirect_and_status_codes,
     form_policy_violations_are_access_denied,

@@ -147,8 +147,17 @@ fn page_html(presigned_put: &str, endpoint: &str, fields: &[(String, String)]) -
     )
 }
 
+/// Chromium's profile directory, removed however the test ends.
+struct Profile(std::path::PathBuf);
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 async fn run_chromium(url: &str) -> String {
-    let profile = coffer_testkit::temp_dir("chromium");
+    let profile = Profile(coffer_testkit::temp_dir("chromium"));
     let mut command = tokio::process::Command::new(chromium());
     command
         .args([
@@ -164,7 +173,7 @@ async fn run_chromium(url: &str) -> String {
             "--virtual-time-budget=30000",
             "--dump-dom",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--user-data-dir={}", profile.0.display()))
         .arg(url)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -176,7 +185,6 @@ async fn run_chromium(url: &str) -> String {
         .await
         .expect("chromium finished within 3 minutes")
         .expect("chromium ran");
-    let _ = std::fs::remove_dir_all(&profile);
     let dom = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),

@@ -176,6 +176,22 @@ mod tests {
     }
 
     #[test]
+    fn only_policies_that_mention_a_condition_key_say_so() {
+        let tagged = PolicyDocument::parse(
+            r#"{"Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*",
+                "Condition":{"StringEquals":{"S3:existingObjectTag/class":"public"}}}]}"#,
+        )
+        .unwrap();
+        assert!(tagged.mentions_condition_key("s3:ExistingObjectTag/"));
+        let plain = PolicyDocument::parse(
+            r#"{"Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*",
+                "Condition":{"StringEquals":{"s3:RequestObjectTag/class":"public"}}}]}"#,
+        )
+        .unwrap();
+        assert!(!plain.mentions_condition_key("s3:ExistingObjectTag/"));
+    }
+
+    #[test]
     fn bucket_policy_principal_must_match() {
         let policy = PolicyDocument::parse(
             r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":["OTHER"]},"Action":"s3:GetObject","Resource":"*"}]}"#,

@@ -396,6 +396,7 @@ async fn multipart_uploads_and_parts(store: MetaStore) {
         tags: Default::default(),
         checksum_algorithm: None,
         checksum_type: None,
+        lock: Default::default(),
     };
     for (id, key) in [("u1", "x/a"), ("u2", "x/a"), ("u3", "x/b"), ("u4", "y")] {
         store
@@ -772,6 +773,7 @@ async fn background_writes_never_make_request_writes_fail(store: MetaStore) {
                     tags: Default::default(),
                     checksum_algorithm: None,
                     checksum_type: None,
+                    lock: Default::default(),
                 };
                 store.create_multipart_upload(&upload).await.unwrap();
                 store

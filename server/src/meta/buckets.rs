@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{MetaError, MetaResult, MetaStore, now_millis};
+use super::{MetaError, MetaResult, MetaStore, WriteTx, now_millis};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bucket {
@@ -44,6 +44,20 @@ impl MetaStore {
     /// Creates a bucket; `BucketAlreadyExists` when the name is taken (the caller
     /// compares owners to tell "already owned by you").
     pub async fn create_bucket(&self, bucket: &NewBucket) -> MetaResult<Bucket> {
+        self.create_bucket_with(bucket, false).await
+    }
+
+    /// Creates a bucket with Object Lock enabled (and so versioning enabled for
+    /// good), in one transaction: no moment exists where it takes unlocked writes.
+    pub async fn create_bucket_with_object_lock(&self, bucket: &NewBucket) -> MetaResult<Bucket> {
+        self.create_bucket_with(bucket, true).await
+    }
+
+    async fn create_bucket_with(
+        &self,
+        bucket: &NewBucket,
+        object_lock: bool,
+    ) -> MetaResult<Bucket> {
         let mut tx = self.begin_write().await?;
         let created_at = now_millis();
         let inserted = sqlx::query(
@@ -59,6 +73,12 @@ impl MetaStore {
         .rows_affected();
         if inserted == 0 {
             return Err(MetaError::BucketAlreadyExists(bucket.name.clone()));
+        }
+        if object_lock {
+            let versioning = r#"{"Status":"Enabled"}"#;
+            put_config_tx(&mut tx, &bucket.name, super::VERSIONING, versioning).await?;
+            let lock = super::lock::enabled_document();
+            put_config_tx(&mut tx, &bucket.name, super::OBJECT_LOCK, &lock).await?;
         }
         tx.commit().await?;
         Ok(Bucket {
@@ -186,18 +206,20 @@ impl MetaStore {
         if exists.is_none() {
             return Err(MetaError::NoSuchBucket(bucket.to_owned()));
         }
-        match value {
-            Some(value) => {
-                sqlx::query(
-                    "INSERT INTO bucket_configs (bucket, kind, value) VALUES ($1, $2, $3)
-                     ON CONFLICT (bucket, kind) DO UPDATE SET value = excluded.value",
-                )
-                .bind(bucket)
-                .bind(kind)
-                .bind(value)
-                .execute(&mut **tx)
-                .await?;
+        // Every path that changes these (the S3 API and the operator) keeps
+        // Object Lock's invariants, checked in the transaction that writes them.
+        match kind {
+            super::VERSIONING => {
+                let state = super::versions::Versioning::parse(value)?;
+                super::lock::refuse_versioning_change_tx(self, &mut tx, bucket, state).await?;
             }
+            super::OBJECT_LOCK => {
+                super::lock::check_lock_document_tx(self, &mut tx, bucket, value).await?;
+            }
+            _ => {}
+        }
+        match value {
+            Some(value) => put_config_tx(&mut tx, bucket, kind, value).await?,
             None => {
                 sqlx::query("DELETE FROM bucket_configs WHERE bucket = $1 AND kind = $2")
                     .bind(bucket)
@@ -234,4 +256,38 @@ impl MetaStore {
             bytes: bytes.max(0) as u64,
         })
     }
+}
+
+/// Reads one configuration document inside a write transaction.
+pub(super) async fn config_tx(
+    tx: &mut WriteTx<'_>,
+    bucket: &str,
+    kind: &str,
+) -> MetaResult<Option<String>> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT value FROM bucket_configs WHERE bucket = $1 AND kind = $2")
+            .bind(bucket)
+            .bind(kind)
+            .fetch_optional(&mut ***tx)
+            .await?;
+    Ok(row.map(|(v,)| v))
+}
+
+/// Stores one configuration document inside a write transaction.
+pub(super) async fn put_config_tx(
+    tx: &mut WriteTx<'_>,
+    bucket: &str,
+    kind: &str,
+    value: &str,
+) -> MetaResult<()> {
+    sqlx::query(
+        "INSERT INTO bucket_configs (bucket, kind, value) VALUES ($1, $2, $3)
+         ON CONFLICT (bucket, kind) DO UPDATE SET value = excluded.value",
+    )
+    .bind(bucket)
+    .bind(kind)
+    .bind(value)
+    .execute(&mut ***tx)
+    .await?;
+    Ok(())
 }

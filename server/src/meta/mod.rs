@@ -8,6 +8,7 @@ mod buckets;
 mod group;
 mod keys;
 mod list;
+mod lock;
 mod multipart;
 mod nodes;
 mod objects;
@@ -19,6 +20,9 @@ pub use self::acl::{BucketAcl, CannedAcl, ObjectOwnership};
 pub use self::buckets::{Bucket, BucketUsage, NewBucket};
 pub use self::keys::{AccessKey, NewAccessKey};
 pub use self::list::{ListPage, ListQuery};
+pub use self::lock::{
+    BucketObjectLock, DefaultRetention, OBJECT_LOCK, ObjectLock, Retention, RetentionMode,
+};
 pub use self::multipart::{MultipartUpload, Part, UploadsPage};
 pub use self::nodes::{BlobReplicas, Node, NodeProgress, NodeState};
 pub use self::objects::{
@@ -60,6 +64,12 @@ pub enum MetaError {
     QuotaExceeded,
     #[error("a write precondition did not hold")]
     PreconditionFailed,
+    #[error("the object version is protected by Object Lock")]
+    ObjectLocked,
+    #[error("the bucket does not have Object Lock enabled")]
+    ObjectLockNotEnabled,
+    #[error("the bucket's state does not allow this: {0}")]
+    InvalidBucketState(String),
     #[error("a stored record is corrupt: {0}")]
     Corrupt(String),
     #[error("unsupported database url {0:?} (use sqlite://PATH or postgres://...)")]

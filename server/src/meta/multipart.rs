@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::list::{self, Cursor, ListPage, ListQuery, Source};
+use super::lock::ObjectLock;
 use super::objects::{
     ObjectHeaders, ObjectMeta, Segment, WriteCondition, mark_garbage_tx, register_blobs_tx,
 };
@@ -25,6 +26,8 @@ pub struct MultipartUpload {
     pub checksum_algorithm: Option<String>,
     /// `COMPOSITE` or `FULL_OBJECT` when there is an algorithm.
     pub checksum_type: Option<String>,
+    /// Object Lock retention and legal hold the object gets on completion.
+    pub lock: ObjectLock,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,8 +48,7 @@ pub struct Part {
 /// One page of `ListMultipartUploads`.
 pub type UploadsPage = ListPage<MultipartUpload>;
 
-const UPLOAD_COLUMNS: &str =
-    "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type, tags";
+const UPLOAD_COLUMNS: &str = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type, tags, object_lock";
 
 fn upload_from_row(row: &sqlx::any::AnyRow) -> MetaResult<MultipartUpload> {
     let key: Vec<u8> = row.try_get("key")?;
@@ -60,6 +62,7 @@ fn upload_from_row(row: &sqlx::any::AnyRow) -> MetaResult<MultipartUpload> {
         checksum_algorithm: row.try_get("checksum_algorithm")?,
         checksum_type: row.try_get("checksum_type")?,
         tags: from_json(row.try_get::<&str, _>("tags")?)?,
+        lock: from_json(row.try_get::<&str, _>("object_lock")?)?,
     })
 }
 
@@ -85,7 +88,7 @@ impl MetaStore {
         let mut tx = self.begin_write().await?;
         self.bucket_exists_tx(&mut tx, &upload.bucket).await?;
         sqlx::query(&format!(
-            "INSERT INTO multipart_uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "INSERT INTO multipart_uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(&upload.upload_id)
         .bind(&upload.bucket)
@@ -96,6 +99,7 @@ impl MetaStore {
         .bind(upload.checksum_algorithm.as_deref())
         .bind(upload.checksum_type.as_deref())
         .bind(to_json(&upload.tags))
+        .bind(to_json(&upload.lock))
         .execute(&mut **tx)
         .await?;
         tx.commit().await

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use super::lock::{BucketObjectLock, OBJECT_LOCK, ObjectLock};
 use super::usage::{QUOTA, Quota, UsageDelta, apply_usage_tx, apply_usage_under_quota_tx};
 use super::versions::{VERSIONING, Versioning};
 use super::{Backend, MetaError, MetaResult, MetaStore, WriteTx, from_json, to_json};
@@ -94,6 +95,8 @@ pub struct ObjectMeta {
     pub tags: BTreeMap<String, String>,
     /// Orders the versions of one key, newest highest; assigned by the store.
     pub seq: i64,
+    /// Object Lock retention and legal hold of this version.
+    pub lock: ObjectLock,
 }
 
 impl ObjectMeta {
@@ -133,8 +136,7 @@ pub struct Deleted {
 /// The version id S3 uses for objects written without versioning.
 pub const NULL_VERSION: &str = "null";
 
-pub(super) const OBJECT_COLUMNS: &str =
-    "bucket, key, version_id, seq, size, etag, last_modified, headers, checksum, segments, tags";
+pub(super) const OBJECT_COLUMNS: &str = "bucket, key, version_id, seq, size, etag, last_modified, headers, checksum, segments, tags, object_lock";
 
 pub(super) fn object_from_row(row: &sqlx::any::AnyRow) -> MetaResult<ObjectMeta> {
     let key: Vec<u8> = row.try_get("key")?;
@@ -154,6 +156,7 @@ pub(super) fn object_from_row(row: &sqlx::any::AnyRow) -> MetaResult<ObjectMeta>
         segments: from_json(row.try_get::<&str, _>("segments")?)?,
         tags: from_json(row.try_get::<&str, _>("tags")?)?,
         seq: row.try_get("seq")?,
+        lock: from_json(row.try_get::<&str, _>("object_lock")?)?,
     };
     // Only `get_object` selects it: the bytes of a small single-blob object.
     if let Ok(Some(data)) = row.try_get::<Option<Vec<u8>>, _>("inline_data")
@@ -306,12 +309,14 @@ impl MetaStore {
     ) -> MetaResult<String> {
         let config = write_config_tx(tx, &object.bucket).await?;
         let versioning = config.versioning;
+        let lock = lock_for_new_version(&config, object)?;
         // Most writes create a key: try a plain insert first, which needs neither
         // a read nor a row lock; only when the key exists (or the write is
         // conditional on its current version) read and lock the current row.
         if !matches!(condition, WriteCondition::IfMatch(_)) {
             let mut new = object.clone();
             new.delete_marker = false;
+            new.lock = lock;
             new.version_id = match versioning {
                 Versioning::Enabled => new_version_id(),
                 _ => NULL_VERSION.to_owned(),
@@ -347,6 +352,7 @@ impl MetaStore {
             }
             let mut new = object.clone();
             new.delete_marker = false;
+            new.lock = lock;
             new.version_id = match versioning {
                 Versioning::Enabled => new_version_id(),
                 _ => NULL_VERSION.to_owned(),
@@ -400,6 +406,8 @@ impl MetaStore {
 pub(super) struct WriteConfig {
     pub versioning: Versioning,
     pub quota: Option<Quota>,
+    /// `None` unless Object Lock is enabled.
+    pub object_lock: Option<BucketObjectLock>,
 }
 
 /// The bucket's write configuration; `NoSuchBucket` when it does not exist.
@@ -408,12 +416,13 @@ pub(super) struct WriteConfig {
 pub(super) async fn write_config_tx(tx: &mut WriteTx<'_>, bucket: &str) -> MetaResult<WriteConfig> {
     let rows: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT c.kind, c.value FROM buckets b
-         LEFT JOIN bucket_configs c ON c.bucket = b.name AND c.kind IN ($2, $3)
+         LEFT JOIN bucket_configs c ON c.bucket = b.name AND c.kind IN ($2, $3, $4)
          WHERE b.name = $1",
     )
     .bind(bucket)
     .bind(VERSIONING)
     .bind(QUOTA)
+    .bind(OBJECT_LOCK)
     .fetch_all(&mut ***tx)
     .await?;
     if rows.is_empty() {
@@ -427,7 +436,27 @@ pub(super) async fn write_config_tx(tx: &mut WriteTx<'_>, bucket: &str) -> MetaR
     Ok(WriteConfig {
         versioning: Versioning::parse(value_of(VERSIONING))?,
         quota: value_of(QUOTA).map(from_json).transpose()?,
+        object_lock: BucketObjectLock::parse(value_of(OBJECT_LOCK))?,
     })
+}
+
+/// The lock a new version gets: what the write asked for, else the bucket's
+/// default retention. Asking for a lock on a bucket without Object Lock is
+/// `ObjectLockNotEnabled`.
+fn lock_for_new_version(config: &WriteConfig, object: &ObjectMeta) -> MetaResult<ObjectLock> {
+    let Some(bucket_lock) = config.object_lock else {
+        if !object.lock.is_empty() {
+            return Err(MetaError::ObjectLockNotEnabled);
+        }
+        return Ok(ObjectLock::default());
+    };
+    let mut lock = object.lock;
+    if lock.retention.is_none() {
+        lock.retention = bucket_lock
+            .default_retention
+            .map(|d| d.retention_from(super::now_millis()));
+    }
+    Ok(lock)
 }
 
 /// What happens to a version that stops being current: kept as a noncurrent
@@ -546,7 +575,7 @@ pub(super) async fn insert_version_row(
 ) -> MetaResult<()> {
     sqlx::query(&format!(
         "INSERT INTO object_versions ({OBJECT_COLUMNS}, delete_marker, noncurrent_since)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(&version.bucket)
     .bind(version.key.as_bytes().to_vec())
@@ -559,6 +588,7 @@ pub(super) async fn insert_version_row(
     .bind(to_json(&version.checksum))
     .bind(to_json(&version.segments))
     .bind(to_json(&version.tags))
+    .bind(to_json(&version.lock))
     .bind(i64::from(version.delete_marker))
     .bind(noncurrent_since)
     .execute(&mut ***tx)
@@ -571,7 +601,7 @@ pub(super) async fn insert_object_row(
     object: &ObjectMeta,
 ) -> MetaResult<u64> {
     let result = sqlx::query(&format!(
-        "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          ON CONFLICT (bucket, key) DO NOTHING"
     ))
     .bind(&object.bucket)
@@ -585,6 +615,7 @@ pub(super) async fn insert_object_row(
     .bind(to_json(&object.checksum))
     .bind(to_json(&object.segments))
     .bind(to_json(&object.tags))
+    .bind(to_json(&object.lock))
     .execute(&mut ***tx)
     .await?;
     Ok(result.rows_affected())
@@ -593,7 +624,7 @@ pub(super) async fn insert_object_row(
 async fn update_object_row(tx: &mut WriteTx<'_>, object: &ObjectMeta) -> MetaResult<u64> {
     let result = sqlx::query(
         "UPDATE objects SET version_id = $3, seq = $4, size = $5, etag = $6, last_modified = $7,
-         headers = $8, checksum = $9, segments = $10, tags = $11
+         headers = $8, checksum = $9, segments = $10, tags = $11, object_lock = $12
          WHERE bucket = $1 AND key = $2",
     )
     .bind(&object.bucket)
@@ -607,6 +638,7 @@ async fn update_object_row(tx: &mut WriteTx<'_>, object: &ObjectMeta) -> MetaRes
     .bind(to_json(&object.checksum))
     .bind(to_json(&object.segments))
     .bind(to_json(&object.tags))
+    .bind(to_json(&object.lock))
     .execute(&mut ***tx)
     .await?;
     Ok(result.rows_affected())

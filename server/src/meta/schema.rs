@@ -167,6 +167,17 @@ const MIGRATIONS: &[Migration] = &[
             "DROP TABLE bucket_stats",
         ],
     },
+    Migration {
+        version: 8,
+        // Object Lock: each version's retention and legal hold (JSON, `{}` for
+        // none), and what a multipart upload asked for, applied at completion.
+        // The bucket's lock configuration is a `bucket_configs` document.
+        statements: &[
+            "ALTER TABLE objects ADD COLUMN object_lock TEXT NOT NULL DEFAULT '{}'",
+            "ALTER TABLE object_versions ADD COLUMN object_lock TEXT NOT NULL DEFAULT '{}'",
+            "ALTER TABLE multipart_uploads ADD COLUMN object_lock TEXT NOT NULL DEFAULT '{}'",
+        ],
+    },
 ];
 
 /// Applies every migration the database has not seen yet.

@@ -143,12 +143,29 @@ impl MetaStore {
     }
 
     /// Permanently removes one version (or delete marker). When it was the
-    /// current version, the newest remaining one becomes current.
+    /// current version, the newest remaining one becomes current. A version
+    /// under Object Lock is `ObjectLocked`.
     pub async fn delete_object_version(
         &self,
         bucket: &str,
         key: &str,
         version_id: &str,
+    ) -> MetaResult<Deleted> {
+        self.delete_object_version_with(bucket, key, version_id, false)
+            .await
+    }
+
+    /// As [`delete_object_version`](Self::delete_object_version); with
+    /// `bypass_governance` (the caller holds `s3:BypassGovernanceRetention` and
+    /// asked for it) GOVERNANCE retention does not stop the delete. The lock is
+    /// checked on the row this transaction holds, so it cannot change between
+    /// the check and the delete.
+    pub async fn delete_object_version_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+        bypass_governance: bool,
     ) -> MetaResult<Deleted> {
         let mut tx = self.begin_write().await?;
         self.bucket_exists_tx(&mut tx, bucket).await?;
@@ -159,16 +176,9 @@ impl MetaStore {
                 Some(current)
             }
             None => {
-                let row = sqlx::query(&format!(
-                    "SELECT {OBJECT_COLUMNS}, delete_marker FROM object_versions
-                     WHERE bucket = $1 AND key = $2 AND version_id = $3"
-                ))
-                .bind(bucket)
-                .bind(key.as_bytes().to_vec())
-                .bind(version_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-                let version = row.as_ref().map(object_from_row).transpose()?;
+                let version = self
+                    .lock_version_tx(&mut tx, bucket, key, version_id)
+                    .await?;
                 if version.is_some() {
                     delete_version_row(&mut tx, bucket, key, version_id).await?;
                 }
@@ -178,6 +188,13 @@ impl MetaStore {
         let Some(removed) = removed else {
             return Ok(Deleted::default());
         };
+        if removed
+            .lock
+            .forbids_delete(super::now_millis(), bypass_governance)
+        {
+            // Dropping the transaction rolls the row deletion back.
+            return Err(MetaError::ObjectLocked);
+        }
         let blobs: Vec<String> = removed.segments.iter().map(|s| s.blob.clone()).collect();
         mark_garbage_tx(&mut tx, &blobs).await?;
         apply_usage_tx(&mut tx, bucket, UsageDelta::removing(&removed)).await?;
@@ -335,9 +352,15 @@ async fn promote_newest_tx(tx: &mut WriteTx<'_>, bucket: &str, key: &str) -> Met
     if exists.is_some() {
         return Ok(());
     }
+    // Locked (Postgres) so a retention or legal hold set on it concurrently is
+    // carried over, never lost in the move.
+    let lock = match tx.backend {
+        super::Backend::Postgres => " FOR UPDATE",
+        super::Backend::Sqlite => "",
+    };
     let row = sqlx::query(&format!(
         "SELECT {OBJECT_COLUMNS}, delete_marker FROM object_versions
-         WHERE bucket = $1 AND key = $2 ORDER BY seq DESC LIMIT 1"
+         WHERE bucket = $1 AND key = $2 ORDER BY seq DESC LIMIT 1{lock}"
     ))
     .bind(bucket)
     .bind(key.as_bytes().to_vec())

@@ -118,12 +118,6 @@ pub async fn create_bucket(
             constraint.as_str()
         ));
     }
-    if input.object_lock_enabled_for_bucket == Some(true) {
-        return Err(s3_error!(
-            NotImplemented,
-            "Object Lock is not supported yet"
-        ));
-    }
     let settings = super::acl::bucket_settings_for_create(
         input.acl.as_ref(),
         input.object_ownership.as_ref(),
@@ -135,14 +129,17 @@ pub async fn create_bucket(
     )?;
     let caller = Authorizer::caller_of(&req.extensions);
     let owner = caller.owner_id();
-    let created = s3
-        .meta
-        .create_bucket(&NewBucket {
-            name: input.bucket.clone(),
-            owner: owner.clone(),
-            region: s3.region.clone(),
-        })
-        .await;
+    let new = NewBucket {
+        name: input.bucket.clone(),
+        owner: owner.clone(),
+        region: s3.region.clone(),
+    };
+    // Object Lock turns versioning on for good, in the same transaction.
+    let created = if input.object_lock_enabled_for_bucket == Some(true) {
+        s3.meta.create_bucket_with_object_lock(&new).await
+    } else {
+        s3.meta.create_bucket(&new).await
+    };
     match created {
         Ok(_) => {}
         Err(MetaError::BucketAlreadyExists(_)) => {
@@ -217,7 +214,8 @@ pub async fn get_bucket_versioning(
 }
 
 /// Enables or suspends versioning. There is no way back to "never enabled";
-/// MFA delete is not supported.
+/// a bucket with Object Lock cannot be suspended (`InvalidBucketState`, checked
+/// by the store); MFA delete is not supported.
 pub async fn put_bucket_versioning(
     s3: &Coffer,
     req: S3Request<PutBucketVersioningInput>,

@@ -68,6 +68,14 @@ pub async fn copy_object(
         .require_bucket(&input.bucket)
         .await
         .map_err(meta_error)?;
+    // The copy gets the lock the request asks for (or the bucket's default),
+    // never the source's, as on S3.
+    let lock = super::object_lock::requested_lock(
+        input.object_lock_mode.as_ref(),
+        input.object_lock_retain_until_date.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+    )?;
+    super::object_lock::check_requested_lock(s3, &input.bucket, &lock).await?;
     let source = copy_source_object(s3, &input.copy_source, copy_source_conditions!(input)).await?;
     let replace = match input
         .metadata_directive
@@ -131,6 +139,7 @@ pub async fn copy_object(
         ObjectMeta {
             headers,
             tags,
+            lock,
             last_modified: now_millis(),
             ..source.clone()
         }
@@ -144,7 +153,11 @@ pub async fn copy_object(
             input.checksum_algorithm.as_ref(),
         )
         .await
-        .map(|object| ObjectMeta { tags, ..object })?
+        .map(|object| ObjectMeta {
+            tags,
+            lock,
+            ..object
+        })?
     };
     let condition = if in_place {
         WriteCondition::IfMatch(source.etag.clone())

@@ -1,10 +1,13 @@
 //! DeleteObject and DeleteObjects (batch, quiet mode, per-key authorization):
 //! a version by id, or the current version, which versioning turns into a new
-//! delete marker.
+//! delete marker. A version under Object Lock is refused by the store
+//! (`AccessDenied`); GOVERNANCE retention yields to a caller that asks for the
+//! bypass and holds `s3:BypassGovernanceRetention`.
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
+use super::object_lock::may_bypass_governance;
 use super::{Coffer, meta_error};
 use crate::auth::Authorizer;
 use crate::meta::Deleted;
@@ -13,6 +16,7 @@ pub async fn delete_object(
     s3: &Coffer,
     req: S3Request<DeleteObjectInput>,
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
+    let caller = Authorizer::caller_of(&req.extensions);
     let input = req.input;
     s3.meta
         .require_bucket(&input.bucket)
@@ -36,7 +40,27 @@ pub async fn delete_object(
         }
     }
     // Deleting a key or version that does not exist succeeds, as on S3.
-    let deleted = delete_one(s3, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let bypass = match input.version_id {
+        Some(_) => {
+            may_bypass_governance(
+                s3,
+                &caller,
+                input.bypass_governance_retention,
+                &input.bucket,
+                &input.key,
+            )
+            .await?
+        }
+        None => false,
+    };
+    let deleted = delete_one(
+        s3,
+        &input.bucket,
+        &input.key,
+        input.version_id.as_deref(),
+        bypass,
+    )
+    .await?;
     let mut response = S3Response::new(DeleteObjectOutput {
         delete_marker: deleted.delete_marker.then_some(true),
         version_id: deleted.version_id,
@@ -53,9 +77,14 @@ async fn delete_one(
     bucket: &str,
     key: &str,
     version_id: Option<&str>,
+    bypass_governance: bool,
 ) -> S3Result<Deleted> {
     match version_id {
-        Some(v) => s3.meta.delete_object_version(bucket, key, v).await,
+        Some(v) => {
+            s3.meta
+                .delete_object_version_with(bucket, key, v, bypass_governance)
+                .await
+        }
         None => s3.meta.delete_object(bucket, key).await,
     }
     .map_err(meta_error)
@@ -111,7 +140,20 @@ pub async fn delete_objects(
             errors.push(refused(e.code().as_str(), "Access Denied"));
             continue;
         }
-        match delete_one(s3, &input.bucket, &key, version_id.as_deref()).await {
+        let bypass = match version_id {
+            Some(_) => {
+                may_bypass_governance(
+                    s3,
+                    &caller,
+                    input.bypass_governance_retention,
+                    &input.bucket,
+                    &key,
+                )
+                .await?
+            }
+            None => false,
+        };
+        match delete_one(s3, &input.bucket, &key, version_id.as_deref(), bypass).await {
             Ok(outcome) => {
                 if !quiet {
                     // A version deleted by id is reported under VersionId; a

@@ -11,7 +11,9 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use sync_wrapper::SyncStream;
 
 use super::checksum::{Algorithm, set_checksum};
+use super::object_lock::lock_headers;
 use super::{Coffer, io_error, meta_error, quoted_etag, timestamp};
+use crate::auth::Authorizer;
 use crate::cluster::DataPlane;
 use crate::meta::{ObjectMeta, Segment};
 
@@ -421,6 +423,10 @@ pub async fn get_object(
         ..Default::default()
     };
     fill_common!(output, object, described, input);
+    let lock = lock_headers(s3, &Authorizer::caller_of(&req.extensions), &object).await?;
+    output.object_lock_mode = lock.mode;
+    output.object_lock_retain_until_date = lock.until;
+    output.object_lock_legal_hold_status = lock.legal_hold;
     let mut response = S3Response::new(output);
     if selection.partial {
         response.status = Some(http::StatusCode::PARTIAL_CONTENT);
@@ -440,6 +446,10 @@ pub async fn head_object(
     let described = describe(&object, &selection, input.checksum_mode.as_ref());
     let mut output = HeadObjectOutput::default();
     fill_common!(output, object, described, input);
+    let lock = lock_headers(s3, &Authorizer::caller_of(&req.extensions), &object).await?;
+    output.object_lock_mode = lock.mode;
+    output.object_lock_retain_until_date = lock.until;
+    output.object_lock_legal_hold_status = lock.legal_hold;
     let mut response = S3Response::new(output);
     if selection.partial {
         response.status = Some(http::StatusCode::PARTIAL_CONTENT);

@@ -13,6 +13,7 @@ mod ingest;
 pub(crate) mod lifecycle;
 mod list;
 mod multipart;
+mod object_lock;
 mod policy;
 pub(crate) mod post;
 mod put;
@@ -109,6 +110,15 @@ pub(crate) fn meta_error(err: MetaError) -> S3Error {
             "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
         ),
         MetaError::QuotaExceeded => quota_exceeded(),
+        MetaError::ObjectLocked => s3_error!(
+            AccessDenied,
+            "Access Denied because object protected by object lock."
+        ),
+        MetaError::ObjectLockNotEnabled => s3_error!(
+            InvalidRequest,
+            "Bucket is missing Object Lock Configuration"
+        ),
+        MetaError::InvalidBucketState(message) => s3_error!(InvalidBucketState, "{message}"),
         MetaError::PreconditionFailed => {
             s3_error!(
                 PreconditionFailed,
@@ -468,6 +478,42 @@ impl S3 for Coffer {
         req: S3Request<DeleteBucketOwnershipControlsInput>,
     ) -> S3Result<S3Response<DeleteBucketOwnershipControlsOutput>> {
         acl::delete_bucket_ownership_controls(self, req).await
+    }
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        object_lock::get_object_lock_configuration(self, req).await
+    }
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
+        object_lock::put_object_lock_configuration(self, req).await
+    }
+    async fn get_object_retention(
+        &self,
+        req: S3Request<GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
+        object_lock::get_object_retention(self, req).await
+    }
+    async fn put_object_retention(
+        &self,
+        req: S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
+        object_lock::put_object_retention(self, req).await
+    }
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
+        object_lock::get_object_legal_hold(self, req).await
+    }
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
+        object_lock::put_object_legal_hold(self, req).await
     }
     async fn get_bucket_policy(
         &self,

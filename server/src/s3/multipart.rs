@@ -55,6 +55,13 @@ pub async fn create_multipart_upload(
         super::acl::acl_for_new_object(s3, &input.bucket, input.acl.as_ref().map(|a| a.as_str()))
             .await?;
     let tags = super::tagging::parse_header(input.tagging.as_deref())?;
+    // Kept with the upload and given to the object when it is completed.
+    let lock = super::object_lock::requested_lock(
+        input.object_lock_mode.as_ref(),
+        input.object_lock_retain_until_date.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+    )?;
+    super::object_lock::check_requested_lock(s3, &input.bucket, &lock).await?;
     let algorithm = input
         .checksum_algorithm
         .as_ref()
@@ -71,6 +78,7 @@ pub async fn create_multipart_upload(
         tags,
         checksum_algorithm: algorithm.map(|a| a.name().to_owned()),
         checksum_type: checksum_type.map(str::to_owned),
+        lock,
     };
     s3.meta
         .create_multipart_upload(&upload)
@@ -446,6 +454,7 @@ pub async fn complete_multipart_upload(
             })
             .collect(),
         tags: upload.tags.clone(),
+        lock: upload.lock,
         ..ObjectMeta::default()
     };
     let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;

@@ -9,6 +9,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::{self, set_checksum};
 use super::ingest::{BodyRules, ingest};
+use super::object_lock;
 use super::tagging;
 use super::{Coffer, meta_error, quoted_etag, validate_key, version_header};
 use crate::cluster::DataPlane;
@@ -146,14 +147,10 @@ pub(super) fn write_condition(
 }
 
 /// Request headers that ask for something Coffer does not do yet. Accepting them
-/// silently would lie about encryption, retention or visibility, so they are
+/// silently would lie about encryption or visibility, so they are
 /// refused. (`x-amz-acl` is checked by each write against the bucket's ownership.)
 pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
-    const REFUSED_PREFIXES: &[&str] = &[
-        "x-amz-server-side-encryption",
-        "x-amz-object-lock-",
-        "x-amz-grant-",
-    ];
+    const REFUSED_PREFIXES: &[&str] = &["x-amz-server-side-encryption", "x-amz-grant-"];
     for name in headers.keys() {
         let name = name.as_str();
         if let Some(prefix) = REFUSED_PREFIXES.iter().find(|p| name.starts_with(**p)) {
@@ -230,6 +227,12 @@ pub async fn put_object(
         super::acl::acl_for_new_object(s3, &input.bucket, input.acl.as_ref().map(|a| a.as_str()))
             .await?;
     let tags = tagging::parse_header(input.tagging.as_deref())?;
+    let lock = object_lock::requested_lock(
+        input.object_lock_mode.as_ref(),
+        input.object_lock_retain_until_date.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+    )?;
+    object_lock::check_requested_lock(s3, &input.bucket, &lock).await?;
     let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     if condition == WriteCondition::IfNoneMatchAny
         && s3
@@ -245,6 +248,18 @@ pub async fn put_object(
     let declared_len = declared_length(&req.headers, input.content_length);
     refuse_beyond_quota(s3, &input.bucket, declared_len).await?;
     let expected = checksum::expected(&req.headers, input.checksum_algorithm.as_ref())?;
+    // S3 wants proof of integrity for a PUT that locks what it writes (a form
+    // POST has no way to send it).
+    if !lock.is_empty()
+        && req.method == http::Method::PUT
+        && input.content_md5.is_none()
+        && expected.algorithm.is_none()
+    {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object requests with Object Lock parameters"
+        ));
+    }
     let body = input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
     });
@@ -284,6 +299,7 @@ pub async fn put_object(
             inline: ingested.inline.clone(),
         }],
         tags,
+        lock,
         ..ObjectMeta::default()
     };
     let version_id = match s3.meta.put_object(&object, &condition).await {

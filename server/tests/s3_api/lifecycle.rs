@@ -309,7 +309,108 @@ async fn lifecycle_worker_expires_trims_and_aborts_with_a_short_day(backend: Bac
     t.stop().await;
 }
 
+/// Object Lock outranks lifecycle: expiry may hide a locked version behind a
+/// delete marker but never removes it. The locked keys sort first, so a pass
+/// that stopped at them would never reach `z-free`, and this would not converge.
+async fn lifecycle_never_removes_a_locked_version(backend: Backend) {
+    use aws_sdk_s3::primitives::DateTime;
+    use aws_sdk_s3::types::{ObjectLockLegalHoldStatus, ObjectLockMode};
+    let t = TestServer::start_with(backend, |config| {
+        config.lifecycle_day = Duration::from_secs(1);
+        config.lifecycle_interval = Duration::from_millis(200);
+    })
+    .await;
+    let s3 = t.root_client();
+    s3.create_bucket()
+        .bucket("life")
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    let rules = vec![
+        prefix_rule("expire-all", "")
+            .expiration(LifecycleExpiration::builder().days(1).build())
+            .noncurrent_version_expiration(
+                NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(1)
+                    .build(),
+            )
+            .build()
+            .unwrap(),
+    ];
+    put_rules(&s3, "life", rules).await.unwrap();
+    let held = s3
+        .put_object()
+        .bucket("life")
+        .key("a-held")
+        .body(ByteStream::from_static(b"held"))
+        .object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On)
+        .send()
+        .await
+        .unwrap();
+    let retained = s3
+        .put_object()
+        .bucket("life")
+        .key("b-retained")
+        .body(ByteStream::from_static(b"retained"))
+        .object_lock_mode(ObjectLockMode::Governance)
+        .object_lock_retain_until_date(DateTime::from(
+            std::time::SystemTime::now() + Duration::from_secs(3600),
+        ))
+        .send()
+        .await
+        .unwrap();
+    for key in ["a-held", "b-retained", "z-free", "z-free"] {
+        put(&s3, key, "newer").await;
+    }
+    // Once every rule has had its days: each current version hidden by a marker
+    // and every unlocked version removed; the two locked versions remain.
+    let expected: Vec<(String, bool)> = [
+        ("a-held", false),
+        ("a-held", true),
+        ("b-retained", false),
+        ("b-retained", true),
+        ("z-free", true),
+    ]
+    .iter()
+    .map(|(k, m)| ((*k).to_owned(), *m))
+    .collect();
+    let started = Instant::now();
+    loop {
+        let now = versions(&s3).await;
+        if now == expected {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "lifecycle did not converge: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for (key, version) in [
+        ("a-held", held.version_id()),
+        ("b-retained", retained.version_id()),
+    ] {
+        let body = s3
+            .get_object()
+            .bucket("life")
+            .key(key)
+            .version_id(version.unwrap())
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        assert_ne!(&body[..], b"newer", "{key}");
+    }
+    t.stop().await;
+}
+
 on_both_backends!(
     lifecycle_configuration_is_stored_and_validated,
     lifecycle_worker_expires_trims_and_aborts_with_a_short_day,
+    lifecycle_never_removes_a_locked_version,
 );

@@ -12,6 +12,7 @@ mod endpoints;
 mod lifecycle;
 mod listing;
 mod multipart;
+mod object_lock;
 mod objects;
 mod post_object;
 mod quota;

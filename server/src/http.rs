@@ -33,6 +33,9 @@ pub struct FrontDoor {
     pub plane: crate::cluster::DataPlane,
     pub metrics: Arc<Metrics>,
     pub in_flight: Arc<Semaphore>,
+    /// `--domain`: how s3s reads the bucket from a virtual-hosted `Host`; CORS
+    /// reads it the same way.
+    pub host: Option<Arc<s3s::host::SingleDomain>>,
 }
 
 /// Builds the router: health, metrics, and S3 for everything else. Node-to-node
@@ -237,6 +240,28 @@ fn path_bucket(path: &str) -> Option<&str> {
     (!bucket.is_empty() && bucket != "health" && bucket != "metrics").then_some(bucket)
 }
 
+/// The bucket a request addresses, decided as s3s routes it: with `--domain`, a
+/// `Host` that is not an IP address is parsed as `bucket.<domain>` (the domain
+/// itself means path-style); otherwise the first path segment.
+fn request_bucket(host: Option<&s3s::host::SingleDomain>, request: &Request) -> Option<String> {
+    use s3s::host::S3Host as _;
+    let host_header = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().host());
+    if let (Some(parser), Some(host_header)) = (host, host_header)
+        && host_header.parse::<SocketAddr>().is_err()
+        && host_header.parse::<std::net::IpAddr>().is_err()
+    {
+        let virtual_host = parser.parse_host_header(host_header).ok()?;
+        if let Some(bucket) = virtual_host.bucket() {
+            return Some(bucket.to_owned());
+        }
+    }
+    path_bucket(request.uri().path()).map(str::to_owned)
+}
+
 /// Browser CORS: preflights (`OPTIONS` with an `Origin`) are answered here from
 /// the bucket's rules without authentication, as on S3; actual requests with an
 /// `Origin` get the matching rule's `Access-Control-*` headers.
@@ -246,7 +271,7 @@ async fn cors(State(front): State<FrontDoor>, request: Request, next: Next) -> R
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let bucket = path_bucket(request.uri().path()).map(str::to_owned);
+    let bucket = request_bucket(front.host.as_deref(), &request);
     let (Some(origin), Some(bucket)) = (origin, bucket) else {
         return next.run(request).await;
     };

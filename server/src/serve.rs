@@ -243,16 +243,22 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
         s3_config,
     ))));
+    let mut host = None;
     if let Some(domain) = &config.domain {
-        let host = s3s::host::SingleDomain::new(domain)
-            .map_err(|e| anyhow::anyhow!("invalid --domain {domain}: {e}"))?;
-        builder.set_host(host);
+        let parse = || {
+            s3s::host::SingleDomain::new(domain)
+                .map_err(|e| anyhow::anyhow!("invalid --domain {domain}: {e}"))
+        };
+        builder.set_host(parse()?);
+        // The CORS layer reads virtual-hosted buckets exactly as s3s does.
+        host = Some(Arc::new(parse()?));
     }
     let front = FrontDoor {
         meta: meta.clone(),
         plane: plane.clone(),
         metrics: Arc::new(Metrics::new()),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+        host,
     };
     let app = router(front, builder.build(), cluster::peer_router(plane.clone()));
 

@@ -252,8 +252,85 @@ async fn actual_requests_carry_cors_headers_for_matching_origins(backend: Backen
     t.stop().await;
 }
 
+/// With `--domain`, the bucket of `bucket.<domain>` requests is the one whose
+/// rules apply — not the first path segment, which is part of the key there.
+async fn virtual_hosted_requests_use_the_host_buckets_rules(backend: Backend) {
+    let t = TestServer::start_with(backend, |c| c.domain = Some("s3.coffer.test".to_owned())).await;
+    let s3 = t.root_client();
+    for bucket in ["web", "closed"] {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+    put_rules(
+        &s3,
+        "web",
+        vec![rule("https://app.example.com", &["GET", "PUT"], &["*"])],
+    )
+    .await;
+    s3.put_object()
+        .bucket("web")
+        .key("page.html")
+        .body(ByteStream::from_static(b"<p>hi</p>"))
+        .send()
+        .await
+        .unwrap();
+    let endpoint = t.endpoint();
+    let preflight = |host: &'static str, path: &'static str| {
+        let endpoint = endpoint.clone();
+        async move {
+            options(
+                &endpoint,
+                path,
+                &[
+                    ("host", host),
+                    ("origin", "https://app.example.com"),
+                    ("access-control-request-method", "PUT"),
+                ],
+            )
+            .await
+        }
+    };
+    let (status, headers, _) = preflight("web.s3.coffer.test", "/photo.jpg").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    // `/web/...` on the `closed` bucket's host is the key `web/...` of `closed`,
+    // which has no rules.
+    let (status, _, body) = preflight("closed.s3.coffer.test", "/web/photo.jpg").await;
+    assert_eq!((status, xml_code(&body)), (403, "AccessForbidden"));
+    // The bare domain is path-style.
+    let (status, _, _) = preflight("s3.coffer.test", "/web/photo.jpg").await;
+    assert_eq!(status, 200);
+
+    // An actual (signed) virtual-hosted GET gets the rule's headers.
+    let root = t.server.root_key();
+    let get = |origin: &'static str| {
+        let mut request = http::Request::get(format!("{endpoint}/page.html"))
+            .header("host", "web.s3.coffer.test")
+            .header("origin", origin)
+            .body(Vec::new())
+            .unwrap();
+        crate::common::sign(&mut request, &root.id, &root.secret, false);
+        crate::common::send(request)
+    };
+    let (status, headers, body) = get("https://app.example.com").await;
+    assert_eq!((status, body.as_str()), (200, "<p>hi</p>"));
+    assert_eq!(
+        headers
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://app.example.com")
+    );
+    let (status, headers, _) = get("https://evil.example.org").await;
+    assert_eq!(status, 200);
+    assert!(headers.get("access-control-allow-origin").is_none());
+    t.stop().await;
+}
+
 on_both_backends!(
     cors_configuration_is_stored_validated_and_deleted,
     preflight_is_answered_from_the_rules,
     actual_requests_carry_cors_headers_for_matching_origins,
+    virtual_hosted_requests_use_the_host_buckets_rules,
 );

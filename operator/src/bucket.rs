@@ -16,7 +16,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::conditions::{self, Conditions};
-use crate::crd::{Bucket, BucketSpec, BucketStatus, BucketUsage, DeletionPolicy, RuleStatus};
+use crate::crd::{
+    Bucket, BucketSpec, BucketStatus, BucketUsage, DeletionPolicy, RuleStatus, VersioningState,
+};
 use crate::names::validate_bucket_name;
 use crate::{Context, Error, MANAGER, Result};
 
@@ -29,7 +31,14 @@ pub const DELETION_BLOCKED: &str = "DeletionBlocked";
 
 /// Setting kinds the server gives effect to today; the others are stored for the
 /// features that will read them, and reported in `SettingsEnforced`.
-const ENFORCED_BY_SERVER: &[&str] = &["policy", "versioning", "quota", "cors", "lifecycle"];
+const ENFORCED_BY_SERVER: &[&str] = &[
+    "policy",
+    "versioning",
+    "object-lock",
+    "quota",
+    "cors",
+    "lifecycle",
+];
 
 /// The owner recorded in the store for a resource: `k8s:<namespace>/<name>`.
 pub fn owner_of(namespace: &str, name: &str) -> String {
@@ -206,7 +215,15 @@ async fn provision(
         if current != desired {
             ctx.store
                 .set_bucket_config(name, kind, desired.as_deref())
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    // The store keeps Object Lock's rules (versioning stays
+                    // enabled, lock stays on): a spec that breaks them is invalid.
+                    MetaError::InvalidBucketState(message) => {
+                        Error::invalid("InvalidObjectLock", message)
+                    }
+                    other => other.into(),
+                })?;
             tracing::info!(bucket = name, setting = kind, "bucket setting updated");
         }
         if desired.is_some() && !ENFORCED_BY_SERVER.contains(&kind) {
@@ -226,14 +243,18 @@ async fn ensure_bucket(
     let existing = match ctx.store.get_bucket(name).await? {
         Some(existing) => existing,
         None => {
-            let created = ctx
-                .store
-                .create_bucket(&NewBucket {
-                    name: name.to_owned(),
-                    owner: owner.to_owned(),
-                    region: ctx.settings.region.clone(),
-                })
-                .await;
+            let new = NewBucket {
+                name: name.to_owned(),
+                owner: owner.to_owned(),
+                region: ctx.settings.region.clone(),
+            };
+            // Created locked from its first moment, as S3's CreateBucket with
+            // `x-amz-bucket-object-lock-enabled` does.
+            let created = if object_lock_enabled(&bucket.spec) {
+                ctx.store.create_bucket_with_object_lock(&new).await
+            } else {
+                ctx.store.create_bucket(&new).await
+            };
             return match created {
                 Ok(_) => Ok(Provisioned::Created),
                 // Lost a race with another creator: look again next time.
@@ -282,11 +303,31 @@ fn setting_documents(spec: &BucketSpec) -> Result<Vec<(&'static str, Option<Stri
         }
         None => None,
     };
-    let versioning = spec.versioning.map(|v| json!({ "Status": v }));
-    let object_lock = spec.object_lock.as_ref().map(|lock| {
-        let mut doc = json!({
-            "ObjectLockEnabled": if lock.enabled == Some(true) { "Enabled" } else { "Disabled" },
-        });
+    let locked = object_lock_enabled(spec);
+    if locked && spec.versioning == Some(VersioningState::Suspended) {
+        return Err(Error::invalid(
+            "InvalidObjectLock",
+            "objectLock.enabled needs versioning Enabled; it cannot be Suspended",
+        ));
+    }
+    if !locked
+        && spec
+            .object_lock
+            .as_ref()
+            .is_some_and(|l| l.default_retention.is_some())
+    {
+        return Err(Error::invalid(
+            "InvalidObjectLock",
+            "objectLock.defaultRetention needs objectLock.enabled: true",
+        ));
+    }
+    // Object Lock keeps versioning enabled for good, whatever the spec omits.
+    let versioning = match spec.versioning {
+        _ if locked => Some(json!({ "Status": VersioningState::Enabled })),
+        v => v.map(|v| json!({ "Status": v })),
+    };
+    let object_lock = spec.object_lock.as_ref().filter(|_| locked).map(|lock| {
+        let mut doc = json!({ "ObjectLockEnabled": "Enabled" });
         if let Some(retention) = &lock.default_retention {
             let mut default_retention = json!({ "Mode": retention.mode });
             if let Some(days) = retention.days {
@@ -377,6 +418,12 @@ fn setting_documents(spec: &BucketSpec) -> Result<Vec<(&'static str, Option<Stri
     ])
 }
 
+fn object_lock_enabled(spec: &BucketSpec) -> bool {
+    spec.object_lock
+        .as_ref()
+        .is_some_and(|l| l.enabled == Some(true))
+}
+
 /// Deletion: honour `deletionPolicy`. A bucket that is already gone, or that this
 /// resource never owned, counts as deleted.
 async fn cleanup(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Action> {
@@ -427,7 +474,7 @@ async fn cleanup(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Ac
                 }
                 Err(MetaError::BucketNotEmpty(_)) => {
                     let message = format!(
-                        "bucket {name} is not empty; empty it or set spec.forceDelete: true to delete its objects"
+                        "bucket {name} is not empty; empty it or set spec.forceDelete: true to delete its objects (versions under Object Lock are never deleted)"
                     );
                     report_deletion_blocked(bucket, api, ctx, &message).await?;
                     Err(Error::invalid("DeletionBlocked", message))
@@ -470,6 +517,9 @@ async fn report_deletion_blocked(
 
 async fn delete_all_objects(bucket: &str, ctx: &Context) -> Result<()> {
     // Every version and delete marker, so that versioned buckets empty too.
+    // Versions under Object Lock are never deleted (forceDelete does not bypass
+    // it): the walk continues after the last one it had to leave.
+    let mut after: Option<(String, String)> = None;
     loop {
         let page = ctx
             .store
@@ -477,19 +527,28 @@ async fn delete_all_objects(bucket: &str, ctx: &Context) -> Result<()> {
                 bucket,
                 &ListQuery {
                     max_keys: 1000,
+                    start_after: after.as_ref().map(|(key, _)| key.clone().into_bytes()),
                     ..ListQuery::default()
                 },
-                None,
+                after.as_ref().map(|(_, version)| version.as_str()),
             )
             .await?;
-        if page.items.is_empty() {
-            return Ok(());
-        }
-        for version in page.items {
-            let object = version.object;
-            ctx.store
+        for version in &page.items {
+            let object = &version.object;
+            match ctx
+                .store
                 .delete_object_version(bucket, &object.key, &object.version_id)
-                .await?;
+                .await
+            {
+                Ok(_) => {}
+                Err(MetaError::ObjectLocked) => {
+                    after = Some((object.key.clone(), object.version_id.clone()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !page.is_truncated {
+            return Ok(());
         }
     }
 }

@@ -729,7 +729,7 @@ async fn bucket_quota_and_versioning_take_effect_on_the_server() {
 #[tokio::test]
 async fn settings_are_stored_and_unenforced_ones_reported() {
     let h = Harness::start().await;
-    let spec = "  versioning: Enabled\n  objectLock:\n    enabled: true\n  quota:\n    maxSize: 10Gi\n    maxObjects: 1000\n  lifecycle:\n  - id: expire-tmp\n    prefix: tmp/\n    expirationDays: 7\n  cors:\n  - allowedOrigins: ['https://app.example.com']\n    allowedMethods: [GET, PUT]\n  policy: |\n    {\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"s3:GetObject\",\"Resource\":\"arn:aws:s3:::team-a-site/public/*\"}]}\n";
+    let spec = "  versioning: Enabled\n  quota:\n    maxSize: 10Gi\n    maxObjects: 1000\n  lifecycle:\n  - id: expire-tmp\n    prefix: tmp/\n    expirationDays: 7\n  cors:\n  - allowedOrigins: ['https://app.example.com']\n    allowedMethods: [GET, PUT]\n  policy: |\n    {\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"s3:GetObject\",\"Resource\":\"arn:aws:s3:::team-a-site/public/*\"}]}\n";
     ready_bucket(&h, "site", spec).await;
     let config = |kind: &'static str| {
         let store = h.store.clone();
@@ -767,14 +767,13 @@ async fn settings_are_stored_and_unenforced_ones_reported() {
             .expect("policy")
             .is_some()
     );
+    // Every setting kind is enforced by the server now (Object Lock included,
+    // see `object_lock_is_applied_on_the_server`).
     let (status, reason) = h
         .bucket_condition(NS, "site", "SettingsEnforced")
         .await
         .expect("condition");
-    assert_eq!(
-        (status.as_str(), reason.as_str()),
-        ("False", "NotEnforcedByServer")
-    );
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Enforced"));
     // The bucket policy is enforced by the server: anonymous reads of public/ work.
     let root = h.server.as_ref().expect("server").root_key().clone();
     let env = [
@@ -933,4 +932,118 @@ async fn rotation_every_issues_a_new_key_when_the_period_elapses() {
         Some(second["AWS_ACCESS_KEY_ID"].as_str())
     );
     assert!(status.last_rotated.is_some());
+}
+
+#[tokio::test]
+async fn object_lock_is_applied_on_the_server() {
+    let h = Harness::start().await;
+    let spec = "  objectLock:\n    enabled: true\n    defaultRetention:\n      mode: COMPLIANCE\n      days: 1\n";
+    ready_bucket(&h, "vault", spec).await;
+    assert_eq!(
+        h.bucket_condition(NS, "vault", "SettingsEnforced").await,
+        Some(("True".into(), "Enforced".into()))
+    );
+    let root = h.server.as_ref().expect("server").root_key().clone();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", root.id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", root.secret.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", h.ctx.settings.s3_endpoint.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let s3 = s3_client(&env);
+    let bucket = "team-a-vault";
+    // The bucket was created locked, so versioning is on without being asked for.
+    let versioning = s3
+        .get_bucket_versioning()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("versioning");
+    assert_eq!(versioning.status().map(|s| s.as_str()), Some("Enabled"));
+    let default_retention = |config: aws_sdk_s3::operation::get_object_lock_configuration::GetObjectLockConfigurationOutput| {
+        let retention = config
+            .object_lock_configuration()
+            .and_then(|c| c.rule())
+            .and_then(|r| r.default_retention())
+            .cloned()
+            .expect("default retention");
+        (
+            retention.mode().map(|m| m.as_str().to_owned()),
+            retention.days(),
+            retention.years(),
+        )
+    };
+    let config = s3
+        .get_object_lock_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("lock configuration");
+    assert_eq!(
+        default_retention(config),
+        (Some("COMPLIANCE".to_owned()), Some(1), None)
+    );
+    // New objects get the default retention, and their versions cannot go.
+    let written = s3
+        .put_object()
+        .bucket(bucket)
+        .key("record")
+        .body(b"kept".to_vec().into())
+        .send()
+        .await
+        .expect("put");
+    let version = written.version_id().expect("version id");
+    let deleted = s3
+        .delete_object()
+        .bucket(bucket)
+        .key("record")
+        .version_id(version)
+        .bypass_governance_retention(true)
+        .send()
+        .await;
+    assert!(
+        matches!(&deleted, Err(e) if format!("{:?}", aws_sdk_s3::error::DisplayErrorContext(e)).contains("AccessDenied")),
+        "{deleted:?}"
+    );
+
+    // Changing the default retention in the spec changes it on the server.
+    let patch = json!({"spec": {"objectLock": {"enabled": true, "defaultRetention": {"mode": "GOVERNANCE", "days": null, "years": 2}}}});
+    h.buckets()
+        .patch("vault", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    h.reconcile_bucket(NS, "vault").await.expect("reconcile");
+    let config = s3
+        .get_object_lock_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("lock configuration");
+    assert_eq!(
+        default_retention(config),
+        (Some("GOVERNANCE".to_owned()), None, Some(2))
+    );
+
+    // Versioning cannot be suspended on a locked bucket: the spec is reported
+    // invalid and the server keeps versioning on.
+    let patch = json!({"spec": {"versioning": "Suspended"}});
+    h.buckets()
+        .patch("vault", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    h.reconcile_bucket(NS, "vault").await.expect("reconcile");
+    assert_eq!(
+        h.bucket_condition(NS, "vault", "Ready").await,
+        Some(("False".into(), "InvalidObjectLock".into()))
+    );
+    let versioning = s3
+        .get_bucket_versioning()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("versioning");
+    assert_eq!(versioning.status().map(|s| s.as_str()), Some("Enabled"));
 }

@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 
 use coffer_server::meta::{
     BucketAcl, CannedAcl, ListQuery, MetaError, MetaStore, MultipartUpload, NewAccessKey,
-    NewBucket, NodeProgress, NodeState, ObjectChecksum, ObjectHeaders, ObjectMeta, ObjectOwnership,
-    Part, Segment, Versioning, WriteCondition, now_millis,
+    NewBucket, NodeProgress, NodeState, OBJECT_LOCK, ObjectChecksum, ObjectHeaders, ObjectLock,
+    ObjectMeta, ObjectOwnership, Part, Retention, RetentionMode, Segment, Versioning,
+    WriteCondition, now_millis,
 };
 
 async fn sqlite_store() -> MetaStore {
@@ -871,7 +872,126 @@ async fn canned_acls_and_ownership(store: MetaStore) {
     ));
 }
 
+/// Object Lock's rules are the store's: every writer (S3 API, operator,
+/// lifecycle) goes through them, and a lock and a delete of one version never
+/// both succeed however they interleave.
+async fn object_lock_rules_hold_in_the_store(store: MetaStore) {
+    store
+        .create_bucket_with_object_lock(&bucket("lk"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.bucket_versioning("lk").await.unwrap(),
+        Versioning::Enabled
+    );
+    assert!(matches!(
+        store
+            .set_bucket_versioning("lk", Versioning::Suspended)
+            .await,
+        Err(MetaError::InvalidBucketState(_))
+    ));
+    assert!(matches!(
+        store.set_bucket_config("lk", OBJECT_LOCK, None).await,
+        Err(MetaError::InvalidBucketState(_))
+    ));
+    let locked = ObjectMeta {
+        lock: ObjectLock {
+            retention: Some(Retention {
+                mode: RetentionMode::Compliance,
+                until: now_millis() + 3_600_000,
+            }),
+            legal_hold: false,
+        },
+        ..object("lk", "k", "b1")
+    };
+    let v1 = store
+        .put_object(&locked, &WriteCondition::None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_object_version_with("lk", "k", &v1, true).await,
+        Err(MetaError::ObjectLocked)
+    ));
+    assert!(matches!(
+        store
+            .set_object_retention("lk", "k", Some(&v1), None, true)
+            .await,
+        Err(MetaError::ObjectLocked)
+    ));
+    assert!(
+        store
+            .get_object_version("lk", "k", &v1)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A bucket without lock takes no locked writes and no lock configuration
+    // while unversioned.
+    store.create_bucket(&bucket("open")).await.unwrap();
+    assert!(matches!(
+        store
+            .put_object(
+                &ObjectMeta {
+                    bucket: "open".to_owned(),
+                    ..locked.clone()
+                },
+                &WriteCondition::None
+            )
+            .await,
+        Err(MetaError::ObjectLockNotEnabled)
+    ));
+    assert!(matches!(
+        store
+            .set_bucket_object_lock("open", &Default::default())
+            .await,
+        Err(MetaError::InvalidBucketState(_))
+    ));
+    // Race a legal hold against a delete of the same noncurrent version.
+    for i in 0..20 {
+        let key = format!("race-{i}");
+        let first = store
+            .put_object(
+                &object("lk", &key, &format!("r{i}a")),
+                &WriteCondition::None,
+            )
+            .await
+            .unwrap();
+        store
+            .put_object(
+                &object("lk", &key, &format!("r{i}b")),
+                &WriteCondition::None,
+            )
+            .await
+            .unwrap();
+        let hold = {
+            let (store, key, v) = (store.clone(), key.clone(), first.clone());
+            tokio::spawn(async move {
+                store
+                    .set_object_legal_hold("lk", &key, Some(&v), true)
+                    .await
+            })
+        };
+        let delete = {
+            let (store, key, v) = (store.clone(), key.clone(), first.clone());
+            tokio::spawn(async move { store.delete_object_version("lk", &key, &v).await })
+        };
+        let held = hold.await.unwrap();
+        let deleted = delete.await.unwrap();
+        let exists = store
+            .get_object_version("lk", &key, &first)
+            .await
+            .unwrap()
+            .is_some();
+        match (held, deleted) {
+            (Ok(_), Err(MetaError::ObjectLocked)) => assert!(exists),
+            (Err(MetaError::NoSuchVersion), Ok(_)) => assert!(!exists),
+            other => panic!("lock and delete both took effect or failed oddly: {other:?}"),
+        }
+    }
+}
+
 conformance!(
+    object_lock_rules_hold_in_the_store,
     canned_acls_and_ownership,
     background_writes_never_make_request_writes_fail,
     versions_markers_and_garbage,

@@ -670,7 +670,108 @@ async fn writes_carry_lock_headers_as_on_s3(backend: Backend) {
     t.stop().await;
 }
 
+/// A browser form upload (PostObject) with the lock fields, signed with a POST
+/// policy that covers them; returns (status, body).
+async fn post_locked_form(t: &TestServer, bucket: &str, key: &str) -> (u16, String) {
+    let root = t.server.root_key();
+    let lock_fields = [
+        ("x-amz-object-lock-mode", "GOVERNANCE"),
+        (
+            "x-amz-object-lock-retain-until-date",
+            "2099-01-01T00:00:00Z",
+        ),
+        ("x-amz-object-lock-legal-hold", "ON"),
+    ];
+    let mut conditions = vec![
+        serde_json::json!({"bucket": bucket}),
+        serde_json::json!({"key": key}),
+    ];
+    conditions.extend(lock_fields.iter().map(|(n, v)| serde_json::json!({*n: v})));
+    let mut fields: Vec<(String, String)> = vec![("key".to_owned(), key.to_owned())];
+    fields.extend(
+        lock_fields
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+    );
+    fields.extend(crate::common::signed_policy(
+        conditions,
+        time::Duration::minutes(5),
+        &root.id,
+        &root.secret,
+    ));
+    let boundary = "----CofferLockFormBoundary";
+    let mut body = Vec::new();
+    for (name, value) in &fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\nform\r\n--{boundary}--\r\n")
+            .as_bytes(),
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/{bucket}", t.endpoint()))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+async fn form_uploads_carry_lock_fields(backend: Backend) {
+    let t = TestServer::start(backend).await;
+    let s3 = t.root_client();
+    locked_bucket(&s3, "vault").await;
+    s3.create_bucket().bucket("plain").send().await.unwrap();
+    let (status, body) = post_locked_form(&t, "vault", "form").await;
+    assert_eq!(status, 204, "{body}");
+    let retention = s3
+        .get_object_retention()
+        .bucket("vault")
+        .key("form")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        retention.retention().and_then(|r| r.mode()),
+        Some(&ObjectLockRetentionMode::Governance)
+    );
+    let hold = s3
+        .get_object_legal_hold()
+        .bucket("vault")
+        .key("form")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        hold.legal_hold().and_then(|h| h.status()),
+        Some(&ObjectLockLegalHoldStatus::On)
+    );
+    // The same form to a bucket without Object Lock is refused, not stored unlocked.
+    let (status, body) = post_locked_form(&t, "plain", "form").await;
+    assert_eq!((status, xml_code(&body)), (400, "InvalidRequest"), "{body}");
+    assert!(
+        s3.head_object()
+            .bucket("plain")
+            .key("form")
+            .send()
+            .await
+            .is_err()
+    );
+    t.stop().await;
+}
+
 on_both_backends!(
+    form_uploads_carry_lock_fields,
     lock_configuration_enables_versioning_for_good,
     compliance_and_legal_hold_stop_even_root,
     governance_bypass_needs_the_permission,

@@ -1,4 +1,6 @@
 //! Access keys: id, secret, and the IAM identity policy that scopes what they may do.
+//! Secrets are stored sealed with the master key when the store has one
+//! (`master_key.rs`); callers always see them in plaintext.
 
 use sqlx::Row;
 
@@ -51,10 +53,11 @@ pub struct NewAccessKey {
 
 const COLUMNS: &str = "id, secret, name, owner, policy, is_root, created_at, expires_at";
 
-fn key_from_row(row: &sqlx::any::AnyRow) -> MetaResult<AccessKey> {
+fn key_from_row(store: &MetaStore, row: &sqlx::any::AnyRow) -> MetaResult<AccessKey> {
+    let id: String = row.try_get("id")?;
     Ok(AccessKey {
-        id: row.try_get("id")?,
-        secret: row.try_get("secret")?,
+        secret: store.read_secret(&id, row.try_get("secret")?)?,
+        id,
         name: row.try_get("name")?,
         owner: row.try_get("owner")?,
         policy: row.try_get("policy")?,
@@ -98,7 +101,7 @@ impl MetaStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, NULL) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&id)
-        .bind(&secret)
+        .bind(self.stored_secret(&id, &secret))
         .bind(&key.name)
         .bind(&key.owner)
         .bind(key.policy.as_deref())
@@ -128,7 +131,7 @@ impl MetaStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(key_from_row).transpose()
+        row.as_ref().map(|r| key_from_row(self, r)).transpose()
     }
 
     pub async fn list_access_keys(&self) -> MetaResult<Vec<AccessKey>> {
@@ -137,7 +140,7 @@ impl MetaStore {
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(key_from_row).collect()
+        rows.iter().map(|r| key_from_row(self, r)).collect()
     }
 
     /// Keys created by one owner (e.g. every key of one AccessKey resource).
@@ -148,7 +151,7 @@ impl MetaStore {
         .bind(owner)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(key_from_row).collect()
+        rows.iter().map(|r| key_from_row(self, r)).collect()
     }
 
     /// The root key, when one has been stored.
@@ -158,7 +161,7 @@ impl MetaStore {
         ))
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(key_from_row).transpose()
+        row.as_ref().map(|r| key_from_row(self, r)).transpose()
     }
 
     pub async fn delete_access_key(&self, id: &str) -> MetaResult<()> {

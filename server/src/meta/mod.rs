@@ -9,6 +9,7 @@ mod group;
 mod keys;
 mod list;
 mod lock;
+mod master_key;
 mod multipart;
 mod nodes;
 mod objects;
@@ -26,7 +27,8 @@ pub use self::lock::{
 pub use self::multipart::{MultipartUpload, Part, UploadsPage};
 pub use self::nodes::{BlobReplicas, Node, NodeProgress, NodeState};
 pub use self::objects::{
-    Deleted, NULL_VERSION, ObjectChecksum, ObjectHeaders, ObjectMeta, Segment, WriteCondition,
+    CustomerKeyCheck, Deleted, Encryption, NULL_VERSION, ObjectChecksum, ObjectHeaders, ObjectMeta,
+    Segment, WriteCondition,
 };
 pub use self::usage::{QUOTA, Quota};
 pub use self::versions::{ObjectVersion, VERSIONING, Versioning};
@@ -74,6 +76,13 @@ pub enum MetaError {
     Corrupt(String),
     #[error("unsupported database url {0:?} (use sqlite://PATH or postgres://...)")]
     UnsupportedUrl(String),
+    #[error(
+        "the master key does not match the one this store is encrypted with \
+         (check COFFER_MASTER_KEY / --master-key-file / <data-dir>/master.key)"
+    )]
+    WrongMasterKey,
+    #[error("the store holds encrypted access-key secrets; a master key is required to read them")]
+    MasterKeyRequired,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -97,6 +106,9 @@ pub struct MetaStore {
     write_lock: Option<Arc<Mutex<()>>>,
     /// SQLite: object writes are committed in groups (see `group.rs`).
     group: Option<group::GroupCommit>,
+    /// Seals access-key secrets at rest (see `master_key.rs`); `None` reads and
+    /// writes them in plaintext (stores from before encryption at rest).
+    master: Option<Arc<crate::crypto::Key>>,
 }
 
 impl std::fmt::Debug for MetaStore {
@@ -154,6 +166,7 @@ impl MetaStore {
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             group: None,
+            master: None,
         };
         schema::migrate(&store).await?;
         if backend == Backend::Sqlite {

@@ -43,6 +43,9 @@ pub struct Part {
     /// Nodes holding the part's blob when it is recorded (see `Segment::replicas`);
     /// empty when read back.
     pub replicas: Vec<String>,
+    /// Bytes the part's blob holds, when that differs from `size` (encrypted).
+    #[serde(skip)]
+    pub stored_size: Option<u64>,
 }
 
 /// One page of `ListMultipartUploads`.
@@ -78,6 +81,7 @@ fn part_from_row(row: &sqlx::any::AnyRow) -> MetaResult<Part> {
         checksum: (!checksum.is_empty()).then_some(checksum),
         last_modified: row.try_get("last_modified")?,
         replicas: Vec::new(),
+        stored_size: None,
     })
 }
 
@@ -155,6 +159,7 @@ impl MetaStore {
             checksum: None,
             replicas: part.replicas.clone(),
             inline: None,
+            stored_size: part.stored_size,
         };
         register_blobs_tx(&mut tx, std::slice::from_ref(&segment)).await?;
         if let Some((old,)) = previous {

@@ -38,6 +38,29 @@ pub struct ObjectHeaders {
     /// here because it travels with the version exactly as the headers do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acl: Option<super::CannedAcl>,
+    /// Server-side encryption of the object's bytes (SSE-S3 or SSE-C).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// How an object's bytes are encrypted at rest: every segment is stored in the
+/// chunked AES-256-GCM format of `crate::crypto`, under a key derived from one
+/// random data key per object (or upload), which is kept here wrapped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// The data key, wrapped (sealed) with the master key (SSE-S3) or with the
+    /// customer's key (SSE-C).
+    pub wrapped_key: String,
+    /// SSE-C: how to recognise the customer's key without storing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_key: Option<CustomerKeyCheck>,
+}
+
+/// A salted HMAC-SHA256 of an SSE-C key (base64 salt and digest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerKeyCheck {
+    pub salt: String,
+    pub fingerprint: String,
 }
 
 /// The additional checksum of an object (`x-amz-checksum-*`).
@@ -71,6 +94,10 @@ pub struct Segment {
     /// the row.
     #[serde(skip)]
     pub inline: Option<Vec<u8>>,
+    /// Bytes the blob holds when that differs from `size` (encrypted segments
+    /// carry a tag per chunk); recorded in `blobs` for the healer and scrubber.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_size: Option<u64>,
 }
 
 /// One version of an object: the current one (in `objects`) or a noncurrent
@@ -672,7 +699,7 @@ pub(super) async fn register_blobs_tx(
              ON CONFLICT (id) DO UPDATE SET garbage = 0",
         )
         .bind(&segment.blob)
-        .bind(segment.size as i64)
+        .bind(segment.stored_size.unwrap_or(segment.size) as i64)
         .bind(super::now_millis())
         .execute(&mut ***tx)
         .await?;

@@ -178,6 +178,14 @@ const MIGRATIONS: &[Migration] = &[
             "ALTER TABLE multipart_uploads ADD COLUMN object_lock TEXT NOT NULL DEFAULT '{}'",
         ],
     },
+    Migration {
+        version: 9,
+        // Store-wide settings; first the master key's check value, which makes a
+        // server started with the wrong master key refuse to start.
+        statements: &["CREATE TABLE store_settings (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL)"],
+    },
 ];
 
 /// Applies every migration the database has not seen yet.

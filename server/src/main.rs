@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use coffer_server::cluster::{self, ClusterConfig, View};
+use coffer_server::crypto::{self, Key};
 use coffer_server::iam::PolicyDocument;
 use coffer_server::meta::{NewAccessKey, NodeState};
 use coffer_server::serve::{self, ServeConfig};
@@ -40,6 +41,26 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Manage the master key (see docs/encryption.md).
+    MasterKey {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: MasterKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MasterKeyCommand {
+    /// Print a new random master key (base64), for a key file or a Secret.
+    Generate,
+    /// Re-wrap every SSE-S3 data key and access-key secret under a new master
+    /// key, in one transaction. Stop every server and the operator first.
+    Rotate {
+        /// File holding the new key (base64 of 32 bytes).
+        #[arg(long)]
+        new_key_file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -67,6 +88,19 @@ struct StoreArgs {
     /// Metadata store: sqlite://PATH or postgres://... (default sqlite://<data-dir>/meta.db).
     #[arg(long, env = "COFFER_DATABASE_URL", global = true)]
     database_url: Option<String>,
+    /// File holding the master key (base64 of 32 bytes) that encrypts data keys
+    /// and access-key secrets (default: <data-dir>/master.key, generated on first start).
+    #[arg(long, env = "COFFER_MASTER_KEY_FILE", global = true)]
+    master_key_file: Option<PathBuf>,
+    /// The master key itself, base64 (prefer the environment variable).
+    #[arg(
+        long,
+        env = "COFFER_MASTER_KEY",
+        hide_env_values = true,
+        global = true,
+        conflicts_with = "master_key_file"
+    )]
+    master_key: Option<String>,
 }
 
 #[derive(Args)]
@@ -203,17 +237,61 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => run_serve(*args).await,
         Command::Key { store, command } => run_key(store, command).await,
         Command::Node { store, command } => run_node(store, command).await,
+        Command::MasterKey { store, command } => run_master_key(store, command).await,
     }
 }
 
-fn config_of(store: &StoreArgs) -> ServeConfig {
+fn config_of(store: &StoreArgs) -> anyhow::Result<ServeConfig> {
     let mut config = ServeConfig::new(store.data_dir.clone());
     config.database_url = store.database_url.clone();
-    config
+    config.master_key = store
+        .master_key
+        .as_deref()
+        .map(Key::from_base64)
+        .transpose()
+        .context("invalid COFFER_MASTER_KEY")?;
+    config.master_key_file = store.master_key_file.clone();
+    Ok(config)
+}
+
+async fn run_master_key(store: StoreArgs, command: MasterKeyCommand) -> anyhow::Result<()> {
+    match command {
+        MasterKeyCommand::Generate => {
+            println!("{}", Key::random().to_base64());
+            Ok(())
+        }
+        MasterKeyCommand::Rotate { new_key_file } => {
+            let config = config_of(&store)?;
+            let new = Key::from_base64(
+                &std::fs::read_to_string(&new_key_file)
+                    .with_context(|| format!("cannot read {}", new_key_file.display()))?,
+            )?;
+            let mut meta = serve::open_meta(&config).await?;
+            let rewrapped = meta.rotate_master_key(new.clone()).await?;
+            meta.close().await;
+            println!("Re-wrapped {rewrapped} data keys and every access-key secret.");
+            if config.master_key.is_none() && config.master_key_file.is_none() {
+                // The default key file: replace it, so the next start finds the new key.
+                let path = config.data_dir.join("master.key");
+                let staged = config.data_dir.join("master.key.new");
+                let _ = std::fs::remove_file(&staged);
+                crypto::write_key_file(&staged, &new)?;
+                std::fs::rename(&staged, &path)
+                    .with_context(|| format!("cannot replace {}", path.display()))?;
+                println!("{} now holds the new key.", path.display());
+            } else {
+                println!(
+                    "Now give every server and the operator the new key (COFFER_MASTER_KEY or \
+                     --master-key-file) before starting them again."
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = config_of(&args.store);
+    let mut config = config_of(&args.store)?;
     config.listen = args.listen;
     config.region = args.region;
     config.domain = args.domain;
@@ -263,7 +341,7 @@ async fn shutdown_signal() {
 }
 
 async fn run_key(store: StoreArgs, command: KeyCommand) -> anyhow::Result<()> {
-    let meta = serve::open_meta(&config_of(&store)).await?;
+    let meta = serve::open_meta(&config_of(&store)?).await?;
     match command {
         KeyCommand::Create { name, policy } => {
             let policy = match policy {
@@ -317,7 +395,7 @@ async fn run_key(store: StoreArgs, command: KeyCommand) -> anyhow::Result<()> {
 }
 
 async fn run_node(store: StoreArgs, command: NodeCommand) -> anyhow::Result<()> {
-    let meta = serve::open_meta(&config_of(&store)).await?;
+    let meta = serve::open_meta(&config_of(&store)?).await?;
     match command {
         NodeCommand::List { dead_after } => {
             let dead_after = Duration::from_secs(dead_after.max(1));

@@ -18,6 +18,7 @@ use tower::ServiceExt as _;
 
 use crate::auth::{Authorizer, KeyRing, SignatureKeys};
 use crate::cluster::{self, ClusterConfig, DataPlane};
+use crate::crypto::{self, Key};
 use crate::http::{FrontDoor, router, with_peer};
 use crate::meta::{AccessKey, MetaStore, NewAccessKey};
 use crate::metrics::Metrics;
@@ -48,6 +49,11 @@ pub struct ServeConfig {
     /// This node's part in the storage cluster. An empty `advertise_url` means
     /// `http://<bound address>`.
     pub cluster: ClusterConfig,
+    /// The master key (`COFFER_MASTER_KEY`); when `None`, read from
+    /// `master_key_file`, else from `<data_dir>/master.key`, generated there on
+    /// first start.
+    pub master_key: Option<Key>,
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -66,6 +72,8 @@ impl ServeConfig {
             lifecycle_day: Duration::from_secs(86_400),
             lifecycle_interval: Duration::from_secs(3600),
             cluster: ClusterConfig::single(cluster::default_node_id(), ""),
+            master_key: None,
+            master_key_file: None,
         }
     }
 
@@ -76,14 +84,37 @@ impl ServeConfig {
     }
 }
 
-/// Opens the metadata store a config names (creating the data dir for SQLite).
+/// Opens the metadata store a config names (creating the data dir for SQLite)
+/// and unlocks it with the master key, generating one on first start when none
+/// is configured. A key that does not match the store's is refused.
 pub async fn open_meta(config: &ServeConfig) -> anyhow::Result<MetaStore> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let url = config.database_url();
-    MetaStore::connect(&url)
+    let mut meta = MetaStore::connect(&url)
         .await
-        .with_context(|| format!("cannot open metadata store {}", redact(&url)))
+        .with_context(|| format!("cannot open metadata store {}", redact(&url)))?;
+    let (key, generated) = crypto::load_master_key(
+        config.master_key.as_ref(),
+        config.master_key_file.as_deref(),
+        &config.data_dir,
+    )?;
+    if let Err(e) = meta.unlock(key).await {
+        if let Some(path) = &generated {
+            // A key made up just now for a store that already has one is of
+            // no use; leave no file that looks like the store's key.
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e).context("cannot unlock the metadata store with the master key");
+    }
+    if let Some(path) = generated {
+        tracing::warn!(
+            path = %path.display(),
+            "generated a new master key: back it up, without it encrypted objects and \
+             access-key secrets cannot be read (see docs/encryption.md)"
+        );
+    }
+    Ok(meta)
 }
 
 /// Hides a password in a database URL for logs.

@@ -18,6 +18,9 @@ use coffer_server::meta::MetaStore;
 
 const ROOT_KEY: &str = "CLUSTERROOTKEY";
 const ROOT_SECRET: &str = "cluster-root-secret";
+/// Every node of a cluster shares one master key (each would otherwise generate
+/// its own, and all but the first would refuse to start).
+const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const SECRET: &str = "cluster-secret-for-tests";
 
 /// Cluster tests start many processes; one at a time keeps heartbeats honest on
@@ -54,6 +57,7 @@ impl Node {
             .env("COFFER_CLUSTER_SECRET", self.secret.unwrap_or_default())
             .env("COFFER_ROOT_ACCESS_KEY", ROOT_KEY)
             .env("COFFER_ROOT_SECRET_KEY", ROOT_SECRET)
+            .env("COFFER_MASTER_KEY", MASTER_KEY)
             .env("COFFER_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -216,6 +220,7 @@ impl TestCluster {
         let output = Command::new(env!("CARGO_BIN_EXE_coffer-server"))
             .args(args)
             .args(["--database-url", &self.database_url])
+            .env("COFFER_MASTER_KEY", MASTER_KEY)
             .output()
             .expect("run coffer-server");
         assert!(

@@ -686,7 +686,7 @@ pub(super) async fn register_blobs_tx(
                  INSERT INTO inline_blobs (id, data) VALUES ($1, $4) ON CONFLICT (id) DO NOTHING",
             )
             .bind(&segment.blob)
-            .bind(segment.size as i64)
+            .bind(segment.stored_size.unwrap_or(segment.size) as i64)
             .bind(super::now_millis())
             .bind(data.clone())
             .execute(&mut ***tx)

@@ -2,11 +2,16 @@
 //! copy-source conditions. A copy onto itself with REPLACE rewrites only metadata;
 //! any other copy streams the bytes into a new blob (blobs are never shared).
 
+use std::sync::Arc;
+
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use sync_wrapper::SyncStream;
 
 use super::checksum::{Algorithm, set_checksum};
+use super::encryption::{
+    self, Requested, WriteEncryption, copy_source_customer_key_of, customer_key_of, set_sse,
+};
 use super::get::{
     Conditions, check_conditions, copy_source_conditions, find_object, object_stream,
 };
@@ -14,6 +19,7 @@ use super::ingest::{BodyRules, ingest};
 use super::put::{discard, header_input, object_headers, surely_not_committed};
 use super::tagging;
 use super::{Coffer, meta_error, quoted_etag, timestamp, validate_key, version_header};
+use crate::crypto::Key;
 use crate::meta::{
     NULL_VERSION, ObjectChecksum, ObjectMeta, Segment, Versioning, WriteCondition, now_millis,
 };
@@ -77,6 +83,17 @@ pub async fn copy_object(
     )?;
     super::object_lock::check_requested_lock(s3, &input.bucket, &lock).await?;
     let source = copy_source_object(s3, &input.copy_source, copy_source_conditions!(input)).await?;
+    let source_key = encryption::for_read(
+        s3,
+        source.headers.encryption.as_ref(),
+        copy_source_customer_key_of!(input)?.as_ref(),
+    )?;
+    let requested = encryption::requested(
+        input.server_side_encryption.as_ref(),
+        customer_key_of!(input)?,
+    )?;
+    let asks_encryption = !matches!(requested, Requested::Default);
+    let target = WriteEncryption::choose(s3, &input.bucket, requested).await?;
     let replace = match input
         .metadata_directive
         .as_ref()
@@ -91,7 +108,7 @@ pub async fn copy_object(
             ));
         }
     };
-    let headers = if replace {
+    let mut headers = if replace {
         object_headers(header_input!(input), s3.limits.max_user_metadata)?
     } else {
         let mut headers = source.headers.clone();
@@ -101,10 +118,10 @@ pub async fn copy_object(
         headers
     };
     // An ACL is never copied: the copy gets the request's, as on S3.
-    let mut headers = headers;
     headers.acl =
         super::acl::acl_for_new_object(s3, &input.bucket, input.acl.as_ref().map(|a| a.as_str()))
             .await?;
+    WriteEncryption::apply(target.as_ref(), &mut headers);
     let new_tags = input.tagging_directive.is_some();
     let onto_itself = source.bucket == input.bucket
         && source.key == input.key
@@ -114,7 +131,7 @@ pub async fn copy_object(
             .await
             .map_err(meta_error)?
             .is_some_and(|current| current.version_id == source.version_id);
-    if onto_itself && !replace && !new_tags && input.storage_class.is_none() {
+    if onto_itself && !replace && !new_tags && input.storage_class.is_none() && !asks_encryption {
         return Err(s3_error!(
             InvalidRequest,
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
@@ -127,7 +144,11 @@ pub async fn copy_object(
         .bucket_versioning(&input.bucket)
         .await
         .map_err(meta_error)?;
+    // Encrypted bytes are bound to their object's data key: changing (or
+    // keeping) encryption on a copy onto itself rewrites them.
     let in_place = onto_itself
+        && source.headers.encryption.is_none()
+        && target.is_none()
         && (versioning == Versioning::Unversioned
             || (versioning == Versioning::Suspended && source.version_id == NULL_VERSION));
     let tags = tagging::copy_tags(
@@ -147,10 +168,10 @@ pub async fn copy_object(
         copy_bytes(
             s3,
             &source,
-            &input.bucket,
-            &input.key,
+            (&input.bucket, &input.key),
             headers,
             input.checksum_algorithm.as_ref(),
+            (source_key, target.as_ref().map(|t| &*t.data_key)),
         )
         .await
         .map(|object| ObjectMeta {
@@ -188,22 +209,30 @@ pub async fn copy_object(
     {
         set_checksum!(result, algorithm, object.checksum.value.clone());
     }
-    Ok(S3Response::new(CopyObjectOutput {
+    let mut output = CopyObjectOutput {
         copy_object_result: Some(result),
         copy_source_version_id: version_header(&source.version_id),
         version_id: version_header(&version_id),
         ..Default::default()
-    }))
+    };
+    set_sse!(
+        output,
+        object.headers.encryption.as_ref(),
+        target.as_ref().and_then(|t| t.customer_md5.as_deref())
+    );
+    Ok(S3Response::new(output))
 }
 
-/// Streams the source's bytes into a new blob for the destination object.
+/// Streams the source's bytes into a new blob for the destination object,
+/// opening them with the source's data key and sealing them with the
+/// destination's (`keys`).
 async fn copy_bytes(
     s3: &Coffer,
     source: &ObjectMeta,
-    bucket: &str,
-    key: &str,
+    (bucket, key): (&str, &str),
     headers: crate::meta::ObjectHeaders,
     requested: Option<&ChecksumAlgorithm>,
+    keys: (Option<Arc<Key>>, Option<&Key>),
 ) -> S3Result<ObjectMeta> {
     let algorithm = match requested {
         Some(a) => Some(Algorithm::from_dto(a)?),
@@ -217,6 +246,7 @@ async fn copy_bytes(
         s3.blobs.clone(),
         &source.segments,
         0..source.size,
+        keys.0,
     )));
     let ingested = ingest(
         &s3.blobs,
@@ -227,13 +257,15 @@ async fn copy_bytes(
             content_md5: None,
             algorithm,
             inline_max: s3.limits.inline_max,
+            encryption: keys.1,
         },
     )
     .await?;
+    let stored_size = ingested.stored_size();
     Ok(ObjectMeta {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
-        size: ingested.blob.size,
+        size: ingested.size,
         etag: ingested.md5_hex,
         last_modified: now_millis(),
         headers,
@@ -243,8 +275,9 @@ async fn copy_bytes(
             kind: algorithm.map(|_| "FULL_OBJECT".to_owned()),
         },
         segments: vec![Segment {
+            stored_size,
             blob: ingested.blob.id,
-            size: ingested.blob.size,
+            size: ingested.size,
             checksum: None,
             replicas: ingested.blob.replicas,
             inline: ingested.inline,

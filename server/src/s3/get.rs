@@ -3,6 +3,7 @@
 //! verified on the way out.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -11,10 +12,12 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use sync_wrapper::SyncStream;
 
 use super::checksum::{Algorithm, set_checksum};
+use super::encryption::{self, customer_key_of, set_sse};
 use super::object_lock::lock_headers;
 use super::{Coffer, io_error, meta_error, quoted_etag, timestamp};
 use crate::auth::Authorizer;
 use crate::cluster::DataPlane;
+use crate::crypto::{self, Key};
 use crate::meta::{ObjectMeta, Segment};
 
 /// The conditional headers of a read.
@@ -178,11 +181,13 @@ pub(super) fn select(
     }
 }
 
-/// Streams `range` of an object whose bytes lie in `segments`.
+/// Streams `range` of an object whose bytes lie in `segments`, opening the
+/// sealed chunks of an encrypted object with its data key.
 pub(super) fn object_stream(
     blobs: DataPlane,
     segments: &[Segment],
     range: Range<u64>,
+    data_key: Option<Arc<Key>>,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     let mut pieces = Vec::new();
     let mut offset = 0u64;
@@ -192,32 +197,167 @@ pub(super) fn object_stream(
         let to = range.end.min(end);
         if from < to {
             let sub = (from - start)..(to - start);
-            // A small object read with its metadata needs no second trip.
-            let piece = match &segment.inline {
-                Some(data) => {
-                    let end = (sub.end as usize).min(data.len());
-                    Piece::Bytes(Bytes::copy_from_slice(
-                        &data[(sub.start as usize).min(end)..end],
-                    ))
+            let piece = match &data_key {
+                Some(key) => {
+                    let span = crypto::chunk_span(segment.size, &sub);
+                    Piece::Sealed {
+                        source: Source::of(segment, span.stored.clone()),
+                        cipher: key.segment(&segment.blob),
+                        size: segment.size,
+                        range: sub,
+                    }
                 }
-                None => Piece::Blob(segment.blob.clone(), sub),
+                None => Piece::Plain(Source::of(segment, sub)),
             };
             pieces.push(piece);
         }
         offset = end;
     }
     futures::stream::iter(pieces).flat_map(move |piece| match piece {
-        Piece::Bytes(bytes) => {
-            futures::future::Either::Left(futures::stream::once(futures::future::ready(Ok(bytes))))
-        }
-        Piece::Blob(id, sub) => futures::future::Either::Right(blobs.stream(&id, sub)),
+        Piece::Plain(source) => futures::future::Either::Left(source.stream(&blobs)),
+        Piece::Sealed {
+            source,
+            cipher,
+            size,
+            range,
+        } => futures::future::Either::Right(decrypted_stream(
+            source.stream(&blobs),
+            cipher,
+            size,
+            range,
+        )),
     })
 }
 
-/// Where one stretch of an object's bytes comes from.
+/// One stretch of an object's bytes: as stored, or sealed chunks to open.
 enum Piece {
+    Plain(Source),
+    Sealed {
+        source: Source,
+        cipher: crypto::SegmentCipher,
+        size: u64,
+        range: Range<u64>,
+    },
+}
+
+/// Where stored bytes come from.
+enum Source {
     Bytes(Bytes),
     Blob(String, Range<u64>),
+}
+
+impl Source {
+    /// Bytes `range` of a segment as stored.
+    fn of(segment: &Segment, range: Range<u64>) -> Self {
+        // A small object read with its metadata needs no second trip.
+        match &segment.inline {
+            Some(data) => {
+                let end = (range.end as usize).min(data.len());
+                Source::Bytes(Bytes::copy_from_slice(
+                    &data[(range.start as usize).min(end)..end],
+                ))
+            }
+            None => Source::Blob(segment.blob.clone(), range),
+        }
+    }
+
+    fn stream(
+        self,
+        blobs: &DataPlane,
+    ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static + use<> {
+        match self {
+            Source::Bytes(bytes) => futures::future::Either::Left(futures::stream::once(
+                futures::future::ready(Ok(bytes)),
+            )),
+            Source::Blob(id, range) => futures::future::Either::Right(blobs.stream(&id, range)),
+        }
+    }
+}
+
+/// Plaintext `range` of an encrypted segment of `size` bytes from `raw`, the
+/// sealed chunks that cover it (`crypto::chunk_span`), opening each one; a
+/// chunk that does not authenticate ends the stream with an error, never with
+/// wrong bytes.
+fn decrypted_stream(
+    raw: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    cipher: crypto::SegmentCipher,
+    size: u64,
+    range: Range<u64>,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let span = crypto::chunk_span(size, &range);
+    struct State<S> {
+        raw: std::pin::Pin<Box<S>>,
+        cipher: crypto::SegmentCipher,
+        buffer: bytes::BytesMut,
+        index: u64,
+        chunks: u64,
+        stored: u64,
+        skip: usize,
+        remaining: u64,
+    }
+    let state = State {
+        raw: Box::pin(raw),
+        cipher,
+        buffer: bytes::BytesMut::new(),
+        index: span.first,
+        chunks: crypto::chunk_count(size),
+        stored: crypto::stored_size(size),
+        skip: span.skip as usize,
+        remaining: range.end - range.start,
+    };
+    let sealed_chunk = (crypto::CHUNK + crypto::TAG) as u64;
+    futures::stream::unfold(state, move |mut state| async move {
+        loop {
+            if state.remaining == 0 {
+                return None;
+            }
+            let last = state.index + 1 == state.chunks;
+            let want = (state.stored - state.index * sealed_chunk).min(sealed_chunk) as usize;
+            if state.buffer.len() >= want {
+                let sealed = state.buffer.split_to(want).to_vec();
+                let opened = match state.cipher.open_chunk(state.index, sealed, last) {
+                    Ok(plain) => plain,
+                    Err(e) => {
+                        state.remaining = 0;
+                        tracing::error!(
+                            index = state.index,
+                            "an encrypted chunk does not authenticate"
+                        );
+                        return Some((Err(std::io::Error::other(e)), state));
+                    }
+                };
+                state.index += 1;
+                let mut plain = Bytes::from(opened);
+                let skip = state.skip.min(plain.len());
+                plain = plain.slice(skip..);
+                state.skip = 0;
+                let take = (plain.len() as u64).min(state.remaining) as usize;
+                plain.truncate(take);
+                state.remaining -= take as u64;
+                if plain.is_empty() {
+                    continue;
+                }
+                return Some((Ok(plain), state));
+            }
+            match state.raw.next().await {
+                Some(Ok(bytes)) => state.buffer.extend_from_slice(&bytes),
+                Some(Err(e)) => {
+                    state.remaining = 0;
+                    return Some((Err(e), state));
+                }
+                None => {
+                    state.remaining = 0;
+                    return Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "an encrypted blob is shorter than its object",
+                        )),
+                        state,
+                    ));
+                }
+            }
+        }
+    })
 }
 
 /// A verified body: the first chunk is read before answering, so a corrupt or
@@ -226,8 +366,14 @@ pub(super) async fn verified_body(
     blobs: &DataPlane,
     object: &ObjectMeta,
     range: Range<u64>,
+    data_key: Option<Arc<Key>>,
 ) -> S3Result<StreamingBlob> {
-    let mut stream = Box::pin(object_stream(blobs.clone(), &object.segments, range));
+    let mut stream = Box::pin(object_stream(
+        blobs.clone(),
+        &object.segments,
+        range,
+        data_key,
+    ));
     let first = match stream.next().await {
         Some(Err(e)) => return Err(io_error(e)),
         Some(Ok(chunk)) => Some(chunk),
@@ -414,9 +560,11 @@ pub async fn get_object(
     let object = find_object(s3, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let conditions = read_conditions!(input);
     check_conditions(&object, &conditions).map_err(|code| condition_error(code, &object))?;
+    let customer = customer_key_of!(input)?;
+    let data_key = encryption::for_read(s3, object.headers.encryption.as_ref(), customer.as_ref())?;
     let selection = select(&object, input.range.as_ref(), input.part_number)?;
     let described = describe(&object, &selection, input.checksum_mode.as_ref());
-    let body = verified_body(&s3.blobs, &object, selection.range.clone()).await?;
+    let body = verified_body(&s3.blobs, &object, selection.range.clone(), data_key).await?;
     let mut output = GetObjectOutput {
         body: Some(body),
         tag_count: (!object.tags.is_empty()).then_some(object.tags.len() as i32),
@@ -427,6 +575,11 @@ pub async fn get_object(
     output.object_lock_mode = lock.mode;
     output.object_lock_retain_until_date = lock.until;
     output.object_lock_legal_hold_status = lock.legal_hold;
+    set_sse!(
+        output,
+        object.headers.encryption.as_ref(),
+        customer.as_ref().map(|c| c.md5.as_str())
+    );
     let mut response = S3Response::new(output);
     if selection.partial {
         response.status = Some(http::StatusCode::PARTIAL_CONTENT);
@@ -442,6 +595,9 @@ pub async fn head_object(
     let object = find_object(s3, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let conditions = read_conditions!(input);
     check_conditions(&object, &conditions).map_err(|code| condition_error(code, &object))?;
+    let customer = customer_key_of!(input)?;
+    // HEAD checks an SSE-C key as GET does, without unwrapping the data key.
+    encryption::check_read(object.headers.encryption.as_ref(), customer.as_ref())?;
     let selection = select(&object, input.range.as_ref(), input.part_number)?;
     let described = describe(&object, &selection, input.checksum_mode.as_ref());
     let mut output = HeadObjectOutput::default();
@@ -450,6 +606,11 @@ pub async fn head_object(
     output.object_lock_mode = lock.mode;
     output.object_lock_retain_until_date = lock.until;
     output.object_lock_legal_hold_status = lock.legal_hold;
+    set_sse!(
+        output,
+        object.headers.encryption.as_ref(),
+        customer.as_ref().map(|c| c.md5.as_str())
+    );
     let mut response = S3Response::new(output);
     if selection.partial {
         response.status = Some(http::StatusCode::PARTIAL_CONTENT);

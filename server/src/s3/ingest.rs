@@ -2,6 +2,9 @@
 //! additional checksum on the way. Bytes go out in blocks of about 1 MiB — hashed
 //! on a blocking thread while the data plane writes them to their replicas — so
 //! memory stays flat whatever the object size, and the async threads never hash.
+//! Encrypted objects' blocks are sealed on that thread too, before they are stored.
+
+use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
@@ -13,12 +16,16 @@ use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 use super::checksum::Algorithm;
 use super::{io_error, join_error};
 use crate::cluster::{DataPlane, ReplicatedWriter};
+use crate::crypto::{CHUNK, Key, SegmentCipher};
 use crate::storage::{BLOCK_SIZE, BlobInfo};
 
 /// A body that is now a durable blob.
 #[derive(Debug)]
 pub struct Ingested {
+    /// The stored blob; its size is the stored size (larger when encrypted).
     pub blob: BlobInfo,
+    /// Bytes of the body (plaintext).
+    pub size: u64,
     /// Hex MD5 of the bytes: the ETag of a single-part object.
     pub md5_hex: String,
     /// Base64 additional checksum, when an algorithm was requested.
@@ -26,6 +33,13 @@ pub struct Ingested {
     /// A body no larger than `BodyRules::inline_max`: its bytes, to be kept in the
     /// metadata store by the commit (`blob.id` is then an inline id).
     pub inline: Option<Vec<u8>>,
+}
+
+impl Ingested {
+    /// The blob's size when it differs from the body's (encrypted).
+    pub fn stored_size(&self) -> Option<u64> {
+        (self.blob.size != self.size).then_some(self.blob.size)
+    }
 }
 
 struct Hashes {
@@ -43,12 +57,32 @@ impl Hashes {
     }
 }
 
-/// Hashes `block` on a blocking thread while the data plane stores it.
+/// How a block is sealed before it is stored (encrypted objects).
+struct Seal {
+    cipher: Arc<SegmentCipher>,
+    /// Index of the block's first chunk.
+    first: u64,
+    last: bool,
+}
+
+/// Hashes `block` on a blocking thread while the data plane stores it; an
+/// encrypted block is hashed and sealed there first, then stored.
 async fn write_block(
     writer: &mut ReplicatedWriter,
     hashes: Hashes,
     block: Bytes,
+    seal: Option<Seal>,
 ) -> S3Result<Hashes> {
+    if let Some(seal) = seal {
+        let (hashes, sealed) = tokio::task::spawn_blocking(move || {
+            let sealed = seal.cipher.seal_block(seal.first, &block, seal.last);
+            (hashes.update(&block), sealed)
+        })
+        .await
+        .map_err(join_error)?;
+        writer.append(Bytes::from(sealed)).await.map_err(io_error)?;
+        return Ok(hashes);
+    }
     let hashing = {
         let block = block.clone();
         tokio::task::spawn_blocking(move || hashes.update(&block))
@@ -101,6 +135,9 @@ pub struct BodyRules<'a> {
     /// Bodies up to this size are kept in the metadata store, not as blob files:
     /// no file, no fsync, committed with the row (0: never).
     pub inline_max: u64,
+    /// The object's data key when it is encrypted: the bytes are stored sealed
+    /// (`crate::crypto`), hashes and sizes still describe the plaintext.
+    pub encryption: Option<&'a Key>,
 }
 
 /// Writes `body` to a new blob. On any error the partial blob is removed.
@@ -128,6 +165,8 @@ where
         ));
     }
     let mut writer: Option<ReplicatedWriter> = None;
+    let mut cipher: Option<Arc<SegmentCipher>> = None;
+    let mut next_chunk = 0u64;
     let mut hashes = Some(Hashes {
         md5: Md5::new(),
         hasher: rules.algorithm.map(Algorithm::hasher),
@@ -158,12 +197,30 @@ where
         }
         let target = match &mut writer {
             Some(w) => w,
-            None => writer.insert(blobs.create().await.map_err(io_error)?),
+            None => {
+                let w = blobs.create().await.map_err(io_error)?;
+                cipher = rules.encryption.map(|key| Arc::new(key.segment(w.id())));
+                writer.insert(w)
+            }
         };
-        if buffer.len() >= BLOCK_SIZE || (done && !buffer.is_empty()) {
-            let block = buffer.split().freeze();
+        // Whole blocks go out while more bytes follow; the rest waits for the
+        // end of the body, so the block written last is known to be the last
+        // (sealed chunks carry that flag).
+        while buffer.len() > BLOCK_SIZE || (done && (!buffer.is_empty() || cipher.is_some())) {
+            let take = buffer.len().min(BLOCK_SIZE);
+            let last = done && take == buffer.len();
+            let block = buffer.split_to(take).freeze();
+            let seal = cipher.as_ref().map(|c| Seal {
+                cipher: c.clone(),
+                first: next_chunk,
+                last,
+            });
+            next_chunk += (take / CHUNK) as u64;
             let h = hashes.take().ok_or_else(|| s3_error!(InternalError))?;
-            hashes = Some(write_block(target, h, block).await?);
+            hashes = Some(write_block(target, h, block, seal).await?);
+            if last {
+                break;
+            }
         }
         if done {
             break;
@@ -176,11 +233,18 @@ where
         ));
     }
     let mut hashes = hashes.ok_or_else(|| s3_error!(InternalError))?;
+    let mut inline_id = None;
     let inline = match writer {
         None => {
             let bytes = buffer.split().freeze();
             hashes = hashes.update(&bytes);
-            Some(bytes.to_vec())
+            let id = crate::meta::new_inline_id();
+            let stored = match rules.encryption {
+                Some(key) => key.segment(&id).seal_block(0, &bytes, true),
+                None => bytes.to_vec(),
+            };
+            inline_id = Some(id);
+            Some(stored)
         }
         Some(_) => None,
     };
@@ -197,16 +261,17 @@ where
         (Some(a), Some(h)) => a.pick(&h.finalize()),
         _ => None,
     };
-    let blob = match writer {
-        Some(writer) => writer.finish().await.map_err(io_error)?,
-        None => BlobInfo {
-            id: crate::meta::new_inline_id(),
-            size: received,
+    let blob = match (writer, inline_id) {
+        (Some(writer), _) => writer.finish().await.map_err(io_error)?,
+        (None, id) => BlobInfo {
+            id: id.unwrap_or_else(crate::meta::new_inline_id),
+            size: inline.as_ref().map_or(0, |b| b.len() as u64),
             replicas: Vec::new(),
         },
     };
     Ok(Ingested {
         blob,
+        size: received,
         md5_hex: hex::encode(md5),
         checksum,
         inline,

@@ -8,6 +8,7 @@ mod checksum;
 mod copy;
 pub(crate) mod cors;
 mod delete;
+mod encryption;
 mod get;
 mod ingest;
 pub(crate) mod lifecycle;
@@ -532,5 +533,23 @@ impl S3 for Coffer {
         req: S3Request<DeleteBucketPolicyInput>,
     ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
         policy::delete_bucket_policy(self, req).await
+    }
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        encryption::get_bucket_encryption(self, req).await
+    }
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        encryption::put_bucket_encryption(self, req).await
+    }
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        encryption::delete_bucket_encryption(self, req).await
     }
 }

@@ -10,6 +10,9 @@ use sync_wrapper::SyncStream;
 
 use super::checksum::{self, Algorithm, set_checksum};
 use super::copy::copy_source_object;
+use super::encryption::{
+    self, WriteEncryption, copy_source_customer_key_of, customer_key_of, set_sse,
+};
 use super::get::{copy_source_conditions, object_stream};
 use super::ingest::{BodyRules, Ingested, ingest};
 use super::put::{
@@ -54,6 +57,14 @@ pub async fn create_multipart_upload(
     headers.acl =
         super::acl::acl_for_new_object(s3, &input.bucket, input.acl.as_ref().map(|a| a.as_str()))
             .await?;
+    let requested = encryption::requested(
+        input.server_side_encryption.as_ref(),
+        customer_key_of!(input)?,
+    )?;
+    // One data key for the whole upload; each part's blob gets its own key
+    // derived from it (see `crate::crypto`).
+    let encryption = WriteEncryption::choose(s3, &input.bucket, requested).await?;
+    WriteEncryption::apply(encryption.as_ref(), &mut headers);
     let tags = super::tagging::parse_header(input.tagging.as_deref())?;
     // Kept with the upload and given to the object when it is completed.
     let lock = super::object_lock::requested_lock(
@@ -84,14 +95,20 @@ pub async fn create_multipart_upload(
         .create_multipart_upload(&upload)
         .await
         .map_err(meta_error)?;
-    Ok(S3Response::new(CreateMultipartUploadOutput {
+    let mut output = CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload.upload_id),
         checksum_algorithm: input.checksum_algorithm,
         checksum_type: checksum_type.map(ChecksumType::from_static),
         ..Default::default()
-    }))
+    };
+    set_sse!(
+        output,
+        upload.headers.encryption.as_ref(),
+        encryption.as_ref().and_then(|e| e.customer_md5.as_deref())
+    );
+    Ok(S3Response::new(output))
 }
 
 /// The checksum type of a new upload: COMPOSITE (a digest of part digests) or
@@ -145,12 +162,13 @@ async fn record_part(
 ) -> S3Result<()> {
     let part = meta::Part {
         part_number: number,
-        size: ingested.blob.size,
+        size: ingested.size,
         etag: ingested.md5_hex.clone(),
         blob_id: ingested.blob.id.clone(),
         checksum: ingested.checksum.clone(),
         last_modified: now_millis(),
         replicas: ingested.blob.replicas.clone(),
+        stored_size: ingested.stored_size(),
     };
     if let Err(e) = s3.meta.put_part(upload_id, &part).await {
         if surely_not_committed(&e) {
@@ -185,6 +203,8 @@ pub async fn upload_part(
         ));
     }
     let algorithm = expected.algorithm.or(stored_algorithm);
+    let customer = customer_key_of!(input)?;
+    let data_key = encryption::for_read(s3, upload.headers.encryption.as_ref(), customer.as_ref())?;
     let body = input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
     });
@@ -198,6 +218,7 @@ pub async fn upload_part(
             algorithm,
             // Parts stay blob files: they become segments of a large object.
             inline_max: 0,
+            encryption: data_key.as_deref(),
         },
     )
     .await?;
@@ -210,6 +231,11 @@ pub async fn upload_part(
         e_tag: Some(quoted_etag(&ingested.md5_hex)),
         ..Default::default()
     };
+    set_sse!(
+        output,
+        upload.headers.encryption.as_ref(),
+        customer.as_ref().map(|c| c.md5.as_str())
+    );
     if let Some(a) = algorithm {
         set_checksum!(output, a, ingested.checksum);
     }
@@ -258,12 +284,20 @@ pub async fn upload_part_copy(
         .map_err(meta_error)?;
     let source = copy_source_object(s3, &input.copy_source, copy_source_conditions!(input)).await?;
     let range = copy_range(input.copy_source_range.as_deref(), source.size)?;
+    let source_key = encryption::for_read(
+        s3,
+        source.headers.encryption.as_ref(),
+        copy_source_customer_key_of!(input)?.as_ref(),
+    )?;
+    let customer = customer_key_of!(input)?;
+    let data_key = encryption::for_read(s3, upload.headers.encryption.as_ref(), customer.as_ref())?;
     let algorithm = upload_algorithm(&upload);
     let len = range.end - range.start;
     let stream = Box::pin(SyncStream::new(object_stream(
         s3.blobs.clone(),
         &source.segments,
         range,
+        source_key,
     )));
     let ingested = ingest(
         &s3.blobs,
@@ -275,6 +309,7 @@ pub async fn upload_part_copy(
             algorithm,
             // Parts stay blob files: they become segments of a large object.
             inline_max: 0,
+            encryption: data_key.as_deref(),
         },
     )
     .await?;
@@ -287,10 +322,16 @@ pub async fn upload_part_copy(
     if let Some(a) = algorithm {
         set_checksum!(result, a, ingested.checksum);
     }
-    Ok(S3Response::new(UploadPartCopyOutput {
+    let mut output = UploadPartCopyOutput {
         copy_part_result: Some(result),
         ..Default::default()
-    }))
+    };
+    set_sse!(
+        output,
+        upload.headers.encryption.as_ref(),
+        customer.as_ref().map(|c| c.md5.as_str())
+    );
+    Ok(S3Response::new(output))
 }
 
 fn requested_part_checksum(part: &CompletedPart, algorithm: Algorithm) -> Option<&str> {
@@ -429,6 +470,7 @@ pub async fn complete_multipart_upload(
     } else {
         ChecksumType::COMPOSITE
     };
+    let encrypted = upload.headers.encryption.is_some();
     let object = ObjectMeta {
         bucket: input.bucket.clone(),
         key: input.key.clone(),
@@ -451,6 +493,7 @@ pub async fn complete_multipart_upload(
                 checksum: p.checksum.clone(),
                 replicas: Vec::new(),
                 inline: None,
+                stored_size: encrypted.then(|| crate::crypto::stored_size(p.size)),
             })
             .collect(),
         tags: upload.tags.clone(),
@@ -469,6 +512,11 @@ pub async fn complete_multipart_upload(
         e_tag: Some(quoted_etag(&etag)),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         version_id: super::version_header(&version_id),
+        server_side_encryption: encryption::response_headers(
+            upload.headers.encryption.as_ref(),
+            None,
+        )
+        .0,
         ..Default::default()
     };
     if let (Some(a), Some(_)) = (algorithm, &checksum_value) {

@@ -8,6 +8,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::{self, set_checksum};
+use super::encryption::{self, WriteEncryption, customer_key_of, set_sse};
 use super::ingest::{BodyRules, ingest};
 use super::object_lock;
 use super::tagging;
@@ -101,6 +102,8 @@ pub(super) fn object_headers(
         user_metadata,
         // Set by each write from `x-amz-acl` (`acl::acl_for_new_object`).
         acl: None,
+        // Set by the write from its SSE headers and the bucket default.
+        encryption: None,
     })
 }
 
@@ -150,8 +153,13 @@ pub(super) fn write_condition(
 /// silently would lie about encryption or visibility, so they are
 /// refused. (`x-amz-acl` is checked by each write against the bucket's ownership.)
 pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
-    const REFUSED_PREFIXES: &[&str] = &["x-amz-server-side-encryption", "x-amz-grant-"];
-    for name in headers.keys() {
+    // SSE-S3 and SSE-C are served (`encryption.rs`); KMS is not.
+    const REFUSED_PREFIXES: &[&str] = &[
+        "x-amz-server-side-encryption-aws-kms-",
+        "x-amz-server-side-encryption-context",
+        "x-amz-grant-",
+    ];
+    for (name, value) in headers {
         let name = name.as_str();
         if let Some(prefix) = REFUSED_PREFIXES.iter().find(|p| name.starts_with(**p)) {
             return Err(s3_error!(
@@ -159,11 +167,23 @@ pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
                 "{prefix}* headers are not supported yet"
             ));
         }
-        if name == "x-amz-website-redirect-location" {
-            return Err(s3_error!(
-                NotImplemented,
-                "Website redirects are not supported"
-            ));
+        let value = value.to_str().unwrap_or("");
+        match name {
+            "x-amz-server-side-encryption-bucket-key-enabled"
+                if !value.eq_ignore_ascii_case("false") =>
+            {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "S3 Bucket Keys are a KMS feature and are not supported"
+                ));
+            }
+            "x-amz-website-redirect-location" => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "Website redirects are not supported"
+                ));
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -226,6 +246,12 @@ pub async fn put_object(
     headers.acl =
         super::acl::acl_for_new_object(s3, &input.bucket, input.acl.as_ref().map(|a| a.as_str()))
             .await?;
+    let requested = encryption::requested(
+        input.server_side_encryption.as_ref(),
+        customer_key_of!(input)?,
+    )?;
+    let encryption = WriteEncryption::choose(s3, &input.bucket, requested).await?;
+    WriteEncryption::apply(encryption.as_ref(), &mut headers);
     let tags = tagging::parse_header(input.tagging.as_deref())?;
     let lock = object_lock::requested_lock(
         input.object_lock_mode.as_ref(),
@@ -272,6 +298,7 @@ pub async fn put_object(
             content_md5: input.content_md5.as_deref(),
             algorithm: expected.algorithm,
             inline_max: s3.limits.inline_max,
+            encryption: encryption.as_ref().map(|e| &*e.data_key),
         },
     )
     .await?;
@@ -282,7 +309,7 @@ pub async fn put_object(
     let object = ObjectMeta {
         bucket: input.bucket,
         key: input.key,
-        size: ingested.blob.size,
+        size: ingested.size,
         etag: ingested.md5_hex.clone(),
         last_modified: now_millis(),
         headers,
@@ -293,10 +320,11 @@ pub async fn put_object(
         },
         segments: vec![Segment {
             blob: ingested.blob.id.clone(),
-            size: ingested.blob.size,
+            size: ingested.size,
             checksum: None,
             replicas: ingested.blob.replicas.clone(),
             inline: ingested.inline.clone(),
+            stored_size: ingested.stored_size(),
         }],
         tags,
         lock,
@@ -317,6 +345,11 @@ pub async fn put_object(
         version_id: version_header(&version_id),
         ..Default::default()
     };
+    set_sse!(
+        output,
+        object.headers.encryption.as_ref(),
+        encryption.as_ref().and_then(|e| e.customer_md5.as_deref())
+    );
     if let Some(algorithm) = expected.algorithm {
         set_checksum!(output, algorithm, ingested.checksum);
         output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));

@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod buckets;
 mod cors;
+mod encryption;
 mod endpoints;
 mod lifecycle;
 mod listing;

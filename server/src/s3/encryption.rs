@@ -1,0 +1,403 @@
+//! Server-side encryption: Put/Get/DeleteBucketEncryption (the bucket default),
+//! and the request side of SSE-S3 and SSE-C — which encryption a write asks for,
+//! which data key a read may use, and the headers responses carry. The bytes are
+//! sealed and opened by `ingest` and `get::object_stream` with the data key
+//! chosen here; the format itself is `crate::crypto`.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use md5::{Digest as _, Md5};
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+
+use super::{Coffer, meta_error};
+use crate::crypto::Key;
+use crate::meta::{CustomerKeyCheck, Encryption, ObjectHeaders};
+
+/// The configuration kind under which a bucket's default encryption is stored.
+pub const ENCRYPTION: &str = "encryption";
+
+const AES256: &str = ServerSideEncryption::AES256;
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+/// An SSE-C key as a request sent it, checked against its MD5.
+pub(super) struct CustomerKey {
+    key: Key,
+    /// Base64 MD5 of the key, echoed in responses as S3 does.
+    pub md5: String,
+}
+
+/// Parses `x-amz-[copy-source-]server-side-encryption-customer-{algorithm,key,key-MD5}`.
+pub(super) fn customer_key(
+    algorithm: Option<&str>,
+    key: Option<&str>,
+    key_md5: Option<&str>,
+) -> S3Result<Option<CustomerKey>> {
+    let (algorithm, key) = match (algorithm, key) {
+        (None, None) if key_md5.is_none() => return Ok(None),
+        (Some(a), Some(k)) => (a, k),
+        (None, _) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Requests specifying Server Side Encryption with Customer provided keys must provide a valid encryption algorithm."
+            ));
+        }
+        (Some(_), None) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Requests specifying Server Side Encryption with Customer provided keys must provide an appropriate secret key."
+            ));
+        }
+    };
+    if algorithm != AES256 {
+        return Err(s3_error!(
+            InvalidEncryptionAlgorithmError,
+            "The encryption request you specified is not valid. The valid value is AES256."
+        ));
+    }
+    let key = b64()
+        .decode(key.trim())
+        .ok()
+        .and_then(|bytes| Key::from_bytes(&bytes))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The secret key was invalid for the specified algorithm."
+            )
+        })?;
+    let md5 = b64().encode(Md5::digest(key.as_bytes()));
+    match key_md5 {
+        Some(sent) if sent.trim() == md5 => Ok(Some(CustomerKey { key, md5 })),
+        Some(_) => Err(s3_error!(
+            InvalidArgument,
+            "The calculated MD5 hash of the key did not match the hash that was provided."
+        )),
+        None => Err(s3_error!(
+            InvalidArgument,
+            "Requests specifying Server Side Encryption with Customer provided keys must provide the client calculated MD5 of the secret key."
+        )),
+    }
+}
+
+/// The SSE-C key fields of an input, for the object the request addresses.
+macro_rules! customer_key_of {
+    ($input:expr) => {
+        $crate::s3::encryption::customer_key(
+            $input.sse_customer_algorithm.as_deref(),
+            $input.sse_customer_key.as_deref(),
+            $input.sse_customer_key_md5.as_deref(),
+        )
+    };
+}
+pub(super) use customer_key_of;
+
+/// The `x-amz-copy-source-server-side-encryption-customer-*` fields of a copy.
+macro_rules! copy_source_customer_key_of {
+    ($input:expr) => {
+        $crate::s3::encryption::customer_key(
+            $input.copy_source_sse_customer_algorithm.as_deref(),
+            $input.copy_source_sse_customer_key.as_deref(),
+            $input.copy_source_sse_customer_key_md5.as_deref(),
+        )
+    };
+}
+pub(super) use copy_source_customer_key_of;
+
+/// What a write asked for.
+pub(super) enum Requested {
+    /// Nothing: the bucket default applies.
+    Default,
+    /// `x-amz-server-side-encryption: AES256`.
+    S3,
+    Customer(CustomerKey),
+}
+
+/// Reads `x-amz-server-side-encryption` and an SSE-C key. KMS is refused with
+/// NotImplemented: there is no key management service to hold KMS keys.
+pub(super) fn requested(
+    sse: Option<&ServerSideEncryption>,
+    customer: Option<CustomerKey>,
+) -> S3Result<Requested> {
+    match (sse.map(ServerSideEncryption::as_str), customer) {
+        (None, None) => Ok(Requested::Default),
+        (None, Some(c)) => Ok(Requested::Customer(c)),
+        (Some(_), Some(_)) => Err(s3_error!(
+            InvalidArgument,
+            "Server Side Encryption with Customer provided key is incompatible with the encryption method specified"
+        )),
+        (Some(AES256), None) => Ok(Requested::S3),
+        (Some(ServerSideEncryption::AWS_KMS | ServerSideEncryption::AWS_KMS_DSSE), None) => {
+            Err(s3_error!(
+                NotImplemented,
+                "SSE-KMS is not supported; use AES256 (SSE-S3)"
+            ))
+        }
+        (Some(other), None) => Err(s3_error!(
+            InvalidArgument,
+            "The encryption method specified ({other}) is not supported"
+        )),
+    }
+}
+
+/// The encryption a new object (or upload) gets: what is stored with it, and
+/// its data key for sealing the bytes.
+pub(super) struct WriteEncryption {
+    pub stored: Encryption,
+    pub data_key: Arc<Key>,
+    /// SSE-C: the key's MD5, echoed in the response.
+    pub customer_md5: Option<String>,
+}
+
+impl WriteEncryption {
+    /// Sets the encryption of the headers a write stores.
+    pub fn apply(target: Option<&Self>, headers: &mut ObjectHeaders) {
+        headers.encryption = target.map(|t| t.stored.clone());
+    }
+}
+
+fn master_key(s3: &Coffer) -> S3Result<&Key> {
+    s3.meta.master_key().ok_or_else(|| {
+        s3_error!(
+            NotImplemented,
+            "Server-side encryption needs a master key, and this server has none"
+        )
+    })
+}
+
+/// Chooses the encryption of a write: what it asked for, else the bucket's
+/// default, else none.
+impl WriteEncryption {
+    pub async fn choose(
+        s3: &Coffer,
+        bucket: &str,
+        requested: Requested,
+    ) -> S3Result<Option<WriteEncryption>> {
+        let requested = match requested {
+            Requested::Default => match bucket_default(s3, bucket).await? {
+                Some(_) => Requested::S3,
+                None => return Ok(None),
+            },
+            other => other,
+        };
+        let data_key = Key::random();
+        Ok(Some(match requested {
+            Requested::Customer(customer) => {
+                let salt: [u8; 16] = rand::random();
+                WriteEncryption {
+                    stored: Encryption {
+                        wrapped_key: customer.key.wrap(&data_key),
+                        customer_key: Some(CustomerKeyCheck {
+                            salt: b64().encode(salt),
+                            fingerprint: customer.key.fingerprint(&salt),
+                        }),
+                    },
+                    data_key: Arc::new(data_key),
+                    customer_md5: Some(customer.md5),
+                }
+            }
+            _ => WriteEncryption {
+                stored: Encryption {
+                    wrapped_key: master_key(s3)?.wrap(&data_key),
+                    customer_key: None,
+                },
+                data_key: Arc::new(data_key),
+                customer_md5: None,
+            },
+        }))
+    }
+}
+
+/// Checks that a read of an object carries the SSE-C key it needs (and only
+/// then): missing is 400 InvalidRequest, wrong is 403 AccessDenied, as in S3.
+pub(super) fn check_read(
+    encryption: Option<&Encryption>,
+    customer: Option<&CustomerKey>,
+) -> S3Result<()> {
+    let not_applicable = || {
+        s3_error!(
+            InvalidRequest,
+            "The encryption parameters are not applicable to this object."
+        )
+    };
+    match (encryption.map(|e| &e.customer_key), customer) {
+        (None, None) | (Some(None), None) => Ok(()),
+        (None | Some(None), Some(_)) => Err(not_applicable()),
+        (Some(Some(_)), None) => Err(s3_error!(
+            InvalidRequest,
+            "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object."
+        )),
+        (Some(Some(check)), Some(customer)) => {
+            let salt = b64()
+                .decode(&check.salt)
+                .map_err(|_| s3_error!(InternalError, "stored key check is corrupt"))?;
+            if customer.key.fingerprint(&salt) == check.fingerprint {
+                Ok(())
+            } else {
+                Err(s3_error!(
+                    AccessDenied,
+                    "The provided customer key does not match the key the object was encrypted with."
+                ))
+            }
+        }
+    }
+}
+
+/// The data key a read of an object (or a write into an upload) uses, after
+/// [`check_read`]. Unencrypted objects have none.
+pub(super) fn for_read(
+    s3: &Coffer,
+    encryption: Option<&Encryption>,
+    customer: Option<&CustomerKey>,
+) -> S3Result<Option<Arc<Key>>> {
+    check_read(encryption, customer)?;
+    let Some(encryption) = encryption else {
+        return Ok(None);
+    };
+    let wrapping = match customer {
+        Some(c) => &c.key,
+        None => master_key(s3)?,
+    };
+    let data_key = wrapping.unwrap_key(&encryption.wrapped_key).map_err(|_| {
+        tracing::error!("a stored data key does not unwrap");
+        S3Error::with_message(
+            S3ErrorCode::InternalError,
+            "We encountered an internal error. Please try again.",
+        )
+    })?;
+    Ok(Some(Arc::new(data_key)))
+}
+
+/// The `x-amz-server-side-encryption*` response headers of an object:
+/// (`server_side_encryption`, customer algorithm, customer key MD5).
+pub(super) fn response_headers(
+    encryption: Option<&Encryption>,
+    customer_md5: Option<&str>,
+) -> (Option<ServerSideEncryption>, Option<String>, Option<String>) {
+    match encryption {
+        None => (None, None, None),
+        Some(e) if e.customer_key.is_some() => (
+            None,
+            Some(AES256.to_owned()),
+            customer_md5.map(str::to_owned),
+        ),
+        Some(_) => (Some(ServerSideEncryption::from_static(AES256)), None, None),
+    }
+}
+
+/// Fills the SSE fields of an output from `response_headers`.
+macro_rules! set_sse {
+    ($out:expr, $encryption:expr, $customer_md5:expr) => {{
+        let (sse, algorithm, md5) =
+            $crate::s3::encryption::response_headers($encryption, $customer_md5);
+        $out.server_side_encryption = sse;
+        $out.sse_customer_algorithm = algorithm;
+        $out.sse_customer_key_md5 = md5;
+    }};
+}
+pub(super) use set_sse;
+
+async fn bucket_default(s3: &Coffer, bucket: &str) -> S3Result<Option<String>> {
+    s3.meta
+        .get_bucket_config(bucket, ENCRYPTION)
+        .await
+        .map_err(meta_error)
+}
+
+pub async fn put_bucket_encryption(
+    s3: &Coffer,
+    req: S3Request<PutBucketEncryptionInput>,
+) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+    let input = req.input;
+    s3.meta
+        .require_bucket(&input.bucket)
+        .await
+        .map_err(meta_error)?;
+    let rules = &input.server_side_encryption_configuration.rules;
+    let [rule] = rules.as_slice() else {
+        return Err(s3_error!(
+            MalformedXML,
+            "The server-side encryption configuration must have exactly one rule"
+        ));
+    };
+    let Some(default) = &rule.apply_server_side_encryption_by_default else {
+        return Err(s3_error!(
+            MalformedXML,
+            "The rule must have ApplyServerSideEncryptionByDefault"
+        ));
+    };
+    match default.sse_algorithm.as_str() {
+        AES256 if default.kms_master_key_id.is_none() => {}
+        AES256 => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "a KMSMasterKeyID is not applicable if the default sse algorithm is not aws:kms or aws:kms:dsse"
+            ));
+        }
+        ServerSideEncryption::AWS_KMS | ServerSideEncryption::AWS_KMS_DSSE => {
+            return Err(s3_error!(
+                NotImplemented,
+                "SSE-KMS is not supported; use AES256 (SSE-S3)"
+            ));
+        }
+        other => {
+            return Err(s3_error!(MalformedXML, "Unknown SSEAlgorithm {other}"));
+        }
+    }
+    if rule.bucket_key_enabled == Some(true) {
+        return Err(s3_error!(
+            NotImplemented,
+            "S3 Bucket Keys are a KMS feature and are not supported"
+        ));
+    }
+    master_key(s3)?;
+    s3.meta
+        .set_bucket_config(&input.bucket, ENCRYPTION, Some(AES256))
+        .await
+        .map_err(meta_error)?;
+    Ok(S3Response::new(PutBucketEncryptionOutput::default()))
+}
+
+pub async fn get_bucket_encryption(
+    s3: &Coffer,
+    req: S3Request<GetBucketEncryptionInput>,
+) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+    let bucket = &req.input.bucket;
+    s3.meta.require_bucket(bucket).await.map_err(meta_error)?;
+    let Some(algorithm) = bucket_default(s3, bucket).await? else {
+        // 404 as AWS answers (s3s's default status for this code is 400).
+        let mut err = s3_error!(
+            ServerSideEncryptionConfigurationNotFoundError,
+            "The server side encryption configuration was not found"
+        );
+        err.set_status_code(http::StatusCode::NOT_FOUND);
+        return Err(err);
+    };
+    Ok(S3Response::new(GetBucketEncryptionOutput {
+        server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
+            rules: vec![ServerSideEncryptionRule {
+                apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+                    sse_algorithm: ServerSideEncryption::from(algorithm),
+                    kms_master_key_id: None,
+                }),
+                bucket_key_enabled: Some(false),
+            }],
+        }),
+    }))
+}
+
+pub async fn delete_bucket_encryption(
+    s3: &Coffer,
+    req: S3Request<DeleteBucketEncryptionInput>,
+) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+    let bucket = &req.input.bucket;
+    s3.meta.require_bucket(bucket).await.map_err(meta_error)?;
+    s3.meta
+        .set_bucket_config(bucket, ENCRYPTION, None)
+        .await
+        .map_err(meta_error)?;
+    Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
+}

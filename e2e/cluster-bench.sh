@@ -27,6 +27,8 @@ for _ in $(seq 50); do runuser -u postgres -- "$PGBIN/pg_isready" -h /tmp -p 554
 
 export COFFER_ROOT_ACCESS_KEY=BENCHROOT COFFER_ROOT_SECRET_KEY=bench-secret-bench-secret
 export COFFER_CLUSTER_SECRET=bench-cluster-secret COFFER_LOG=warn
+# One master key for every node (each would otherwise generate its own).
+export COFFER_MASTER_KEY=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
 export AWS_ACCESS_KEY_ID=BENCHROOT AWS_SECRET_ACCESS_KEY=bench-secret-bench-secret AWS_REGION=us-east-1
 
 run_cluster() {

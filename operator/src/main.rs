@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use coffer_operator::Settings;
 use coffer_operator::run::{RunConfig, run};
+use coffer_server::crypto::Key;
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +59,18 @@ struct RunArgs {
     /// This replica's identity in the Lease (defaults to the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// File holding the servers' master key (base64 of 32 bytes), which seals
+    /// access-key secrets in the metadata store.
+    #[arg(long, env = "COFFER_MASTER_KEY_FILE")]
+    master_key_file: Option<std::path::PathBuf>,
+    /// The master key itself, base64 (prefer the environment variable).
+    #[arg(
+        long,
+        env = "COFFER_MASTER_KEY",
+        hide_env_values = true,
+        conflicts_with = "master_key_file"
+    )]
+    master_key: Option<String>,
 }
 
 #[tokio::main]
@@ -88,12 +101,26 @@ async fn main() -> anyhow::Result<()> {
             let identity = args
                 .identity
                 .unwrap_or_else(|| format!("coffer-operator-{}", std::process::id()));
+            let master_key = match (&args.master_key, &args.master_key_file) {
+                (Some(text), _) => {
+                    Some(Key::from_base64(text).context("invalid COFFER_MASTER_KEY")?)
+                }
+                (None, Some(path)) => Some(
+                    Key::from_base64(
+                        &std::fs::read_to_string(path)
+                            .with_context(|| format!("reading master key {}", path.display()))?,
+                    )
+                    .with_context(|| format!("invalid master key in {}", path.display()))?,
+                ),
+                (None, None) => None,
+            };
             run(RunConfig {
                 database_url: args.database_url,
                 settings,
                 listen: args.listen,
                 lease: args.lease_namespace.map(|ns| (ns, args.lease_name)),
                 identity,
+                master_key,
             })
             .await
         }

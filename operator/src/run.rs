@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -32,6 +33,10 @@ pub struct RunConfig {
     /// Lease namespace and name; `None` disables leader election (one replica).
     pub lease: Option<(String, String)>,
     pub identity: String,
+    /// The servers' master key: access-key secrets are sealed with it in the
+    /// store. Without it secrets are written in plaintext (the servers seal them
+    /// when they next start) and sealed ones cannot be read.
+    pub master_key: Option<coffer_server::crypto::Key>,
 }
 
 #[derive(Clone)]
@@ -50,7 +55,17 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
 
 /// [`run`] with a given Kubernetes client.
 pub async fn run_with_client(config: RunConfig, client: kube::Client) -> anyhow::Result<()> {
-    let store = connect(&config.database_url).await;
+    let mut store = connect(&config.database_url).await;
+    match config.master_key.clone() {
+        Some(key) => store
+            .unlock(key)
+            .await
+            .context("cannot unlock the metadata store with the master key")?,
+        None => tracing::warn!(
+            "no master key (COFFER_MASTER_KEY / --master-key-file): access-key secrets \
+             sealed by the servers cannot be read"
+        ),
+    }
     let metrics = Arc::new(Metrics::new());
     let leading = Arc::new(AtomicBool::new(false));
     let health = Health {

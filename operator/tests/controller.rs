@@ -167,6 +167,7 @@ async fn run_serves_health_and_metrics_and_takes_the_lease() {
         listen,
         lease: Some(("coffer".into(), "coffer-operator".into())),
         identity: "replica-under-test".into(),
+        master_key: h.store.master_key().cloned(),
     };
     let operator = tokio::spawn(run_with_client(config, h.client.clone()));
     let base = format!("http://{listen}");

@@ -278,13 +278,16 @@ fn crds_are_kept_on_uninstall_and_postgres_is_optional() {
     assert!(bad.contains("replicas"), "{bad}");
 }
 
-/// The generated cluster secret is the one value allowed to differ between
-/// renders (helm lookup keeps it on a real install; `helm template` cannot).
+/// The generated cluster secret and master key are the values allowed to differ
+/// between renders (helm lookup keeps them on a real install; `helm template`
+/// cannot).
 fn mask_generated_secret(text: &str) -> String {
     text.lines()
         .map(|l| {
             if l.starts_with("  secret: ") {
                 "  secret: <generated>"
+            } else if l.starts_with("  masterKey: ") {
+                "  masterKey: <generated>"
             } else {
                 l
             }
@@ -302,14 +305,64 @@ fn rendering_is_deterministic() {
         mask_generated_secret(&second),
         "helm template must render identically (Argo CD drift)"
     );
-    // With an existing cluster secret (the GitOps setup) every byte matches.
+    // With an existing cluster secret and master key (the GitOps setup) every
+    // byte matches.
     let gitops = [
         "--set",
         "server.clusterSecret.existingSecret=coffer-cluster",
+        "--set",
+        "masterKey.existingSecret=coffer-master",
     ];
     let first = template(&gitops).expect("render");
     assert_eq!(first, template(&gitops).expect("render"));
     assert!(!first.contains("  secret: "), "no secret is generated");
+    assert!(
+        !first.contains("  masterKey: "),
+        "no master key is generated"
+    );
+}
+
+#[test]
+fn server_pods_and_operator_share_one_kept_master_key() {
+    use base64::Engine as _;
+    let objects = render(&[]);
+    let secret = find(&objects, "Secret", "coffer-master-key");
+    assert_eq!(
+        secret["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    // The Secret holds base64 of 32 random bytes, as COFFER_MASTER_KEY expects.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let value = secret["data"]["masterKey"].as_str().expect("generated key");
+    let text = b64.decode(value).expect("secret data is base64");
+    let key = b64.decode(&text).expect("the key is base64");
+    assert_eq!(key.len(), 32);
+    let sts = find(&objects, "StatefulSet", "coffer-server");
+    let operator = find(&objects, "Deployment", "coffer-operator");
+    for container in [
+        &sts["spec"]["template"]["spec"]["containers"][0],
+        &operator["spec"]["template"]["spec"]["containers"][0],
+    ] {
+        let secret_ref =
+            &env(container, "COFFER_MASTER_KEY").expect("master key")["valueFrom"]["secretKeyRef"];
+        assert_eq!(secret_ref["name"], "coffer-master-key");
+        assert_eq!(secret_ref["key"], "masterKey");
+    }
+    let objects = render(&["--set", "masterKey.existingSecret=mine"]);
+    let sts = find(&objects, "StatefulSet", "coffer-server");
+    assert_eq!(
+        env(
+            &sts["spec"]["template"]["spec"]["containers"][0],
+            "COFFER_MASTER_KEY"
+        )
+        .expect("master key")["valueFrom"]["secretKeyRef"]["name"],
+        "mine"
+    );
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "Secret" && o["metadata"]["name"] == "coffer-master-key")
+    );
 }
 
 #[test]

@@ -74,3 +74,17 @@ http://{{ include "coffer.fullname" . }}.{{ .Release.Namespace }}.svc.cluster.lo
 {{- define "coffer.clusterSecretName" -}}
 {{- .Values.server.clusterSecret.existingSecret | default (printf "%s-cluster" (include "coffer.fullname" .)) -}}
 {{- end }}
+
+{{/* The Secret holding the master key (server pods and operator). */}}
+{{- define "coffer.masterKeySecretName" -}}
+{{- .Values.masterKey.existingSecret | default (printf "%s-master-key" (include "coffer.fullname" .)) -}}
+{{- end }}
+
+{{/* COFFER_MASTER_KEY from the master-key Secret. */}}
+{{- define "coffer.masterKeyEnv" -}}
+- name: COFFER_MASTER_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "coffer.masterKeySecretName" . }}
+      key: masterKey
+{{- end -}}

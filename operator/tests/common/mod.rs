@@ -59,7 +59,14 @@ impl Harness {
     async fn with(url: String, endpoint: String, server: Option<RunningServer>) -> Harness {
         let api = apiserver::ApiServer::start(&crds()).await;
         let client = api.client();
-        let store = MetaStore::connect(&url).await.expect("metadata store");
+        let mut store = MetaStore::connect(&url).await.expect("metadata store");
+        // The operator uses the servers' master key, as the chart gives it.
+        if let Some(key) = server.as_ref().and_then(|s| s.meta().master_key()) {
+            store
+                .unlock(key.clone())
+                .await
+                .expect("unlock with the master key");
+        }
         let database_url = url.clone();
         let ctx = Context::new(
             client.clone(),

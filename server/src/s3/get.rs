@@ -202,7 +202,7 @@ pub(super) fn object_stream(
                     let span = crypto::chunk_span(segment.size, &sub);
                     Piece::Sealed {
                         source: Source::of(segment, span.stored.clone()),
-                        cipher: key.segment(&segment.blob),
+                        cipher: Box::new(key.segment(&segment.blob)),
                         size: segment.size,
                         range: sub,
                     }
@@ -222,7 +222,7 @@ pub(super) fn object_stream(
             range,
         } => futures::future::Either::Right(decrypted_stream(
             source.stream(&blobs),
-            cipher,
+            *cipher,
             size,
             range,
         )),
@@ -234,7 +234,8 @@ enum Piece {
     Plain(Source),
     Sealed {
         source: Source,
-        cipher: crypto::SegmentCipher,
+        // Boxed: the AES key schedule is large next to the other variant.
+        cipher: Box<crypto::SegmentCipher>,
         size: u64,
         range: Range<u64>,
     },

@@ -18,19 +18,34 @@ impl MetaStore {
     pub async fn unlock(&mut self, key: Key) -> MetaResult<()> {
         let check = key.check_value();
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO store_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(CHECK)
-        .bind(&check)
-        .execute(&mut **tx)
-        .await?;
-        let (stored,): (String,) =
+        let stored: Option<(String,)> =
             sqlx::query_as("SELECT value FROM store_settings WHERE name = $1")
                 .bind(CHECK)
-                .fetch_one(&mut **tx)
+                .fetch_optional(&mut **tx)
                 .await?;
+        let stored = match stored {
+            Some((value,)) => value,
+            None => {
+                sqlx::query(
+                    "INSERT INTO store_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(CHECK)
+                .bind(&check)
+                .execute(&mut **tx)
+                .await?;
+                // Another process may have recorded its key first.
+                let (value,): (String,) =
+                    sqlx::query_as("SELECT value FROM store_settings WHERE name = $1")
+                        .bind(CHECK)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                value
+            }
+        };
         if stored != check {
+            // Roll back now rather than when the connection is next used: on
+            // SQLite a pending write would hold the database lock until then.
+            tx.tx.rollback().await?;
             return Err(MetaError::WrongMasterKey);
         }
         seal_plaintext_secrets_tx(&mut tx, &key).await?;

@@ -824,3 +824,87 @@ async fn multipart_parts_and_copies_written_through_different_nodes_read_anywher
         )
         .await;
 }
+
+/// Encrypted objects are sealed once, on the node that takes the write, and
+/// replicated as ciphertext: every node (sharing the master key) serves them,
+/// ranges included, and nodes started with another master key are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn encrypted_objects_replicate_and_read_through_any_node() {
+    let cluster = TestCluster::start(3, &["--replicas", "2"]).await;
+    let bucket = "sealed";
+    let clients: Vec<Client> = cluster.nodes.iter().map(Node::client).collect();
+    clients[0]
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 77u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    clients[1]
+        .put_object()
+        .bucket(bucket)
+        .key("k")
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .expect("encrypted put");
+    cluster
+        .wait_for_replicas("two copies of the blob", Duration::from_secs(30), |r| {
+            r.len() == 1 && r.values().all(|n| n.len() == 2)
+        })
+        .await;
+    for client in &clients {
+        assert!(get(client, bucket, "k").await.expect("get") == data);
+        let ranged = client
+            .get_object()
+            .bucket(bucket)
+            .key("k")
+            .range("bytes=1048570-2097200")
+            .send()
+            .await
+            .expect("ranged get");
+        let body = ranged.body.collect().await.expect("body").into_bytes();
+        assert!(body.as_ref() == &data[1_048_570..=2_097_200]);
+    }
+    // The replicas hold ciphertext only.
+    let needle = &data[2_000_000..2_000_064];
+    for node in &cluster.nodes {
+        for entry in walk(&node.data_dir.join("blobs")) {
+            let bytes = std::fs::read(&entry).unwrap_or_default();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "plaintext in {}",
+                entry.display()
+            );
+        }
+    }
+    // A node with another master key is refused by the store.
+    let output = Command::new(env!("CARGO_BIN_EXE_coffer-server"))
+        .args(["key", "list", "--database-url", &cluster.database_url])
+        .arg("--data-dir")
+        .arg(&cluster.nodes[0].data_dir)
+        .env(
+            "COFFER_MASTER_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .output()
+        .expect("run coffer-server");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("master key"));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -739,7 +739,78 @@ async fn tampered_ciphertext_is_an_error_never_bad_bytes(backend: Backend) {
     server.stop().await;
 }
 
+/// A browser form upload (PostObject) with `x-amz-server-side-encryption` in
+/// its fields takes the same path as PutObject: the object is encrypted.
+async fn post_object_form_field_encrypts(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let s3 = server.root_client();
+    s3.create_bucket().bucket("forms").send().await.unwrap();
+    let root = server.server.root_key();
+    let data = plaintext(50_000, 71);
+    let conditions = vec![
+        serde_json::json!({"bucket": "forms"}),
+        serde_json::json!({"key": "sealed"}),
+        serde_json::json!({"x-amz-server-side-encryption": "AES256"}),
+    ];
+    let mut fields: Vec<(String, String)> = vec![
+        ("key".to_owned(), "sealed".to_owned()),
+        (
+            "x-amz-server-side-encryption".to_owned(),
+            "AES256".to_owned(),
+        ),
+    ];
+    fields.extend(crate::common::signed_policy(
+        conditions,
+        time::Duration::minutes(5),
+        &root.id,
+        &root.secret,
+    ));
+    let boundary = "----CofferSseFormBoundary";
+    let mut body = Vec::new();
+    for (name, value) in &fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(&data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let response = reqwest::Client::new()
+        .post(format!("{}/forms", server.endpoint()))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    assert_eq!(status, 204, "{}", response.text().await.unwrap_or_default());
+    let head = s3
+        .head_object()
+        .bucket("forms")
+        .key("sealed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&ServerSideEncryption::Aes256)
+    );
+    assert_eq!(get(&s3, "forms", "sealed", None).await, data);
+    assert!(!on_disk(&server.data_dir, &data));
+    server.stop().await;
+}
+
 crate::on_both_backends!(
+    post_object_form_field_encrypts,
     sse_s3_round_trip_with_ranges_across_chunks,
     sse_s3_multipart_and_copy,
     bucket_default_encryption_applies,

@@ -809,7 +809,75 @@ async fn post_object_form_field_encrypts(backend: Backend) {
     server.stop().await;
 }
 
+/// `coffer-server master-key rotate`: objects and secrets move to the new key,
+/// the default key file is replaced, and the old key is refused afterwards.
+async fn master_key_rotation_keeps_objects_readable(backend: Backend) {
+    let data_dir = coffer_testkit::temp_dir("sse-rotate");
+    let url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(coffer_testkit::postgres_url().await),
+    };
+    let server = start_at(
+        &data_dir,
+        url.as_deref(),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    let listen = server.local_addr();
+    let root = server.root_key().clone();
+    let s3 = client(&server.endpoint(), &root.id, &root.secret);
+    s3.create_bucket().bucket("rot").send().await.unwrap();
+    let data = plaintext(90_000, 81);
+    s3.put_object()
+        .bucket("rot")
+        .key("k")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    server.shutdown().await;
+    let key_file = data_dir.join("master.key");
+    let old = Key::from_base64(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    let new = Key::random();
+    let new_file = data_dir.join("new.key");
+    std::fs::write(&new_file, new.to_base64()).unwrap();
+    let mut rotate = std::process::Command::new(env!("CARGO_BIN_EXE_coffer-server"));
+    rotate
+        .args(["master-key", "rotate", "--new-key-file"])
+        .arg(&new_file)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env_remove("COFFER_MASTER_KEY")
+        .env_remove("COFFER_MASTER_KEY_FILE");
+    if let Some(url) = &url {
+        rotate.args(["--database-url", url]);
+    }
+    let output = rotate.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The default key file now holds the new key.
+    let on_file = Key::from_base64(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    assert_eq!(on_file, new);
+    let refused = start_at(&data_dir, url.as_deref(), listen, Some(old)).await;
+    assert!(refused.is_err(), "the old key is refused after rotation");
+    let server = start_at(&data_dir, url.as_deref(), listen, None)
+        .await
+        .unwrap();
+    assert_eq!(server.root_key().secret, root.secret);
+    let s3 = client(&server.endpoint(), &root.id, &root.secret);
+    assert_eq!(get(&s3, "rot", "k", None).await, data);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
 crate::on_both_backends!(
+    master_key_rotation_keeps_objects_readable,
     post_object_form_field_encrypts,
     sse_s3_round_trip_with_ranges_across_chunks,
     sse_s3_multipart_and_copy,

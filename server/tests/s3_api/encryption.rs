@@ -591,6 +591,64 @@ async fn sse_c_round_trip_and_key_checks(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(got.body.collect().await.unwrap().into_bytes(), data);
+    // UploadPartCopy reads an SSE-C source with its key, into an SSE-S3 upload.
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("ssec")
+        .key("from-copy")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .send()
+        .await
+        .unwrap();
+    let upload_id = upload.upload_id().unwrap().to_owned();
+    assert_eq!(
+        code(
+            s3.upload_part_copy()
+                .bucket("ssec")
+                .key("from-copy")
+                .upload_id(&upload_id)
+                .part_number(1)
+                .copy_source("ssec/obj")
+                .send()
+                .await
+        ),
+        "InvalidRequest"
+    );
+    let copied = s3
+        .upload_part_copy()
+        .bucket("ssec")
+        .key("from-copy")
+        .upload_id(&upload_id)
+        .part_number(1)
+        .copy_source("ssec/obj")
+        .copy_source_range("bytes=1000-99999")
+        .copy_source_sse_customer_algorithm("AES256")
+        .copy_source_sse_customer_key(&key.key)
+        .copy_source_sse_customer_key_md5(&key.md5)
+        .send()
+        .await
+        .unwrap();
+    s3.complete_multipart_upload()
+        .bucket("ssec")
+        .key("from-copy")
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(copied.copy_part_result().unwrap().e_tag().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&s3, "ssec", "from-copy", None).await,
+        &data[1000..100_000]
+    );
     // A key whose MD5 does not match is refused before anything is stored.
     assert_eq!(
         code(

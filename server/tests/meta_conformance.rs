@@ -1089,7 +1089,8 @@ mod access_key_secrets_are_sealed_with_the_master_key {
     async fn sqlite() {
         let dir = coffer_testkit::temp_dir("meta");
         let url = format!("sqlite://{}", dir.join("meta.db").display());
-        super::access_key_secrets_are_sealed_with_the_master_key(url).await
+        super::access_key_secrets_are_sealed_with_the_master_key(url).await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres() {

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Issue 6's single-node targets, each against the baseline measured in the same
+# run: 4 KiB PUT and GET (32 clients) against the minimal HTTP server, 64 MiB PUT
+# (4 clients) against the disk's durable write rate, 64 MiB GET against the HTTP
+# baseline — once with SQLite metadata and once with a throwaway Postgres (fsync
+# on, started as the `postgres` user). Prints a markdown table.
+#   cargo build --release -p coffer-server -p coffer-bench
+#   COFFER_BIN=target/release/coffer-server COFFER_BENCH=target/release/coffer-bench \
+#     bash e2e/bench-targets.sh           # DURATION=15s per workload by default
+set -euo pipefail
+BIN=${COFFER_BIN:-target/release/coffer-server}
+BENCH=${COFFER_BENCH:-target/release/coffer-bench}
+DURATION=${DURATION:-15s}
+BACKENDS=${BACKENDS:-sqlite postgres}
+work=$(mktemp -d /var/tmp/coffer-bench-targets.XXXX)
+chmod 755 "$work"
+server=""
+cleanup() {
+  [ -n "$server" ] && kill -9 "$server" 2>/dev/null || true
+  runuser -u postgres -- pg_ctl -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+export COFFER_ROOT_ACCESS_KEY=BENCHROOT COFFER_ROOT_SECRET_KEY=bench-secret-bench-secret COFFER_LOG=warn
+export AWS_ACCESS_KEY_ID=BENCHROOT AWS_SECRET_ACCESS_KEY=bench-secret-bench-secret AWS_REGION=us-east-1
+endpoint=http://127.0.0.1:9470
+
+start_postgres() {
+  local pgbin
+  pgbin=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -n1)")
+  mkdir -p "$work/pg" && chown postgres "$work/pg"
+  runuser -u postgres -- "$pgbin/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
+  runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg" -o "-p 55470 -k /tmp -c fsync=on" -l "$work/pg/log" start >/dev/null
+  for _ in $(seq 50); do runuser -u postgres -- "$pgbin/pg_isready" -h /tmp -p 55470 >/dev/null 2>&1 && break; sleep 0.2; done
+  runuser -u postgres -- psql -h /tmp -p 55470 -q -c "CREATE DATABASE coffer_bench" postgres
+}
+
+bench() {
+  "$BENCH" run --json --endpoint "$endpoint" --duration "$DURATION" "$@"
+}
+
+for backend in $BACKENDS; do
+  data="$work/data-$backend"
+  args=(serve --listen 127.0.0.1:9470 --data-dir "$data")
+  if [ "$backend" = postgres ]; then
+    start_postgres
+    args+=(--database-url postgres://postgres@127.0.0.1:55470/coffer_bench)
+  fi
+  "$BIN" "${args[@]}" > "$work/$backend.log" 2>&1 &
+  server=$!
+  for _ in $(seq 100); do curl -sf "$endpoint/health/ready" >/dev/null && break; sleep 0.1; done
+  echo "$backend small-put $(bench --workload put --size 4KiB --concurrency 32 --bucket small --baseline-http)"
+  echo "$backend small-get $(bench --workload get --size 4KiB --concurrency 32 --objects 1000 --bucket small-get --baseline-http)"
+  echo "$backend large-put $(bench --workload put --size 64MiB --concurrency 4 --bucket large --baseline-disk "$data")"
+  echo "$backend large-get $(bench --workload get --size 64MiB --concurrency 4 --objects 8 --bucket large-get --baseline-http)"
+  kill "$server"; wait "$server" 2>/dev/null || true; server=""
+done > "$work/results"
+
+python3 - "$work/results" <<'EOF'
+import json, sys
+targets = {"small-put": 0.25, "small-get": 0.50, "large-put": 0.80, "large-get": 0.60}
+print("| backend | workload | Coffer | baseline (same run) | efficiency | target |")
+print("|---|---|---|---|---|---|")
+for line in open(sys.argv[1]):
+    backend, name, doc = line.split(" ", 2)
+    doc = json.loads(doc)
+    op = doc["result"]["operations"][0]
+    errors = sum(op["errors"].values())
+    if name.startswith("small"):
+        base = doc["baseline_http"]["operations"][0]["ops_per_sec"]
+        got, unit = op["ops_per_sec"], "ops/s"
+        base_text = f"HTTP {base:,.0f} ops/s"
+    elif name == "large-put":
+        base = doc["baseline_disk"]["write_mib_per_sec"]
+        got, unit = op["mib_per_sec"], "MiB/s"
+        base_text = f"disk {base:,.0f} MiB/s (fsync per file)"
+    else:
+        base = doc["baseline_http"]["operations"][0]["mib_per_sec"]
+        got, unit = op["mib_per_sec"], "MiB/s"
+        base_text = f"HTTP {base:,.0f} MiB/s"
+    eff = got / base if base else 0.0
+    err = f", {errors} errors" if errors else ""
+    print(f"| {backend} | {name} | {got:,.0f} {unit} (p50 {op['p50_ms']:.0f} ms{err}) | {base_text} | {eff:.2f} | ≥ {targets[name]:.2f} |")
+EOF

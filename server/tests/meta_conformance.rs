@@ -994,8 +994,61 @@ async fn object_lock_rules_hold_in_the_store(store: MetaStore) {
     }
 }
 
+/// Concurrent writes where some fail (a create-only write on an existing key, a
+/// write to a missing bucket) among many that succeed: on SQLite they share
+/// group-commit batches. Each failure undoes exactly its own write, and the
+/// usage counters stay exact.
+async fn failed_writes_in_a_batch_undo_only_themselves(store: MetaStore) {
+    store.create_bucket(&bucket("mixed")).await.unwrap();
+    store
+        .put_object(&object("mixed", "taken", "first"), &WriteCondition::None)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let (bucket, key, condition) = match i % 3 {
+                0 => ("mixed", "taken".to_owned(), WriteCondition::IfNoneMatchAny),
+                1 => ("missing", format!("k{i}"), WriteCondition::None),
+                _ => ("mixed", format!("k{i}"), WriteCondition::None),
+            };
+            let result = store
+                .put_object(&object(bucket, &key, &format!("b{i}")), &condition)
+                .await;
+            (i, result)
+        }));
+    }
+    for task in tasks {
+        let (i, result) = task.await.unwrap();
+        match i % 3 {
+            0 => assert!(
+                matches!(result, Err(MetaError::PreconditionFailed)),
+                "{i}: {result:?}"
+            ),
+            1 => assert!(
+                matches!(result, Err(MetaError::NoSuchBucket(_))),
+                "{i}: {result:?}"
+            ),
+            _ => assert!(result.is_ok(), "{i}: {result:?}"),
+        }
+    }
+    let taken = store.get_object("mixed", "taken").await.unwrap().unwrap();
+    assert_eq!(
+        taken.segments[0].blob, "first",
+        "create-only writes changed nothing"
+    );
+    let usage = store.bucket_usage("mixed").await.unwrap();
+    assert_eq!(
+        usage.objects, 21,
+        "the first object and the 20 that succeeded"
+    );
+    assert_eq!(usage.bytes, 21 * 3);
+}
+
 conformance!(
     object_lock_rules_hold_in_the_store,
+    failed_writes_in_a_batch_undo_only_themselves,
     canned_acls_and_ownership,
     background_writes_never_make_request_writes_fail,
     versions_markers_and_garbage,

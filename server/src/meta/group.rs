@@ -1,9 +1,10 @@
 //! Group commit for SQLite. SQLite has one writer and every commit waits for an
 //! fsync of the WAL; committing object writes one by one caps PUTs at the disk's
 //! fsync rate. Instead, concurrent `put_object` calls queue here and one task
-//! commits whatever has queued in a single transaction — each write inside its
-//! own savepoint, so a failed precondition undoes only that write — and one fsync
-//! makes the whole batch durable before any of them is acknowledged. Postgres
+//! commits whatever has queued in a single transaction — redone with a savepoint
+//! per write when one fails, so a failed precondition undoes only that write —
+//! and one fsync makes the whole batch durable before any of them is
+//! acknowledged. Postgres
 //! needs none of this: concurrent commits there already share WAL flushes.
 
 use tokio::sync::{mpsc, oneshot};
@@ -71,8 +72,21 @@ fn closed(message: &str) -> MetaError {
 }
 
 async fn commit_batch(store: &MetaStore, batch: Vec<Pending>) {
-    let mut tx = match store.begin_write().await {
-        Ok(tx) => tx,
+    // Almost every write of a batch succeeds, so first try them all in one plain
+    // transaction (no savepoint statements: on SQLite each statement is a round
+    // trip to its worker thread). If any write fails, that attempt is rolled back
+    // and the batch is redone with one savepoint per write, so the failure
+    // undoes only its own write.
+    let done = match run_batch(store, &batch, false).await {
+        Ok((tx, outcomes)) if outcomes.iter().all(Result::is_ok) => Ok((tx, outcomes)),
+        failed => {
+            // Roll back (and release the writer lock) before the second run.
+            drop(failed);
+            run_batch(store, &batch, true).await
+        }
+    };
+    let (tx, outcomes) = match done {
+        Ok(done) => done,
         Err(e) => {
             let message = e.to_string();
             for pending in batch {
@@ -81,28 +95,6 @@ async fn commit_batch(store: &MetaStore, batch: Vec<Pending>) {
             return;
         }
     };
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for pending in &batch {
-        let outcome = async {
-            sqlx::query("SAVEPOINT one_write")
-                .execute(&mut **tx)
-                .await?;
-            let result = store
-                .upsert_object_tx(&mut tx, &pending.object, &pending.condition)
-                .await;
-            if result.is_err() {
-                sqlx::query("ROLLBACK TO SAVEPOINT one_write")
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            sqlx::query("RELEASE SAVEPOINT one_write")
-                .execute(&mut **tx)
-                .await?;
-            result
-        }
-        .await;
-        outcomes.push(outcome);
-    }
     match tx.commit().await {
         Ok(()) => {
             for (pending, outcome) in batch.into_iter().zip(outcomes) {
@@ -117,4 +109,47 @@ async fn commit_batch(store: &MetaStore, batch: Vec<Pending>) {
             }
         }
     }
+}
+
+/// Runs every write of `batch` in one transaction, not yet committed. With
+/// `savepoints`, a failed write is undone alone and the rest go on; without,
+/// the first failure stops the run (the caller then rolls it back).
+async fn run_batch<'a>(
+    store: &'a MetaStore,
+    batch: &[Pending],
+    savepoints: bool,
+) -> MetaResult<(super::WriteTx<'a>, Vec<MetaResult<String>>)> {
+    let mut tx = store.begin_write().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for pending in batch {
+        if !savepoints {
+            let outcome = store
+                .upsert_object_tx(&mut tx, &pending.object, &pending.condition)
+                .await;
+            let failed = outcome.is_err();
+            outcomes.push(outcome);
+            if failed {
+                break;
+            }
+            continue;
+        }
+        sqlx::query("SAVEPOINT one_write")
+            .execute(&mut **tx)
+            .await?;
+        let usage_before = tx.deferred_usage.clone();
+        let outcome = store
+            .upsert_object_tx(&mut tx, &pending.object, &pending.condition)
+            .await;
+        if outcome.is_err() {
+            sqlx::query("ROLLBACK TO SAVEPOINT one_write")
+                .execute(&mut **tx)
+                .await?;
+            tx.deferred_usage = usage_before;
+        }
+        sqlx::query("RELEASE SAVEPOINT one_write")
+            .execute(&mut **tx)
+            .await?;
+        outcomes.push(outcome);
+    }
+    Ok((tx, outcomes))
 }

@@ -199,6 +199,7 @@ impl MetaStore {
         Ok(WriteTx {
             tx,
             backend: self.backend,
+            deferred_usage: Vec::new(),
             _guard: guard,
         })
     }
@@ -207,11 +208,14 @@ impl MetaStore {
 struct WriteTx<'a> {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
+    /// Usage changes of quota-free buckets, written once at commit.
+    deferred_usage: Vec<(String, usage::UsageDelta)>,
     _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
 }
 
 impl WriteTx<'_> {
-    async fn commit(self) -> MetaResult<()> {
+    async fn commit(mut self) -> MetaResult<()> {
+        usage::flush_deferred_usage_tx(&mut self).await?;
         self.tx.commit().await?;
         Ok(())
     }

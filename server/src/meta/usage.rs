@@ -100,7 +100,7 @@ pub(super) async fn apply_usage_under_quota_tx(
         return Ok(());
     }
     let Some(quota) = quota.filter(|_| delta.grows()) else {
-        add_to_shard(tx, bucket, rand::random_range(0..SHARDS), delta).await?;
+        defer(tx, bucket, delta);
         return Ok(());
     };
     // Shard 0 always exists for a checked bucket, so there is a row to lock even
@@ -116,8 +116,9 @@ pub(super) async fn apply_usage_under_quota_tx(
     .bind(bucket)
     .fetch_all(&mut ***tx)
     .await?;
-    let objects = shards.iter().map(|(o, _)| o).sum::<i64>() + delta.objects;
-    let bytes = shards.iter().map(|(_, b)| b).sum::<i64>() + delta.bytes;
+    let pending = deferred(tx, bucket);
+    let objects = shards.iter().map(|(o, _)| o).sum::<i64>() + pending.objects + delta.objects;
+    let bytes = shards.iter().map(|(_, b)| b).sum::<i64>() + pending.bytes + delta.bytes;
     let over_bytes = delta.bytes > 0
         && quota
             .max_size_bytes
@@ -130,6 +131,34 @@ pub(super) async fn apply_usage_under_quota_tx(
         return Err(MetaError::QuotaExceeded);
     }
     add_to_shard(tx, bucket, 0, delta).await
+}
+
+/// Quota-free changes are summed per bucket in the transaction and written once,
+/// at commit: one statement per transaction (per group-commit batch on SQLite)
+/// instead of one per write.
+fn defer(tx: &mut WriteTx<'_>, bucket: &str, delta: UsageDelta) {
+    match tx.deferred_usage.iter_mut().find(|(b, _)| b == bucket) {
+        Some((_, pending)) => *pending += delta,
+        None => tx.deferred_usage.push((bucket.to_owned(), delta)),
+    }
+}
+
+fn deferred(tx: &WriteTx<'_>, bucket: &str) -> UsageDelta {
+    tx.deferred_usage
+        .iter()
+        .find(|(b, _)| b == bucket)
+        .map(|(_, d)| *d)
+        .unwrap_or_default()
+}
+
+/// Writes the deferred changes, each to a random shard. Called by commit.
+pub(super) async fn flush_deferred_usage_tx(tx: &mut WriteTx<'_>) -> MetaResult<()> {
+    for (bucket, delta) in std::mem::take(&mut tx.deferred_usage) {
+        if delta != UsageDelta::default() {
+            add_to_shard(tx, &bucket, rand::random_range(0..SHARDS), delta).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn bucket_quota_tx(tx: &mut WriteTx<'_>, bucket: &str) -> MetaResult<Option<Quota>> {

@@ -79,11 +79,12 @@ async fn commit_batch(store: &MetaStore, batch: Vec<Pending>) {
     // undoes only its own write.
     let done = match run_batch(store, &batch, false).await {
         Ok((tx, outcomes)) if outcomes.iter().all(Result::is_ok) => Ok((tx, outcomes)),
-        failed => {
-            // Roll back (and release the writer lock) before the second run.
-            drop(failed);
+        Ok((tx, _)) => {
+            // Undo the first run before the second one takes the writer lock.
+            let _ = tx.rollback().await;
             run_batch(store, &batch, true).await
         }
+        Err(_) => run_batch(store, &batch, true).await,
     };
     let (tx, outcomes) = match done {
         Ok(done) => done,

@@ -219,6 +219,14 @@ impl WriteTx<'_> {
         self.tx.commit().await?;
         Ok(())
     }
+
+    /// Rolls back now. Dropping a transaction rolls it back only when its
+    /// connection is next used, and on SQLite it keeps the database's write
+    /// lock until then.
+    async fn rollback(self) -> MetaResult<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
 }
 
 impl std::ops::Deref for WriteTx<'_> {

@@ -1000,18 +1000,21 @@ async fn object_lock_rules_hold_in_the_store(store: MetaStore) {
 /// usage counters stay exact.
 async fn failed_writes_in_a_batch_undo_only_themselves(store: MetaStore) {
     store.create_bucket(&bucket("mixed")).await.unwrap();
-    store
-        .put_object(&object("mixed", "taken", "first"), &WriteCondition::None)
-        .await
-        .unwrap();
+    for (key, blob) in [("taken", "first"), ("shared", "shared-0")] {
+        store
+            .put_object(&object("mixed", key, blob), &WriteCondition::None)
+            .await
+            .unwrap();
+    }
     let mut tasks = Vec::new();
-    for i in 0..60 {
+    for i in 0..80 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            let (bucket, key, condition) = match i % 3 {
+            let (bucket, key, condition) = match i % 4 {
                 0 => ("mixed", "taken".to_owned(), WriteCondition::IfNoneMatchAny),
                 1 => ("missing", format!("k{i}"), WriteCondition::None),
-                _ => ("mixed", format!("k{i}"), WriteCondition::None),
+                2 => ("mixed", format!("k{i}"), WriteCondition::None),
+                _ => ("mixed", "shared".to_owned(), WriteCondition::None),
             };
             let result = store
                 .put_object(&object(bucket, &key, &format!("b{i}")), &condition)
@@ -1021,7 +1024,7 @@ async fn failed_writes_in_a_batch_undo_only_themselves(store: MetaStore) {
     }
     for task in tasks {
         let (i, result) = task.await.unwrap();
-        match i % 3 {
+        match i % 4 {
             0 => assert!(
                 matches!(result, Err(MetaError::PreconditionFailed)),
                 "{i}: {result:?}"
@@ -1038,12 +1041,19 @@ async fn failed_writes_in_a_batch_undo_only_themselves(store: MetaStore) {
         taken.segments[0].blob, "first",
         "create-only writes changed nothing"
     );
+    for i in (2..80).step_by(4) {
+        let created = store.get_object("mixed", &format!("k{i}")).await.unwrap();
+        assert_eq!(created.unwrap().segments[0].blob, format!("b{i}"));
+    }
     let usage = store.bucket_usage("mixed").await.unwrap();
+    assert_eq!(usage.objects, 22, "taken, shared and the 20 new keys");
+    assert_eq!(usage.bytes, 22 * 3);
+    let garbage = store.garbage_blobs("n1", 100).await.unwrap();
     assert_eq!(
-        usage.objects, 21,
-        "the first object and the 20 that succeeded"
+        garbage.len(),
+        20,
+        "every replaced version of `shared` is garbage"
     );
-    assert_eq!(usage.bytes, 21 * 3);
 }
 
 conformance!(

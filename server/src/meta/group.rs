@@ -1,11 +1,12 @@
 //! Group commit for SQLite. SQLite has one writer and every commit waits for an
 //! fsync of the WAL; committing object writes one by one caps PUTs at the disk's
 //! fsync rate. Instead, concurrent `put_object` calls queue here and one task
-//! commits whatever has queued in a single transaction — redone with a savepoint
+//! commits whatever has queued in a single transaction — new keys of a bucket
+//! written together, a statement per table — redone with a savepoint
 //! per write when one fails, so a failed precondition undoes only that write —
 //! and one fsync makes the whole batch durable before any of them is
-//! acknowledged. Postgres
-//! needs none of this: concurrent commits there already share WAL flushes.
+//! acknowledged. Postgres needs none of this: concurrent commits there already
+//! share WAL flushes.
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -121,8 +122,22 @@ async fn run_batch<'a>(
     savepoints: bool,
 ) -> MetaResult<(super::WriteTx<'a>, Vec<MetaResult<String>>)> {
     let mut tx = store.begin_write().await?;
+    let mut created = vec![None; batch.len()];
+    if !savepoints && batch.len() > 1 {
+        match create_in_bulk(store, &mut tx, batch).await {
+            Ok(done) => created = done,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
+        }
+    }
     let mut outcomes = Vec::with_capacity(batch.len());
-    for pending in batch {
+    for (pending, created) in batch.iter().zip(created) {
+        if let Some(version_id) = created {
+            outcomes.push(Ok(version_id));
+            continue;
+        }
         if !savepoints {
             let outcome = store
                 .upsert_object_tx(&mut tx, &pending.object, &pending.condition)
@@ -153,4 +168,39 @@ async fn run_batch<'a>(
         outcomes.push(outcome);
     }
     Ok((tx, outcomes))
+}
+
+/// Writes the batch's creations of new keys together, bucket by bucket (see
+/// `create_objects_tx`); returns the version id of each write it did.
+async fn create_in_bulk(
+    store: &MetaStore,
+    tx: &mut super::WriteTx<'_>,
+    batch: &[Pending],
+) -> MetaResult<Vec<Option<String>>> {
+    let mut created = vec![None; batch.len()];
+    let mut buckets: Vec<&str> = batch.iter().map(|p| p.object.bucket.as_str()).collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    for bucket in buckets {
+        let (indexes, objects): (Vec<usize>, Vec<&ObjectMeta>) = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                p.object.bucket == bucket
+                    && matches!(
+                        p.condition,
+                        WriteCondition::None | WriteCondition::IfNoneMatchAny
+                    )
+            })
+            .map(|(i, p)| (i, &p.object))
+            .unzip();
+        if objects.len() < 2 {
+            continue;
+        }
+        let versions = store.create_objects_tx(tx, bucket, &objects).await?;
+        for (i, version) in indexes.into_iter().zip(versions) {
+            created[i] = version;
+        }
+    }
+    Ok(created)
 }

@@ -486,6 +486,71 @@ fn lock_for_new_version(config: &WriteConfig, object: &ObjectMeta) -> MetaResult
     Ok(lock)
 }
 
+impl MetaStore {
+    /// Group commit's shortcut for many writes that create new keys in one
+    /// bucket: one statement per table for all of them instead of several per
+    /// write. Returns each object's version id, or `None` for one the shortcut
+    /// did not write — its key exists, it repeats a key of the batch, or the
+    /// bucket's settings (versioning, quota, Object Lock) need the full path —
+    /// which the caller then writes with `upsert_object_tx` in the same
+    /// transaction.
+    pub(super) async fn create_objects_tx(
+        &self,
+        tx: &mut WriteTx<'_>,
+        bucket: &str,
+        objects: &[&ObjectMeta],
+    ) -> MetaResult<Vec<Option<String>>> {
+        let mut created = vec![None; objects.len()];
+        let config = match write_config_tx(tx, bucket).await {
+            Ok(config) => config,
+            Err(MetaError::NoSuchBucket(_)) => return Ok(created),
+            Err(e) => return Err(e),
+        };
+        if config.versioning != Versioning::Unversioned
+            || config.quota.is_some()
+            || config.object_lock.is_some()
+        {
+            return Ok(created);
+        }
+        let mut keys = std::collections::HashSet::new();
+        let mut rows = Vec::new();
+        for (i, object) in objects.iter().enumerate() {
+            if object.bucket != bucket || !object.lock.is_empty() || !keys.insert(&object.key) {
+                continue;
+            }
+            let mut new = (*object).clone();
+            new.delete_marker = false;
+            new.version_id = NULL_VERSION.to_owned();
+            // What `next_seq_tx` gives a new key of a never-versioned bucket.
+            new.seq = next_seq_tx(tx, bucket, &new.key, Versioning::Unversioned, None).await?;
+            rows.push((i, new));
+        }
+        let inserted = insert_rows(
+            tx,
+            &format!("INSERT INTO objects ({OBJECT_COLUMNS})"),
+            "ON CONFLICT (bucket, key) DO NOTHING RETURNING key",
+            rows.iter().map(|(_, new)| object_row(new)),
+        )
+        .await?;
+        let inserted: std::collections::HashSet<Vec<u8>> = inserted
+            .iter()
+            .map(|row| row.try_get::<Vec<u8>, _>("key"))
+            .collect::<Result<_, _>>()?;
+        let mut segments = Vec::new();
+        let mut delta = UsageDelta::default();
+        for (i, new) in rows {
+            if inserted.contains(new.key.as_bytes()) {
+                delta += UsageDelta::adding(&new);
+                segments.extend(new.segments.iter().cloned());
+                created[i] = Some(new.version_id);
+            }
+        }
+        register_blobs_tx(tx, &segments).await?;
+        apply_usage_under_quota_tx(tx, bucket, delta, None).await?;
+        Ok(created)
+    }
+}
+
 /// What happens to a version that stops being current: kept as a noncurrent
 /// version when versioning keeps it, otherwise its blobs become garbage.
 /// Returns the change to the bucket's usage.
@@ -627,25 +692,80 @@ pub(super) async fn insert_object_row(
     tx: &mut WriteTx<'_>,
     object: &ObjectMeta,
 ) -> MetaResult<u64> {
-    let result = sqlx::query(&format!(
-        "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (bucket, key) DO NOTHING"
-    ))
-    .bind(&object.bucket)
-    .bind(object.key.as_bytes().to_vec())
-    .bind(&object.version_id)
-    .bind(object.seq)
-    .bind(object.size as i64)
-    .bind(&object.etag)
-    .bind(object.last_modified)
-    .bind(to_json(&object.headers))
-    .bind(to_json(&object.checksum))
-    .bind(to_json(&object.segments))
-    .bind(to_json(&object.tags))
-    .bind(to_json(&object.lock))
-    .execute(&mut ***tx)
+    let inserted = insert_rows(
+        tx,
+        &format!("INSERT INTO objects ({OBJECT_COLUMNS})"),
+        "ON CONFLICT (bucket, key) DO NOTHING RETURNING version_id",
+        [object_row(object)],
+    )
     .await?;
-    Ok(result.rows_affected())
+    Ok(inserted.len() as u64)
+}
+
+/// The values of an `objects` row, in `OBJECT_COLUMNS` order.
+fn object_row(object: &ObjectMeta) -> Vec<Value> {
+    vec![
+        Value::Text(object.bucket.clone()),
+        Value::Bytes(object.key.as_bytes().to_vec()),
+        Value::Text(object.version_id.clone()),
+        Value::Int(object.seq),
+        Value::Int(object.size as i64),
+        Value::Text(object.etag.clone()),
+        Value::Int(object.last_modified),
+        Value::Text(to_json(&object.headers)),
+        Value::Text(to_json(&object.checksum)),
+        Value::Text(to_json(&object.segments)),
+        Value::Text(to_json(&object.tags)),
+        Value::Text(to_json(&object.lock)),
+    ]
+}
+
+/// One value of a row written by [`insert_rows`].
+pub(super) enum Value {
+    Text(String),
+    Int(i64),
+    Bytes(Vec<u8>),
+}
+
+/// Rows written per statement: well under both engines' parameter limits.
+const ROWS_PER_INSERT: usize = 64;
+
+/// `{head} VALUES (..), (..) {tail}` for `rows` (each of the same width), in as
+/// few statements as the parameter limits allow; returns what `tail`'s
+/// `RETURNING` returns. Many rows per statement instead of a statement per row:
+/// each statement is a round trip (to Postgres, or to SQLite's worker thread).
+pub(super) async fn insert_rows(
+    tx: &mut WriteTx<'_>,
+    head: &str,
+    tail: &str,
+    rows: impl IntoIterator<Item = Vec<Value>>,
+) -> MetaResult<Vec<sqlx::any::AnyRow>> {
+    let rows: Vec<Vec<Value>> = rows.into_iter().collect();
+    let mut returned = Vec::new();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut sql = format!("{head} VALUES ");
+        let mut n = 0;
+        for (i, row) in chunk.iter().enumerate() {
+            sql.push_str(if i == 0 { "(" } else { ", (" });
+            for j in 0..row.len() {
+                n += 1;
+                sql.push_str(&format!("{}${n}", if j == 0 { "" } else { ", " }));
+            }
+            sql.push(')');
+        }
+        sql.push(' ');
+        sql.push_str(tail);
+        let mut query = sqlx::query(&sql);
+        for value in chunk.iter().flatten() {
+            query = match value {
+                Value::Text(v) => query.bind(v.clone()),
+                Value::Int(v) => query.bind(*v),
+                Value::Bytes(v) => query.bind(v.clone()),
+            };
+        }
+        returned.extend(query.fetch_all(&mut ***tx).await?);
+    }
+    Ok(returned)
 }
 
 async fn update_object_row(tx: &mut WriteTx<'_>, object: &ObjectMeta) -> MetaResult<u64> {
@@ -671,48 +791,88 @@ async fn update_object_row(tx: &mut WriteTx<'_>, object: &ObjectMeta) -> MetaRes
     Ok(result.rows_affected())
 }
 
-/// Records blobs as live (referenced by a committed row).
+/// Records blobs as live (referenced by a committed row), with their replicas
+/// and the bytes of small ones: one statement per table for all of them.
 pub(super) async fn register_blobs_tx(
     tx: &mut WriteTx<'_>,
     segments: &[Segment],
 ) -> MetaResult<()> {
-    for segment in segments {
-        if let (Some(data), Backend::Postgres) = (&segment.inline, tx.backend) {
-            // Both rows in one statement: one round trip fewer per small PUT.
-            sqlx::query(
-                "WITH blob AS (
-                   INSERT INTO blobs (id, size, created_at, garbage) VALUES ($1, $2, $3, 0)
-                   ON CONFLICT (id) DO UPDATE SET garbage = 0)
-                 INSERT INTO inline_blobs (id, data) VALUES ($1, $4) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&segment.blob)
-            .bind(segment.stored_size.unwrap_or(segment.size) as i64)
-            .bind(super::now_millis())
-            .bind(data.clone())
-            .execute(&mut ***tx)
-            .await?;
-            super::nodes::add_replicas_tx(tx, &segment.blob, &segment.replicas).await?;
-            continue;
-        }
+    // A blob named twice (parts copied from one source) is one row; Postgres
+    // refuses to upsert a row twice in one statement.
+    let mut seen = std::collections::HashSet::new();
+    let segments: Vec<&Segment> = segments.iter().filter(|s| seen.insert(&s.blob)).collect();
+    if segments.is_empty() {
+        return Ok(());
+    }
+    let now = super::now_millis();
+    if let ([segment], Backend::Postgres) = (segments.as_slice(), tx.backend)
+        && let Some(data) = &segment.inline
+        && segment.replicas.is_empty()
+    {
+        // Both rows in one statement: one round trip fewer per small PUT.
         sqlx::query(
-            "INSERT INTO blobs (id, size, created_at, garbage) VALUES ($1, $2, $3, 0)
-             ON CONFLICT (id) DO UPDATE SET garbage = 0",
+            "WITH blob AS (
+               INSERT INTO blobs (id, size, created_at, garbage) VALUES ($1, $2, $3, 0)
+               ON CONFLICT (id) DO UPDATE SET garbage = 0)
+             INSERT INTO inline_blobs (id, data) VALUES ($1, $4) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&segment.blob)
         .bind(segment.stored_size.unwrap_or(segment.size) as i64)
-        .bind(super::now_millis())
+        .bind(now)
+        .bind(data.clone())
         .execute(&mut ***tx)
         .await?;
-        super::nodes::add_replicas_tx(tx, &segment.blob, &segment.replicas).await?;
-        if let Some(data) = &segment.inline {
-            sqlx::query(
-                "INSERT INTO inline_blobs (id, data) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&segment.blob)
-            .bind(data.clone())
-            .execute(&mut ***tx)
-            .await?;
-        }
+        return Ok(());
+    }
+    insert_rows(
+        tx,
+        "INSERT INTO blobs (id, size, created_at, garbage)",
+        "ON CONFLICT (id) DO UPDATE SET garbage = 0",
+        segments.iter().map(|s| {
+            vec![
+                Value::Text(s.blob.clone()),
+                Value::Int(s.stored_size.unwrap_or(s.size) as i64),
+                Value::Int(now),
+                Value::Int(0),
+            ]
+        }),
+    )
+    .await?;
+    let replicas: Vec<Vec<Value>> = segments
+        .iter()
+        .flat_map(|s| {
+            s.replicas
+                .iter()
+                .map(|node| vec![Value::Text(s.blob.clone()), Value::Text(node.clone())])
+        })
+        .collect();
+    if !replicas.is_empty() {
+        insert_rows(
+            tx,
+            "INSERT INTO blob_replicas (blob_id, node_id)",
+            "ON CONFLICT (blob_id, node_id) DO NOTHING",
+            replicas,
+        )
+        .await?;
+    }
+    let inline: Vec<Vec<Value>> = segments
+        .iter()
+        .filter_map(|s| {
+            let data = s.inline.as_ref()?;
+            Some(vec![
+                Value::Text(s.blob.clone()),
+                Value::Bytes(data.clone()),
+            ])
+        })
+        .collect();
+    if !inline.is_empty() {
+        insert_rows(
+            tx,
+            "INSERT INTO inline_blobs (id, data)",
+            "ON CONFLICT (id) DO NOTHING",
+            inline,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -104,7 +104,7 @@ pub struct MetaStore {
     // SQLite allows one writer at a time; queueing writers here instead of in
     // SQLite's busy handler keeps write transactions from failing with SQLITE_BUSY.
     write_lock: Option<Arc<Mutex<()>>>,
-    /// SQLite: object writes are committed in groups (see `group.rs`).
+    /// Object writes are committed in groups (see `group.rs`).
     group: Option<group::GroupCommit>,
     /// Seals access-key secrets at rest (see `master_key.rs`); `None` reads and
     /// writes them in plaintext (stores from before encryption at rest).
@@ -169,9 +169,7 @@ impl MetaStore {
             master: None,
         };
         schema::migrate(&store).await?;
-        if backend == Backend::Sqlite {
-            store.group = Some(group::GroupCommit::start(store.clone()));
-        }
+        store.group = Some(group::GroupCommit::start(store.clone()));
         Ok(store)
     }
 

@@ -31,6 +31,29 @@ pub struct BucketUsage {
 /// The configuration kind under which a bucket policy is stored.
 pub const POLICY: &str = "policy";
 
+/// A bucket and some of its configuration documents (see
+/// [`MetaStore::bucket_with_configs`]).
+#[derive(Debug, Clone)]
+pub struct BucketWithConfigs {
+    pub bucket: Bucket,
+    configs: Vec<(String, String)>,
+}
+
+impl BucketWithConfigs {
+    /// The document of `kind`, if the bucket has one (and it was asked for).
+    pub fn config(&self, kind: &str) -> Option<&str> {
+        self.configs
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The bucket's quota (when `QUOTA` was asked for).
+    pub fn quota(&self) -> MetaResult<Option<super::Quota>> {
+        self.config(super::QUOTA).map(super::from_json).transpose()
+    }
+}
+
 fn bucket_from_row(row: &sqlx::any::AnyRow) -> MetaResult<Bucket> {
     Ok(Bucket {
         name: row.try_get("name")?,
@@ -96,6 +119,45 @@ impl MetaStore {
                 .fetch_optional(&self.pool)
                 .await?;
         row.as_ref().map(bucket_from_row).transpose()
+    }
+
+    /// The bucket with the configuration documents of the given kinds it has,
+    /// or `NoSuchBucket`: one query where a request needs several settings.
+    pub async fn bucket_with_configs(
+        &self,
+        name: &str,
+        kinds: &[&str],
+    ) -> MetaResult<BucketWithConfigs> {
+        let placeholders: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT b.name, b.owner, b.region, b.created_at, c.kind, c.value FROM buckets b
+             LEFT JOIN bucket_configs c ON c.bucket = b.name AND c.kind IN ({})
+             WHERE b.name = $1",
+            match placeholders.is_empty() {
+                true => "NULL".to_owned(),
+                false => placeholders.join(", "),
+            }
+        );
+        let mut query = sqlx::query(&sql).bind(name);
+        for kind in kinds {
+            query = query.bind(*kind);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let Some(first) = rows.first() else {
+            return Err(MetaError::NoSuchBucket(name.to_owned()));
+        };
+        let mut configs = Vec::new();
+        for row in &rows {
+            let kind: Option<String> = row.try_get("kind")?;
+            let value: Option<String> = row.try_get("value")?;
+            if let (Some(kind), Some(value)) = (kind, value) {
+                configs.push((kind, value));
+            }
+        }
+        Ok(BucketWithConfigs {
+            bucket: bucket_from_row(first)?,
+            configs,
+        })
     }
 
     /// The bucket, or `NoSuchBucket`.

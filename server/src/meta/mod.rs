@@ -18,7 +18,7 @@ mod usage;
 mod versions;
 
 pub use self::acl::{BucketAcl, CannedAcl, ObjectOwnership};
-pub use self::buckets::{Bucket, BucketUsage, NewBucket};
+pub use self::buckets::{Bucket, BucketUsage, BucketWithConfigs, NewBucket};
 pub use self::keys::{AccessKey, NewAccessKey};
 pub use self::list::{ListPage, ListQuery};
 pub use self::lock::{

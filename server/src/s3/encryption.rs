@@ -176,8 +176,22 @@ impl WriteEncryption {
         bucket: &str,
         requested: Requested,
     ) -> S3Result<Option<WriteEncryption>> {
+        let default = match requested {
+            Requested::Default => bucket_default(s3, bucket).await?,
+            _ => None,
+        };
+        Self::choose_given(s3, default.as_deref(), requested)
+    }
+
+    /// [`choose`](Self::choose) for a caller that already read the bucket's
+    /// default encryption document.
+    pub fn choose_given(
+        s3: &Coffer,
+        bucket_default: Option<&str>,
+        requested: Requested,
+    ) -> S3Result<Option<WriteEncryption>> {
         let requested = match requested {
-            Requested::Default => match bucket_default(s3, bucket).await? {
+            Requested::Default => match bucket_default {
                 Some(_) => Requested::S3,
                 None => return Ok(None),
             },

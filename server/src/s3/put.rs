@@ -15,7 +15,8 @@ use super::tagging;
 use super::{Coffer, meta_error, quoted_etag, validate_key, version_header};
 use crate::cluster::DataPlane;
 use crate::meta::{
-    MetaError, ObjectChecksum, ObjectHeaders, ObjectMeta, Segment, WriteCondition, now_millis,
+    MetaError, ObjectChecksum, ObjectHeaders, ObjectMeta, QUOTA, Quota, Segment, WriteCondition,
+    now_millis,
 };
 
 /// The standard headers a PUT, copy with REPLACE, or multipart create stores.
@@ -204,11 +205,10 @@ pub(super) fn surely_not_committed(err: &MetaError) -> bool {
 
 /// Refuses a body that could never fit the bucket's quota before reading it; the
 /// exact check happens atomically with the commit.
-async fn refuse_beyond_quota(s3: &Coffer, bucket: &str, declared: Option<u64>) -> S3Result<()> {
+fn refuse_beyond_quota(quota: Option<Quota>, declared: Option<u64>) -> S3Result<()> {
     let Some(len) = declared else {
         return Ok(());
     };
-    let quota = s3.meta.bucket_quota(bucket).await.map_err(meta_error)?;
     if quota
         .and_then(|q| q.max_size_bytes)
         .is_some_and(|max| len > max)
@@ -227,8 +227,10 @@ pub async fn put_object(
     // A browser form upload arrives here too (s3s's default PostObject).
     super::post::apply_form_fields(&mut input, &req.extensions)?;
     validate_key(&input.key)?;
-    s3.meta
-        .require_bucket(&input.bucket)
+    // Everything this write needs to know of its bucket, in one query.
+    let bucket = s3
+        .meta
+        .bucket_with_configs(&input.bucket, &[QUOTA, encryption::ENCRYPTION])
         .await
         .map_err(meta_error)?;
     if input.grant_full_control.is_some()
@@ -250,7 +252,8 @@ pub async fn put_object(
         input.server_side_encryption.as_ref(),
         customer_key_of!(input)?,
     )?;
-    let encryption = WriteEncryption::choose(s3, &input.bucket, requested).await?;
+    let encryption =
+        WriteEncryption::choose_given(s3, bucket.config(encryption::ENCRYPTION), requested)?;
     WriteEncryption::apply(encryption.as_ref(), &mut headers);
     let tags = tagging::parse_header(input.tagging.as_deref())?;
     let lock = object_lock::requested_lock(
@@ -272,7 +275,7 @@ pub async fn put_object(
         return Err(meta_error(crate::meta::MetaError::PreconditionFailed));
     }
     let declared_len = declared_length(&req.headers, input.content_length);
-    refuse_beyond_quota(s3, &input.bucket, declared_len).await?;
+    refuse_beyond_quota(bucket.quota().map_err(meta_error)?, declared_len)?;
     let expected = checksum::expected(&req.headers, input.checksum_algorithm.as_ref())?;
     // S3 wants proof of integrity for a PUT that locks what it writes (a form
     // POST has no way to send it).

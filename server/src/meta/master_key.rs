@@ -45,7 +45,7 @@ impl MetaStore {
         if stored != check {
             // Roll back now rather than when the connection is next used: on
             // SQLite a pending write would hold the database lock until then.
-            tx.tx.rollback().await?;
+            tx.rollback().await?;
             return Err(MetaError::WrongMasterKey);
         }
         seal_plaintext_secrets_tx(&mut tx, &key).await?;

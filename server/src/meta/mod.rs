@@ -190,53 +190,82 @@ impl MetaStore {
     /// Starts a write transaction; on SQLite writers queue on a mutex first.
     async fn begin_write(&self) -> MetaResult<WriteTx<'_>> {
         let guard = match &self.write_lock {
-            Some(lock) => Some(lock.lock().await),
+            Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
         let tx = self.pool.begin().await?;
         Ok(WriteTx {
-            tx,
+            tx: Some(tx),
             backend: self.backend,
             deferred_usage: Vec::new(),
-            _guard: guard,
+            guard,
+            _store: std::marker::PhantomData,
         })
     }
 }
 
+/// A write transaction. One that is dropped without `commit` (a failed write)
+/// is rolled back at once, and on SQLite the next writer waits for that: sqlx
+/// alone would roll it back only when its connection is next used, and until
+/// then SQLite's write lock stays taken and other writers fail with
+/// "database is locked".
 struct WriteTx<'a> {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    /// `None` only once committed or rolled back.
+    tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
     backend: Backend,
     /// Usage changes of quota-free buckets, written once at commit.
     deferred_usage: Vec<(String, usage::UsageDelta)>,
-    _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _store: std::marker::PhantomData<&'a MetaStore>,
 }
 
 impl WriteTx<'_> {
     async fn commit(mut self) -> MetaResult<()> {
         usage::flush_deferred_usage_tx(&mut self).await?;
-        self.tx.commit().await?;
+        if let Some(tx) = self.tx.take() {
+            tx.commit().await?;
+        }
         Ok(())
     }
 
-    /// Rolls back now. Dropping a transaction rolls it back only when its
-    /// connection is next used, and on SQLite it keeps the database's write
-    /// lock until then.
-    async fn rollback(self) -> MetaResult<()> {
-        self.tx.rollback().await?;
+    /// Rolls back now, before the next writer may start.
+    async fn rollback(mut self) -> MetaResult<()> {
+        if let Some(tx) = self.tx.take() {
+            tx.rollback().await?;
+        }
         Ok(())
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else {
+            return;
+        };
+        let guard = self.guard.take();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = tx.rollback().await {
+                    tracing::warn!(error = %e, "rolling back a failed write");
+                }
+                drop(guard);
+            });
+        }
     }
 }
 
 impl std::ops::Deref for WriteTx<'_> {
     type Target = sqlx::Transaction<'static, sqlx::Any>;
     fn deref(&self) -> &Self::Target {
-        &self.tx
+        // Only `commit`, `rollback` and `drop` take the transaction, and each
+        // consumes the `WriteTx`.
+        self.tx.as_ref().expect("an open write transaction")
     }
 }
 
 impl std::ops::DerefMut for WriteTx<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
+        self.tx.as_mut().expect("an open write transaction")
     }
 }
 

@@ -341,13 +341,7 @@ impl MetaStore {
         // a read nor a row lock; only when the key exists (or the write is
         // conditional on its current version) read and lock the current row.
         if !matches!(condition, WriteCondition::IfMatch(_)) {
-            let mut new = object.clone();
-            new.delete_marker = false;
-            new.lock = lock;
-            new.version_id = match versioning {
-                Versioning::Enabled => new_version_id(),
-                _ => NULL_VERSION.to_owned(),
-            };
+            let mut new = as_new_version(object, versioning, lock);
             new.seq = next_seq_tx(tx, &object.bucket, &object.key, versioning, None).await?;
             if insert_object_row(tx, &new).await? == 1 {
                 register_blobs_tx(tx, &new.segments).await?;
@@ -377,13 +371,7 @@ impl MetaStore {
                 }
                 _ => {}
             }
-            let mut new = object.clone();
-            new.delete_marker = false;
-            new.lock = lock;
-            new.version_id = match versioning {
-                Versioning::Enabled => new_version_id(),
-                _ => NULL_VERSION.to_owned(),
-            };
+            let mut new = as_new_version(object, versioning, lock);
             new.seq = next_seq_tx(
                 tx,
                 &object.bucket,
@@ -467,6 +455,18 @@ pub(super) async fn write_config_tx(tx: &mut WriteTx<'_>, bucket: &str) -> MetaR
     })
 }
 
+/// `object` as the version a write makes of it.
+fn as_new_version(object: &ObjectMeta, versioning: Versioning, lock: ObjectLock) -> ObjectMeta {
+    let mut new = object.clone();
+    new.delete_marker = false;
+    new.lock = lock;
+    new.version_id = match versioning {
+        Versioning::Enabled => new_version_id(),
+        _ => NULL_VERSION.to_owned(),
+    };
+    new
+}
+
 /// The lock a new version gets: what the write asked for, else the bucket's
 /// default retention. Asking for a lock on a bucket without Object Lock is
 /// `ObjectLockNotEnabled`.
@@ -518,9 +518,7 @@ impl MetaStore {
             if object.bucket != bucket || !object.lock.is_empty() || !keys.insert(&object.key) {
                 continue;
             }
-            let mut new = (*object).clone();
-            new.delete_marker = false;
-            new.version_id = NULL_VERSION.to_owned();
+            let mut new = as_new_version(object, Versioning::Unversioned, ObjectLock::default());
             // What `next_seq_tx` gives a new key of a never-versioned bucket.
             new.seq = next_seq_tx(tx, bucket, &new.key, Versioning::Unversioned, None).await?;
             rows.push((i, new));

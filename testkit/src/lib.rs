@@ -114,6 +114,32 @@ fn remove_stale_clusters(as_postgres: bool) {
     }
 }
 
+/// Removes the `temp_dir`s of test processes that have ended: tests leave
+/// their directories for inspection, and the next test process sweeps them.
+fn remove_stale_temp_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("coffer-") || name.starts_with("coffer-pg-") {
+            continue;
+        }
+        let parts: Vec<&str> = name.split('-').collect();
+        let Some(pid) = parts
+            .len()
+            .checked_sub(2)
+            .and_then(|i| parts[i].strip_prefix('p'))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn start_throwaway_cluster() -> String {
     let as_postgres = is_root();
     remove_stale_clusters(as_postgres);
@@ -208,7 +234,13 @@ fn wait_until_accepting(port: u16) {
 /// A fresh temporary directory for a test's data (removed by the OS's tmp cleanup
 /// or by the test); returned as an owned path.
 pub fn temp_dir(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("coffer-{label}-{:016x}", rand::random::<u64>()));
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(remove_stale_temp_dirs);
+    let dir = std::env::temp_dir().join(format!(
+        "coffer-{label}-p{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     std::fs::create_dir_all(&dir)
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
     dir

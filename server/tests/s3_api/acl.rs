@@ -1,8 +1,7 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    AccessControlPolicy, BucketCannedAcl, CompletedMultipartUpload, CompletedPart, Grant, Grantee,
-    ObjectCannedAcl, ObjectOwnership, Owner, OwnershipControls, OwnershipControlsRule, Permission,
-    Type,
+    AccessControlPolicy, BucketCannedAcl, Grant, Grantee, ObjectCannedAcl, ObjectOwnership, Owner,
+    OwnershipControls, OwnershipControlsRule, Permission, Type,
 };
 
 use crate::common::{Backend, TestServer, code};
@@ -452,16 +451,7 @@ async fn copy_and_multipart_take_the_acl_of_the_request(backend: Backend) {
         .bucket("media")
         .key("big")
         .upload_id(upload_id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .parts(
-                    CompletedPart::builder()
-                        .part_number(1)
-                        .e_tag(part.e_tag().unwrap())
-                        .build(),
-                )
-                .build(),
-        )
+        .multipart_upload(crate::common::one_part(part.e_tag().unwrap()))
         .send()
         .await
         .unwrap();

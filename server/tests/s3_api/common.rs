@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use coffer_server::meta::{AccessKey, NewAccessKey};
 use coffer_server::serve::{RunningServer, ServeConfig, start};
 
@@ -305,4 +306,11 @@ pub fn signed_policy(
         ("x-amz-date".into(), amz_date),
         ("x-amz-signature".into(), signature),
     ]
+}
+
+/// A CompleteMultipartUpload body naming one part, number 1.
+pub fn one_part(etag: &str) -> CompletedMultipartUpload {
+    CompletedMultipartUpload::builder()
+        .parts(CompletedPart::builder().part_number(1).e_tag(etag).build())
+        .build()
 }

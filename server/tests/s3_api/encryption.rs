@@ -567,16 +567,7 @@ async fn sse_c_round_trip_and_key_checks(backend: Backend) {
         .bucket("ssec")
         .key("mp")
         .upload_id(&upload_id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .parts(
-                    CompletedPart::builder()
-                        .part_number(1)
-                        .e_tag(part.e_tag().unwrap())
-                        .build(),
-                )
-                .build(),
-        )
+        .multipart_upload(crate::common::one_part(part.e_tag().unwrap()))
         .send()
         .await
         .unwrap();
@@ -632,16 +623,9 @@ async fn sse_c_round_trip_and_key_checks(backend: Backend) {
         .bucket("ssec")
         .key("from-copy")
         .upload_id(&upload_id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .parts(
-                    CompletedPart::builder()
-                        .part_number(1)
-                        .e_tag(copied.copy_part_result().unwrap().e_tag().unwrap())
-                        .build(),
-                )
-                .build(),
-        )
+        .multipart_upload(crate::common::one_part(
+            copied.copy_part_result().unwrap().e_tag().unwrap(),
+        ))
         .send()
         .await
         .unwrap();

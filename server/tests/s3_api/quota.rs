@@ -1,7 +1,5 @@
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, VersioningConfiguration,
-};
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 
 use crate::common::{Backend, TestServer, code};
 use crate::on_both_backends;
@@ -115,16 +113,7 @@ async fn quota_refuses_bytes_beyond_max_size(backend: Backend) {
         .bucket("quota")
         .key("mp")
         .upload_id(upload.upload_id().unwrap())
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .parts(
-                    CompletedPart::builder()
-                        .part_number(1)
-                        .e_tag(part.e_tag().unwrap())
-                        .build(),
-                )
-                .build(),
-        )
+        .multipart_upload(crate::common::one_part(part.e_tag().unwrap()))
         .send()
         .await;
     assert_eq!(code(complete), "QuotaExceeded");

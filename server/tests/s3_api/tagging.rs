@@ -1,7 +1,6 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, Tag, Tagging,
-    TaggingDirective, VersioningConfiguration,
+    BucketVersioningStatus, Tag, Tagging, TaggingDirective, VersioningConfiguration,
 };
 
 use crate::common::{Backend, TestServer, code};
@@ -226,16 +225,7 @@ async fn copy_keeps_or_replaces_tags_by_directive(backend: Backend) {
         .bucket("tags")
         .key("mp")
         .upload_id(upload.upload_id().unwrap())
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .parts(
-                    CompletedPart::builder()
-                        .part_number(1)
-                        .e_tag(part.e_tag().unwrap())
-                        .build(),
-                )
-                .build(),
-        )
+        .multipart_upload(crate::common::one_part(part.e_tag().unwrap()))
         .send()
         .await
         .unwrap();

@@ -1,7 +1,6 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective,
-    ObjectIdentifier, VersioningConfiguration,
+    BucketVersioningStatus, Delete, MetadataDirective, ObjectIdentifier, VersioningConfiguration,
 };
 
 use crate::common::{Backend, TestServer, code};
@@ -175,16 +174,7 @@ async fn enabled_versioning_keeps_every_write_readable_by_version_id(backend: Ba
         .bucket("ver")
         .key("doc")
         .upload_id(upload.upload_id().unwrap())
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .parts(
-                    CompletedPart::builder()
-                        .part_number(1)
-                        .e_tag(part.e_tag().unwrap())
-                        .build(),
-                )
-                .build(),
-        )
+        .multipart_upload(crate::common::one_part(part.e_tag().unwrap()))
         .send()
         .await
         .unwrap();

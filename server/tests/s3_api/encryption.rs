@@ -665,8 +665,13 @@ async fn start_at(
     start(config).await
 }
 
-async fn wrong_master_key_refuses_to_start(backend: Backend) {
-    let data_dir = coffer_testkit::temp_dir("sse-restart");
+/// A server on its own data dir (and, on Postgres, its own database) that a
+/// test can stop and start again on the same store.
+async fn restartable_server(
+    backend: Backend,
+    label: &str,
+) -> (PathBuf, Option<String>, RunningServer) {
+    let data_dir = coffer_testkit::temp_dir(label);
     let url = match backend {
         Backend::Sqlite => None,
         Backend::Postgres => Some(coffer_testkit::postgres_url().await),
@@ -679,6 +684,11 @@ async fn wrong_master_key_refuses_to_start(backend: Backend) {
     )
     .await
     .unwrap();
+    (data_dir, url, server)
+}
+
+async fn wrong_master_key_refuses_to_start(backend: Backend) {
+    let (data_dir, url, server) = restartable_server(backend, "sse-restart").await;
     // A restart keeps the node's address (its id is in use at that address).
     let listen = server.local_addr();
     // Zero configuration: a key was generated into the data dir, owner-only.
@@ -854,19 +864,7 @@ async fn post_object_form_field_encrypts(backend: Backend) {
 /// `coffer-server master-key rotate`: objects and secrets move to the new key,
 /// the default key file is replaced, and the old key is refused afterwards.
 async fn master_key_rotation_keeps_objects_readable(backend: Backend) {
-    let data_dir = coffer_testkit::temp_dir("sse-rotate");
-    let url = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(coffer_testkit::postgres_url().await),
-    };
-    let server = start_at(
-        &data_dir,
-        url.as_deref(),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .await
-    .unwrap();
+    let (data_dir, url, server) = restartable_server(backend, "sse-rotate").await;
     let listen = server.local_addr();
     let root = server.root_key().clone();
     let s3 = client(&server.endpoint(), &root.id, &root.secret);

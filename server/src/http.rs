@@ -89,6 +89,9 @@ async fn ready(State(front): State<FrontDoor>) -> Response {
 
 async fn metrics(State(front): State<FrontDoor>) -> Response {
     front.plane.export_metrics(&front.metrics);
+    if let Some(cache) = front.meta.object_cache() {
+        front.metrics.set_object_cache(&cache.stats());
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         front.metrics.render(),

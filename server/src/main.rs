@@ -9,7 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use coffer_server::cluster::{self, ClusterConfig, View};
 use coffer_server::crypto::{self, Key};
 use coffer_server::iam::PolicyDocument;
-use coffer_server::meta::{NewAccessKey, NodeState};
+use coffer_server::meta::{NewAccessKey, NodeState, now_millis};
+
+/// A node silent this long is stopped (a live one heartbeats at least every 2 s).
+const NODE_REMOVE_SILENCE_MS: i64 = 10_000;
 use coffer_server::serve::{self, ServeConfig};
 
 #[derive(Parser)]
@@ -135,6 +138,11 @@ struct ServeArgs {
     /// Requests served at once before answering 503 SlowDown.
     #[arg(long, env = "COFFER_MAX_IN_FLIGHT", default_value_t = 1024)]
     max_in_flight: usize,
+    /// MiB of memory for caching current object versions (small objects with
+    /// their bytes) for GET and HEAD; used only while this node is the
+    /// cluster's only member. 0 turns it off.
+    #[arg(long, env = "COFFER_OBJECT_CACHE_MIB", default_value_t = 32)]
+    object_cache_mib: usize,
     /// Length of a lifecycle "day" in seconds. A test knob: lifecycle rules count
     /// days in these units, and the worker runs ten times per day (at most hourly).
     #[arg(long, env = "COFFER_LIFECYCLE_DAY_SECONDS", default_value_t = 86_400)]
@@ -296,6 +304,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.region = args.region;
     config.domain = args.domain;
     config.max_in_flight = args.max_in_flight.max(1);
+    config.object_cache_bytes = args.object_cache_mib << 20;
     config.lifecycle_day = Duration::from_secs(args.lifecycle_day_seconds.max(1));
     config.lifecycle_interval =
         (config.lifecycle_day / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
@@ -439,6 +448,19 @@ async fn run_node(store: StoreArgs, command: NodeCommand) -> anyhow::Result<()> 
             println!("Node {id} takes new data again.");
         }
         NodeCommand::Remove { id } => {
+            // A running node must be stopped first: until it sees that it was
+            // removed it would still write, unseen by a node that believes it
+            // is alone and serves reads from its cache.
+            if let Some(node) = meta.list_nodes().await?.into_iter().find(|n| n.id == id) {
+                let silent = now_millis() - node.heartbeat_at;
+                if silent < NODE_REMOVE_SILENCE_MS {
+                    anyhow::bail!(
+                        "node {id} heartbeated {:.1} s ago: stop it before removing it \
+                         (drain it first to move its replicas away)",
+                        silent as f64 / 1000.0
+                    );
+                }
+            }
             let held = meta
                 .replica_counts()
                 .await?

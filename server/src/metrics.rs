@@ -7,7 +7,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::meta::NodeProgress;
+use crate::meta::{CacheStats, NodeProgress};
 
 /// Cluster figures, refreshed from the data plane at each scrape.
 const CLUSTER_GAUGES: &[(&str, &str)] = &[
@@ -45,6 +45,27 @@ const CLUSTER_GAUGES: &[(&str, &str)] = &[
     ("coffer_peer_failures_total", "Peers dropped from writes"),
 ];
 
+/// The object cache's figures, refreshed at each scrape.
+const CACHE_GAUGES: &[(&str, &str)] = &[
+    (
+        "coffer_object_cache_hits_total",
+        "GET/HEAD lookups answered from the object cache",
+    ),
+    (
+        "coffer_object_cache_misses_total",
+        "GET/HEAD lookups that read the metadata store while the cache was leased",
+    ),
+    ("coffer_object_cache_entries", "Objects in the object cache"),
+    (
+        "coffer_object_cache_bytes",
+        "Bytes charged to the object cache",
+    ),
+    (
+        "coffer_object_cache_leased",
+        "1 while this node is the only member and may serve from its object cache",
+    ),
+];
+
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -52,6 +73,7 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     nodes: IntGaugeVec,
     cluster: Vec<IntGauge>,
+    cache: Vec<IntGauge>,
 }
 
 impl Metrics {
@@ -86,13 +108,16 @@ impl Metrics {
             &["liveness"],
         )
         .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
-        let cluster: Vec<IntGauge> = CLUSTER_GAUGES
-            .iter()
-            .map(|(name, help)| {
-                IntGauge::new(*name, *help)
-                    .unwrap_or_else(|e| unreachable!("static metric definition: {e}"))
-            })
-            .collect();
+        let gauges = |list: &[(&str, &str)]| -> Vec<IntGauge> {
+            list.iter()
+                .map(|(name, help)| {
+                    IntGauge::new(*name, *help)
+                        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"))
+                })
+                .collect()
+        };
+        let cluster = gauges(CLUSTER_GAUGES);
+        let cache = gauges(CACHE_GAUGES);
         let mut collectors = vec![
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -102,6 +127,7 @@ impl Metrics {
         collectors.extend(
             cluster
                 .iter()
+                .chain(&cache)
                 .map(|g| Box::new(g.clone()) as Box<dyn prometheus::core::Collector>),
         );
         for collector in collectors {
@@ -116,6 +142,7 @@ impl Metrics {
             in_flight,
             nodes,
             cluster,
+            cache,
         }
     }
 
@@ -144,6 +171,20 @@ impl Metrics {
             peer_failures,
         ];
         for (gauge, value) in self.cluster.iter().zip(values) {
+            gauge.set(value as i64);
+        }
+    }
+
+    /// Updates the object cache's figures.
+    pub fn set_object_cache(&self, stats: &CacheStats) {
+        let values = [
+            stats.hits,
+            stats.misses,
+            stats.entries,
+            stats.bytes,
+            u64::from(stats.leased),
+        ];
+        for (gauge, value) in self.cache.iter().zip(values) {
             gauge.set(value as i64);
         }
     }

@@ -38,6 +38,9 @@ pub struct ServeConfig {
     pub root_credentials: Option<(String, String)>,
     /// Requests served at once before answering 503 SlowDown.
     pub max_in_flight: usize,
+    /// Budget of the cache of current object versions (0: none), which serves
+    /// only while this node is alone in the cluster (see `meta/cache.rs`).
+    pub object_cache_bytes: usize,
     pub limits: Limits,
     pub gc_interval: Duration,
     /// How old an unreferenced blob file must be before it counts as an orphan.
@@ -66,6 +69,7 @@ impl ServeConfig {
             domain: None,
             root_credentials: None,
             max_in_flight: 1024,
+            object_cache_bytes: 32 << 20,
             limits: Limits::default(),
             gc_interval: Duration::from_secs(30),
             gc_grace: Duration::from_secs(3600),
@@ -241,7 +245,10 @@ impl RunningServer {
 
 /// Starts serving; returns once the listener is bound.
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
-    let meta = open_meta(&config).await?;
+    let mut meta = open_meta(&config).await?;
+    if config.object_cache_bytes > 0 {
+        meta = meta.with_object_cache(config.object_cache_bytes);
+    }
     let blobs = BlobStore::open(&config.data_dir)
         .with_context(|| format!("cannot open blob store in {}", config.data_dir.display()))?;
     let (root, root_generated) = ensure_root_key(&meta, config.root_credentials.as_ref()).await?;

@@ -739,6 +739,90 @@ async fn nodes_without_the_cluster_secret_cannot_join_or_talk_to_peers() {
     cluster.nodes.clear();
 }
 
+/// A figure from a node's `/metrics`.
+async fn metric(node: &Node, name: &str) -> i64 {
+    let text = reqwest::get(format!("{}/metrics", node.endpoint()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics of {}", node.id))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lone_nodes_object_cache_stops_serving_before_a_joining_node_serves() {
+    let mut cluster = TestCluster::start(1, &[]).await;
+    let n0 = cluster.nodes[0].client();
+    n0.create_bucket()
+        .bucket("lease")
+        .send()
+        .await
+        .expect("bucket");
+    put(&n0, "lease", "k", b"one".to_vec()).await.expect("put");
+    for _ in 0..3 {
+        assert_eq!(get(&n0, "lease", "k").await.expect("get"), b"one");
+    }
+    assert_eq!(
+        metric(&cluster.nodes[0], "coffer_object_cache_leased").await,
+        1
+    );
+    assert!(metric(&cluster.nodes[0], "coffer_object_cache_hits_total").await >= 2);
+
+    // A second node joins. It must not serve before n0's lease has run out:
+    // from its first answer on, n0 reads the store, not its cache.
+    let mut n1 = Node {
+        id: "n1".to_owned(),
+        addr: free_addr(11),
+        data_dir: cluster.root.join("n1"),
+        args: Vec::new(),
+        secret: Some(SECRET),
+        child: None,
+    };
+    let spawned = Instant::now();
+    n1.spawn(&cluster.database_url);
+    cluster.nodes.push(n1);
+    cluster.wait_ready(1).await;
+    assert!(
+        spawned.elapsed() >= coffer_server::meta::OBJECT_CACHE_LEASE,
+        "n1 served {:?} after it started, before any lease of n0 could have ended",
+        spawned.elapsed()
+    );
+    let n1 = cluster.nodes[1].client();
+    put(&n1, "lease", "k", b"two".to_vec())
+        .await
+        .expect("put through n1");
+    assert_eq!(get(&n0, "lease", "k").await.expect("get"), b"two");
+    assert_eq!(
+        metric(&cluster.nodes[0], "coffer_object_cache_leased").await,
+        0
+    );
+    put(&n1, "lease", "k", b"three".to_vec())
+        .await
+        .expect("put through n1");
+    assert_eq!(get(&n0, "lease", "k").await.expect("get"), b"three");
+
+    // A running node cannot be removed: it would go on writing unseen.
+    let output = Command::new(env!("CARGO_BIN_EXE_coffer-server"))
+        .args([
+            "node",
+            "remove",
+            "n1",
+            "--database-url",
+            &cluster.database_url,
+        ])
+        .env("COFFER_MASTER_KEY", MASTER_KEY)
+        .output()
+        .expect("run coffer-server");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("stop it before removing it"), "{stderr}");
+}
+
 fn time_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use super::membership::heartbeat;
+use super::membership::{LEASE_RENEWAL, heartbeat, renew_cache_lease};
 use super::{DataPlane, Liveness, placement};
 use crate::meta::{BlobReplicas, now_millis};
 
@@ -62,6 +62,19 @@ pub fn spawn_workers(plane: DataPlane) -> Vec<JoinHandle<()>> {
             }
         })
     };
+    let lease = {
+        let plane = plane.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(LEASE_RENEWAL);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if let Err(e) = renew_cache_lease(plane.meta(), plane.node_id()).await {
+                    tracing::debug!(error = %e, "object cache lease not renewed");
+                }
+            }
+        })
+    };
     let heal = {
         let plane = plane.clone();
         tokio::spawn(async move {
@@ -91,7 +104,7 @@ pub fn spawn_workers(plane: DataPlane) -> Vec<JoinHandle<()>> {
             }
         }
     });
-    vec![beat, heal, scrub]
+    vec![beat, lease, heal, scrub]
 }
 
 /// What one pass decided this node must do.

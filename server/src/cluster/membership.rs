@@ -3,14 +3,14 @@
 //! heartbeat is recent, suspect after a few missed ones (no new writes go to it),
 //! and dead after `dead_after` (its replicas stop counting and are re-created).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::placement::Candidate;
 use super::{ClusterConfig, DataPlane};
-use crate::meta::{MetaError, MetaStore, Node, NodeState, now_millis};
+use crate::meta::{MetaError, MetaStore, Node, NodeState, OBJECT_CACHE_LEASE, now_millis};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
@@ -162,8 +162,41 @@ pub async fn join(meta: &MetaStore, config: &ClusterConfig) -> anyhow::Result<Vi
     }
     meta.register_node(&config.node_id, &config.advertise_url, &config.zone, &check)
         .await?;
+    let listed = Instant::now();
     let nodes = meta.list_nodes().await?;
+    if nodes.iter().any(|n| n.id != config.node_id) {
+        // A node that was alone until now may serve from its object cache
+        // under a lease that began before it could see us: wait until every
+        // such lease has ended before serving anything.
+        tokio::time::sleep(OBJECT_CACHE_LEASE + LEASE_MARGIN).await;
+    } else if let Some(cache) = meta.object_cache() {
+        cache.renew_lease(listed);
+    }
     Ok(View::new(&config.node_id, nodes, suspect_after))
+}
+
+/// How much longer than a cache lease a joining node waits: covers the
+/// difference in clock rates between nodes, with a wide margin.
+const LEASE_MARGIN: Duration = Duration::from_millis(250);
+
+/// How often the object cache's lease is renewed: several times per lease, so
+/// one slow query does not end it.
+pub(crate) const LEASE_RENEWAL: Duration = Duration::from_millis(250);
+
+/// Renews this node's object-cache lease if the store names no other node, and
+/// ends it at once if it does. When the store cannot be read, the lease runs out.
+pub(crate) async fn renew_cache_lease(meta: &MetaStore, me: &str) -> Result<(), MetaError> {
+    let Some(cache) = meta.object_cache() else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let ids = meta.node_ids().await?;
+    if ids.iter().all(|id| id == me) && !ids.is_empty() {
+        cache.renew_lease(started);
+    } else {
+        cache.end_lease();
+    }
+    Ok(())
 }
 
 /// One heartbeat: record that this node lives (with its workers' progress) and

@@ -284,6 +284,7 @@ impl MetaStore {
             }
         };
         change(&mut version.lock)?;
+        tx.touch(bucket, key);
         let table = match place {
             Place::Current => "objects",
             Place::Noncurrent => "object_versions",

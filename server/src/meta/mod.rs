@@ -5,6 +5,7 @@
 mod acl;
 mod blobs;
 mod buckets;
+mod cache;
 mod group;
 mod keys;
 mod list;
@@ -19,6 +20,7 @@ mod versions;
 
 pub use self::acl::{BucketAcl, CannedAcl, ObjectOwnership};
 pub use self::buckets::{Bucket, BucketUsage, BucketWithConfigs, NewBucket};
+pub use self::cache::{CacheStats, OBJECT_CACHE_LEASE, ObjectCache};
 pub use self::keys::{AccessKey, NewAccessKey};
 pub use self::list::{ListPage, ListQuery};
 pub use self::lock::{
@@ -109,6 +111,9 @@ pub struct MetaStore {
     /// Seals access-key secrets at rest (see `master_key.rs`); `None` reads and
     /// writes them in plaintext (stores from before encryption at rest).
     master: Option<Arc<crate::crypto::Key>>,
+    /// Current object versions for GET and HEAD (see `cache.rs`); only a
+    /// server has one, and it serves entries only under its lease.
+    cache: Option<Arc<ObjectCache>>,
 }
 
 impl std::fmt::Debug for MetaStore {
@@ -167,6 +172,7 @@ impl MetaStore {
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             group: None,
             master: None,
+            cache: None,
         };
         schema::migrate(&store).await?;
         store.group = Some(group::GroupCommit::start(store.clone()));
@@ -175,6 +181,25 @@ impl MetaStore {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Gives the store a cache of current object versions of about `budget`
+    /// bytes. Call before cloning the store: clones share the cache. It serves
+    /// nothing until [`ObjectCache::renew_lease`] is called.
+    pub fn with_object_cache(mut self, budget: usize) -> Self {
+        self.cache = Some(Arc::new(ObjectCache::new(budget)));
+        if self.group.is_some() {
+            // The committer works on a store of its own: give it one that knows
+            // the cache (the old committer ends with its queue).
+            let mut inner = self.clone();
+            inner.group = None;
+            self.group = Some(group::GroupCommit::start(inner));
+        }
+        self
+    }
+
+    pub fn object_cache(&self) -> Option<&Arc<ObjectCache>> {
+        self.cache.as_ref()
     }
 
     /// Cheap liveness probe of the database, for `/health/ready`.
@@ -198,6 +223,8 @@ impl MetaStore {
             tx: Some(tx),
             backend: self.backend,
             deferred_usage: Vec::new(),
+            cache: self.cache.clone(),
+            touched: Vec::new(),
             guard,
             _store: std::marker::PhantomData,
         })
@@ -215,11 +242,22 @@ struct WriteTx<'a> {
     backend: Backend,
     /// Usage changes of quota-free buckets, written once at commit.
     deferred_usage: Vec<(String, usage::UsageDelta)>,
+    /// Keys whose current row this transaction may change: their cache
+    /// entries are dropped when it ends, committed or not.
+    cache: Option<Arc<ObjectCache>>,
+    touched: Vec<(String, String)>,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
     _store: std::marker::PhantomData<&'a MetaStore>,
 }
 
 impl WriteTx<'_> {
+    /// Notes that the current row of `bucket`/`key` may change.
+    fn touch(&mut self, bucket: &str, key: &str) {
+        if self.cache.is_some() {
+            self.touched.push((bucket.to_owned(), key.to_owned()));
+        }
+    }
+
     async fn commit(mut self) -> MetaResult<()> {
         usage::flush_deferred_usage_tx(&mut self).await?;
         if let Some(tx) = self.tx.take() {
@@ -239,6 +277,12 @@ impl WriteTx<'_> {
 
 impl Drop for WriteTx<'_> {
     fn drop(&mut self) {
+        // After the commit (or its failure: it may have landed all the same).
+        if let Some(cache) = &self.cache {
+            for (bucket, key) in self.touched.drain(..) {
+                cache.invalidate(&bucket, &key);
+            }
+        }
         let Some(tx) = self.tx.take() else {
             return;
         };

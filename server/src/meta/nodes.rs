@@ -146,6 +146,14 @@ impl MetaStore {
         }
     }
 
+    /// The ids of all registered nodes, whatever their state or liveness.
+    pub async fn node_ids(&self) -> MetaResult<Vec<String>> {
+        let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM nodes ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
     pub async fn list_nodes(&self) -> MetaResult<Vec<Node>> {
         let rows = sqlx::query(&format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY id"))
             .fetch_all(&self.pool)

@@ -204,7 +204,21 @@ impl MetaStore {
     /// The current version of a key (never a delete marker).
     /// A small object's bytes come with it (in the same query), so reading it
     /// takes one round trip to the store.
+    /// Served from the object cache when this process holds its lease.
     pub async fn get_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectMeta>> {
+        let ticket = match self.cache.as_ref().map(|c| c.get(bucket, key)) {
+            Some(Ok(object)) => return Ok(Some(object)),
+            Some(Err(ticket)) => ticket,
+            None => None,
+        };
+        let object = self.read_object(bucket, key).await?;
+        if let (Some(cache), Some(ticket), Some(object)) = (&self.cache, ticket, &object) {
+            cache.fill(ticket, object);
+        }
+        Ok(object)
+    }
+
+    async fn read_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectMeta>> {
         let first_blob = match self.backend {
             Backend::Postgres => "(segments::jsonb -> 0 ->> 'blob')",
             Backend::Sqlite => "json_extract(segments, '$[0].blob')",
@@ -312,6 +326,7 @@ impl MetaStore {
         bucket: &str,
         key: &str,
     ) -> MetaResult<Option<ObjectMeta>> {
+        tx.touch(bucket, key);
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
@@ -521,6 +536,7 @@ impl MetaStore {
             let mut new = as_new_version(object, Versioning::Unversioned, ObjectLock::default());
             // What `next_seq_tx` gives a new key of a never-versioned bucket.
             new.seq = next_seq_tx(tx, bucket, &new.key, Versioning::Unversioned, None).await?;
+            tx.touch(bucket, &new.key);
             rows.push((i, new));
         }
         let inserted = insert_rows(
@@ -634,6 +650,7 @@ pub(super) async fn delete_current_row(
     bucket: &str,
     key: &str,
 ) -> MetaResult<()> {
+    tx.touch(bucket, key);
     sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
         .bind(bucket)
         .bind(key.as_bytes().to_vec())
@@ -690,6 +707,7 @@ pub(super) async fn insert_object_row(
     tx: &mut WriteTx<'_>,
     object: &ObjectMeta,
 ) -> MetaResult<u64> {
+    tx.touch(&object.bucket, &object.key);
     let inserted = insert_rows(
         tx,
         &format!("INSERT INTO objects ({OBJECT_COLUMNS})"),
@@ -767,6 +785,7 @@ pub(super) async fn insert_rows(
 }
 
 async fn update_object_row(tx: &mut WriteTx<'_>, object: &ObjectMeta) -> MetaResult<u64> {
+    tx.touch(&object.bucket, &object.key);
     let result = sqlx::query(
         "UPDATE objects SET version_id = $3, seq = $4, size = $5, etag = $6, last_modified = $7,
          headers = $8, checksum = $9, segments = $10, tags = $11, object_lock = $12

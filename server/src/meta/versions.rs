@@ -242,6 +242,7 @@ impl MetaStore {
                 return Ok(v.to_owned());
             }
         };
+        tx.touch(bucket, key);
         sqlx::query("UPDATE objects SET tags = $3 WHERE bucket = $1 AND key = $2")
             .bind(bucket)
             .bind(key.as_bytes().to_vec())
@@ -286,6 +287,7 @@ impl MetaStore {
             }
         };
         change(&mut headers);
+        tx.touch(bucket, key);
         let statement = if current_row {
             "UPDATE objects SET headers = $3 WHERE bucket = $1 AND key = $2"
         } else {

@@ -13,6 +13,7 @@ mod endpoints;
 mod lifecycle;
 mod listing;
 mod multipart;
+mod object_cache;
 mod object_lock;
 mod objects;
 mod post_object;

@@ -18,7 +18,10 @@ use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
 use crate::iam::{self, Decision, PolicyDocument, RequestContext};
-use crate::meta::{AccessKey, BucketAcl, CannedAcl, MetaStore, ObjectMeta, now_millis};
+use crate::meta::{
+    AccessKey, BucketAcl, BucketWithConfigs, CannedAcl, ENCRYPTION, MetaStore, ObjectMeta, QUOTA,
+    now_millis,
+};
 
 /// How long a key or bucket policy read from the store is trusted. Changes made by
 /// other processes (the operator, `key delete`) take effect within this time.
@@ -60,13 +63,14 @@ impl<V: Clone> TtlCache<V> {
     }
 }
 
-/// Access keys, bucket policies and bucket ACL settings as the request path
-/// sees them.
+/// Access keys, bucket policies, bucket ACL settings and the bucket settings a
+/// PUT reads, as the request path sees them.
 pub struct KeyRing {
     meta: MetaStore,
     keys: TtlCache<Option<Arc<AccessKey>>>,
     policies: TtlCache<Option<Arc<PolicyDocument>>>,
     acls: TtlCache<BucketAcl>,
+    write_settings: TtlCache<Arc<BucketWithConfigs>>,
 }
 
 impl KeyRing {
@@ -76,6 +80,7 @@ impl KeyRing {
             keys: TtlCache::new(),
             policies: TtlCache::new(),
             acls: TtlCache::new(),
+            write_settings: TtlCache::new(),
         })
     }
 
@@ -91,6 +96,30 @@ impl KeyRing {
             .map_err(crate::s3::meta_error)?;
         self.acls.put(bucket, settings);
         Ok(settings)
+    }
+
+    /// The bucket with the settings a PUT needs before it reads the body: its
+    /// quota and default encryption, or `NoSuchBucket` (never cached, so a
+    /// bucket is writable as soon as it is created). The write's transaction
+    /// checks bucket and quota again; like every bucket configuration in S3, a
+    /// change made elsewhere takes effect within moments (here `CACHE_TTL`).
+    pub async fn bucket_for_write(&self, bucket: &str) -> S3Result<Arc<BucketWithConfigs>> {
+        if let Some(cached) = self.write_settings.get(bucket) {
+            return Ok(cached);
+        }
+        let settings = self
+            .meta
+            .bucket_with_configs(bucket, &[QUOTA, ENCRYPTION])
+            .await
+            .map_err(crate::s3::meta_error)?;
+        let settings = Arc::new(settings);
+        self.write_settings.put(bucket, settings.clone());
+        Ok(settings)
+    }
+
+    /// Drops cached write settings after this server changed them.
+    pub fn forget_bucket_write_settings(&self, bucket: &str) {
+        self.write_settings.forget(bucket);
     }
 
     /// Drops cached ACL settings after this server changed them.

@@ -31,6 +31,9 @@ pub struct BucketUsage {
 /// The configuration kind under which a bucket policy is stored.
 pub const POLICY: &str = "policy";
 
+/// The configuration kind under which a bucket's default encryption is stored.
+pub const ENCRYPTION: &str = "encryption";
+
 /// A bucket and some of its configuration documents (see
 /// [`MetaStore::bucket_with_configs`]).
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ mod usage;
 mod versions;
 
 pub use self::acl::{BucketAcl, CannedAcl, ObjectOwnership};
-pub use self::buckets::{Bucket, BucketUsage, BucketWithConfigs, NewBucket};
+pub use self::buckets::{Bucket, BucketUsage, BucketWithConfigs, ENCRYPTION, NewBucket};
 pub use self::cache::{CacheStats, OBJECT_CACHE_LEASE, ObjectCache};
 pub use self::keys::{AccessKey, NewAccessKey};
 pub use self::list::{ListPage, ListQuery};

@@ -15,8 +15,7 @@ use super::{Coffer, meta_error};
 use crate::crypto::Key;
 use crate::meta::{CustomerKeyCheck, Encryption, ObjectHeaders};
 
-/// The configuration kind under which a bucket's default encryption is stored.
-pub const ENCRYPTION: &str = "encryption";
+pub use crate::meta::ENCRYPTION;
 
 const AES256: &str = ServerSideEncryption::AES256;
 
@@ -372,6 +371,7 @@ pub async fn put_bucket_encryption(
         .set_bucket_config(&input.bucket, ENCRYPTION, Some(AES256))
         .await
         .map_err(meta_error)?;
+    s3.keyring.forget_bucket_write_settings(&input.bucket);
     Ok(S3Response::new(PutBucketEncryptionOutput::default()))
 }
 
@@ -413,5 +413,6 @@ pub async fn delete_bucket_encryption(
         .set_bucket_config(bucket, ENCRYPTION, None)
         .await
         .map_err(meta_error)?;
+    s3.keyring.forget_bucket_write_settings(bucket);
     Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
 }

@@ -15,7 +15,7 @@ use super::tagging;
 use super::{Coffer, meta_error, quoted_etag, validate_key, version_header};
 use crate::cluster::DataPlane;
 use crate::meta::{
-    MetaError, ObjectChecksum, ObjectHeaders, ObjectMeta, QUOTA, Quota, Segment, WriteCondition,
+    MetaError, ObjectChecksum, ObjectHeaders, ObjectMeta, Quota, Segment, WriteCondition,
     now_millis,
 };
 
@@ -228,11 +228,7 @@ pub async fn put_object(
     super::post::apply_form_fields(&mut input, &req.extensions)?;
     validate_key(&input.key)?;
     // Everything this write needs to know of its bucket, in one query.
-    let bucket = s3
-        .meta
-        .bucket_with_configs(&input.bucket, &[QUOTA, encryption::ENCRYPTION])
-        .await
-        .map_err(meta_error)?;
+    let bucket = s3.keyring.bucket_for_write(&input.bucket).await?;
     if input.grant_full_control.is_some()
         || input.grant_read.is_some()
         || input.grant_read_acp.is_some()

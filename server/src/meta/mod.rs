@@ -316,9 +316,15 @@ impl std::ops::DerefMut for WriteTx<'_> {
 /// Ids of blobs kept in the metadata store start with this; they never name a file.
 const INLINE_PREFIX: &str = "i-";
 
-/// A fresh id for a blob kept in the metadata store.
+/// A fresh id for a blob kept in the metadata store: the time in milliseconds
+/// (12 hex digits), then 80 random bits. Ids in time order make the inserts of
+/// a busy server land on the last pages of the `blobs` and `inline_blobs`
+/// indexes instead of on random ones: a few pages written per commit rather
+/// than several per object (SQLite's WAL, Postgres's full-page writes).
 pub fn new_inline_id() -> String {
-    format!("{INLINE_PREFIX}{:032x}", rand::random::<u128>())
+    let millis = now_millis().max(0) as u64 & 0xffff_ffff_ffff;
+    let random = rand::random::<u128>() & ((1u128 << 80) - 1);
+    format!("{INLINE_PREFIX}{millis:012x}{random:020x}")
 }
 
 /// Whether a blob id names bytes kept in the metadata store (not on volumes).

@@ -15,6 +15,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use coffer_server::meta::MetaStore;
+use coffer_testkit::metric;
 
 const ROOT_KEY: &str = "CLUSTERROOTKEY";
 const ROOT_SECRET: &str = "cluster-root-secret";
@@ -739,21 +740,6 @@ async fn nodes_without_the_cluster_secret_cannot_join_or_talk_to_peers() {
     cluster.nodes.clear();
 }
 
-/// A figure from a node's `/metrics`.
-async fn metric(node: &Node, name: &str) -> i64 {
-    let text = reqwest::get(format!("{}/metrics", node.endpoint()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics of {}", node.id))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lone_nodes_object_cache_stops_serving_before_a_joining_node_serves() {
     let mut cluster = TestCluster::start(1, &[]).await;
@@ -768,10 +754,17 @@ async fn a_lone_nodes_object_cache_stops_serving_before_a_joining_node_serves() 
         assert_eq!(get(&n0, "lease", "k").await.expect("get"), b"one");
     }
     assert_eq!(
-        metric(&cluster.nodes[0], "coffer_object_cache_leased").await,
+        metric(&cluster.nodes[0].endpoint(), "coffer_object_cache_leased").await,
         1
     );
-    assert!(metric(&cluster.nodes[0], "coffer_object_cache_hits_total").await >= 2);
+    assert!(
+        metric(
+            &cluster.nodes[0].endpoint(),
+            "coffer_object_cache_hits_total"
+        )
+        .await
+            >= 2
+    );
 
     // A second node joins. It must not serve before n0's lease has run out:
     // from its first answer on, n0 reads the store, not its cache.
@@ -798,7 +791,7 @@ async fn a_lone_nodes_object_cache_stops_serving_before_a_joining_node_serves() 
         .expect("put through n1");
     assert_eq!(get(&n0, "lease", "k").await.expect("get"), b"two");
     assert_eq!(
-        metric(&cluster.nodes[0], "coffer_object_cache_leased").await,
+        metric(&cluster.nodes[0].endpoint(), "coffer_object_cache_leased").await,
         0
     );
     put(&n1, "lease", "k", b"three".to_vec())

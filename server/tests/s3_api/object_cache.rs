@@ -9,19 +9,8 @@ use aws_sdk_s3::types::{
 use crate::common::{Backend, TestServer, code, one_part};
 use crate::on_both_backends;
 
-/// A figure from `/metrics`.
 async fn metric(t: &TestServer, name: &str) -> i64 {
-    let text = reqwest::get(format!("{}/metrics", t.endpoint()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+    coffer_testkit::metric(&t.endpoint(), name).await
 }
 
 async fn body(s3: &aws_sdk_s3::Client, key: &str) -> Vec<u8> {
@@ -43,6 +32,17 @@ async fn put(s3: &aws_sdk_s3::Client, key: &str, bytes: &[u8]) {
         .send()
         .await
         .expect("put");
+}
+
+async fn legal_hold(s3: &aws_sdk_s3::Client, key: &str, status: ObjectLockLegalHoldStatus) {
+    let hold = ObjectLockLegalHold::builder().status(status).build();
+    s3.put_object_legal_hold()
+        .bucket("cached")
+        .key(key)
+        .legal_hold(hold)
+        .send()
+        .await
+        .expect("legal hold");
 }
 
 async fn a_lone_server_answers_repeated_reads_from_its_cache(backend: Backend) {
@@ -127,17 +127,7 @@ async fn every_write_is_seen_by_the_next_read_through_the_cache(backend: Backend
     );
 
     // A legal hold on the current version.
-    s3.put_object_legal_hold()
-        .bucket("cached")
-        .key(k)
-        .legal_hold(
-            ObjectLockLegalHold::builder()
-                .status(ObjectLockLegalHoldStatus::On)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    legal_hold(&s3, k, ObjectLockLegalHoldStatus::On).await;
     let head = s3
         .head_object()
         .bucket("cached")
@@ -149,17 +139,7 @@ async fn every_write_is_seen_by_the_next_read_through_the_cache(backend: Backend
         head.object_lock_legal_hold_status(),
         Some(&ObjectLockLegalHoldStatus::On)
     );
-    s3.put_object_legal_hold()
-        .bucket("cached")
-        .key(k)
-        .legal_hold(
-            ObjectLockLegalHold::builder()
-                .status(ObjectLockLegalHoldStatus::Off)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    legal_hold(&s3, k, ObjectLockLegalHoldStatus::Off).await;
 
     // A multipart upload completed over it.
     let upload = s3

@@ -246,6 +246,22 @@ pub fn temp_dir(label: &str) -> PathBuf {
     dir
 }
 
+/// One figure from a Coffer server's `/metrics` (`endpoint` like
+/// `http://127.0.0.1:9000`); panics when the server does not report it.
+pub async fn metric(endpoint: &str, name: &str) -> i64 {
+    let text = reqwest::get(format!("{endpoint}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in {endpoint}/metrics:\n{text}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,20 +290,4 @@ mod tests {
                 .unwrap();
         assert_eq!(n, 0);
     }
-}
-
-/// One figure from a Coffer server's `/metrics` (`endpoint` like
-/// `http://127.0.0.1:9000`); panics when the server does not report it.
-pub async fn metric(endpoint: &str, name: &str) -> i64 {
-    let text = reqwest::get(format!("{endpoint}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in {endpoint}/metrics:\n{text}"))
 }

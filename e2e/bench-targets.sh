@@ -17,24 +17,16 @@ chmod 755 "$work"
 server=""
 cleanup() {
   [ -n "$server" ] && kill -9 "$server" 2>/dev/null || true
-  runuser -u postgres -- pg_ctl -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  stop_throwaway_postgres "$work/pg"
   rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=e2e/throwaway-postgres.sh
+. "$(dirname "$0")/throwaway-postgres.sh"
 
 export COFFER_ROOT_ACCESS_KEY=BENCHROOT COFFER_ROOT_SECRET_KEY=bench-secret-bench-secret COFFER_LOG=warn
 export AWS_ACCESS_KEY_ID=BENCHROOT AWS_SECRET_ACCESS_KEY=bench-secret-bench-secret AWS_REGION=us-east-1
 endpoint=http://127.0.0.1:9470
-
-start_postgres() {
-  local pgbin
-  pgbin=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -n1)")
-  mkdir -p "$work/pg" && chown postgres "$work/pg"
-  runuser -u postgres -- "$pgbin/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
-  runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg" -o "-p 55470 -k /tmp -c fsync=on" -l "$work/pg/log" start >/dev/null
-  for _ in $(seq 50); do runuser -u postgres -- "$pgbin/pg_isready" -h /tmp -p 55470 >/dev/null 2>&1 && break; sleep 0.2; done
-  runuser -u postgres -- psql -h /tmp -p 55470 -q -c "CREATE DATABASE coffer_bench" postgres
-}
 
 bench() {
   "$BENCH" run --json --endpoint "$endpoint" --duration "$DURATION" "$@"
@@ -44,7 +36,7 @@ for backend in $BACKENDS; do
   data="$work/data-$backend"
   args=(serve --listen 127.0.0.1:9470 --data-dir "$data")
   if [ "$backend" = postgres ]; then
-    start_postgres
+    start_throwaway_postgres "$work/pg" 55470 coffer_bench
     args+=(--database-url postgres://postgres@127.0.0.1:55470/coffer_bench)
   fi
   "$BIN" "${args[@]}" > "$work/$backend.log" 2>&1 &

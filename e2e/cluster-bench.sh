@@ -14,16 +14,14 @@ chmod 755 "$work"
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  runuser -u postgres -- pg_ctl -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  stop_throwaway_postgres "$work/pg"
   rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=e2e/throwaway-postgres.sh
+. "$(dirname "$0")/throwaway-postgres.sh"
 
-PGBIN=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -n1)")
-mkdir -p "$work/pg" && chown postgres "$work/pg"
-runuser -u postgres -- "$PGBIN/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$work/pg" -o "-p 55439 -k /tmp -c fsync=on" -l "$work/pg/log" start >/dev/null
-for _ in $(seq 50); do runuser -u postgres -- "$PGBIN/pg_isready" -h /tmp -p 55439 >/dev/null 2>&1 && break; sleep 0.2; done
+start_throwaway_postgres "$work/pg" 55439
 
 export COFFER_ROOT_ACCESS_KEY=BENCHROOT COFFER_ROOT_SECRET_KEY=bench-secret-bench-secret
 export COFFER_CLUSTER_SECRET=bench-cluster-secret COFFER_LOG=warn

@@ -16,19 +16,16 @@ chmod 755 "$work"
 pid=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  [ "$BACKEND" = postgres ] && runuser -u postgres -- pg_ctl -D "$work/pg" -m immediate stop >/dev/null 2>&1
+  [ "$BACKEND" = postgres ] && stop_throwaway_postgres "$work/pg"
   rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=e2e/throwaway-postgres.sh
+. "$(dirname "$0")/throwaway-postgres.sh"
 db_args=()
 psql_big() { runuser -u postgres -- psql -h /tmp -p 55460 -q -v ON_ERROR_STOP=1 "$@" coffer_list; }
 if [ "$BACKEND" = postgres ]; then
-  pgbin=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -n1)")
-  mkdir -p "$work/pg" && chown postgres "$work/pg"
-  runuser -u postgres -- "$pgbin/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
-  runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg" -o "-p 55460 -k /tmp -c fsync=on" -l "$work/pg/log" start >/dev/null
-  for _ in $(seq 50); do runuser -u postgres -- "$pgbin/pg_isready" -h /tmp -p 55460 >/dev/null 2>&1 && break; sleep 0.2; done
-  runuser -u postgres -- psql -h /tmp -p 55460 -q -c "CREATE DATABASE coffer_list" postgres
+  start_throwaway_postgres "$work/pg" 55460 coffer_list
   db_args=(--database-url postgres://postgres@127.0.0.1:55460/coffer_list)
 fi
 export COFFER_ROOT_ACCESS_KEY=LISTROOT COFFER_ROOT_SECRET_KEY=list-secret-list-secret COFFER_LOG=warn

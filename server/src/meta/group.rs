@@ -6,15 +6,22 @@
 //! SQLite has one writer and an fsync per commit, so this lifts its PUT rate
 //! from the disk's fsync rate; on Postgres, where concurrent commits already
 //! share WAL flushes, it saves the round trips (BEGIN, a statement per table,
-//! COMMIT) that dominate a small PUT. Writes run in (bucket, key) order, so
-//! batches of different servers take row locks in one order.
+//! COMMIT) that dominate a small PUT, and a few batches run at once. Writes run
+//! in (bucket, key) order, so concurrent batches (of this server or another)
+//! take row locks in one order.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
 
-use super::{MetaError, MetaResult, MetaStore, ObjectMeta, WriteCondition};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{Backend, MetaError, MetaResult, MetaStore, ObjectMeta, WriteCondition};
 
 /// Writes committed together at most.
 const MAX_BATCH: usize = 256;
+
+/// Batches committed at once on Postgres, so that one batch's round trips and
+/// WAL flush overlap another's work. SQLite has one writer: one batch at a time.
+const POSTGRES_BATCHES_IN_FLIGHT: usize = 3;
 
 struct Pending {
     object: ObjectMeta,
@@ -32,8 +39,20 @@ impl GroupCommit {
     /// Starts the committer for `store` (whose own `group` must be `None`).
     pub fn start(store: MetaStore) -> Self {
         let (queue, mut incoming) = mpsc::channel::<Pending>(4 * MAX_BATCH);
+        let in_flight = Arc::new(Semaphore::new(match store.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => POSTGRES_BATCHES_IN_FLIGHT,
+        }));
         tokio::spawn(async move {
-            while let Some(first) = incoming.recv().await {
+            loop {
+                // Wait for a free committer first: what queues meanwhile joins
+                // the next batch.
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    return;
+                };
+                let Some(first) = incoming.recv().await else {
+                    return;
+                };
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
                     match incoming.try_recv() {
@@ -41,7 +60,11 @@ impl GroupCommit {
                         Err(_) => break,
                     }
                 }
-                commit_batch(&store, batch).await;
+                let store = store.clone();
+                tokio::spawn(async move {
+                    commit_batch(&store, batch).await;
+                    drop(permit);
+                });
             }
         });
         Self { queue }

@@ -151,9 +151,13 @@ fn deferred(tx: &WriteTx<'_>, bucket: &str) -> UsageDelta {
         .unwrap_or_default()
 }
 
-/// Writes the deferred changes, each to a random shard. Called by commit.
+/// Writes the deferred changes, each to a random shard. Called by commit, in
+/// bucket order: concurrent transactions that meet on a shard row wait for each
+/// other in one order, never in a cycle.
 pub(super) async fn flush_deferred_usage_tx(tx: &mut WriteTx<'_>) -> MetaResult<()> {
-    for (bucket, delta) in std::mem::take(&mut tx.deferred_usage) {
+    let mut pending = std::mem::take(&mut tx.deferred_usage);
+    pending.sort_by(|a, b| a.0.cmp(&b.0));
+    for (bucket, delta) in pending {
         if delta != UsageDelta::default() {
             add_to_shard(tx, &bucket, rand::random_range(0..SHARDS), delta).await?;
         }

@@ -55,6 +55,19 @@ impl<V: Clone> TtlCache<V> {
         entries.insert(key.to_owned(), (Instant::now(), value));
     }
 
+    /// The cached value, or what `load` gives (cached unless it fails).
+    async fn get_or_load<F, E>(&self, key: &str, load: F) -> Result<V, E>
+    where
+        F: std::future::Future<Output = Result<V, E>>,
+    {
+        if let Some(cached) = self.get(key) {
+            return Ok(cached);
+        }
+        let value = load.await?;
+        self.put(key, value.clone());
+        Ok(value)
+    }
+
     fn forget(&self, key: &str) {
         self.entries
             .lock()
@@ -86,16 +99,13 @@ impl KeyRing {
 
     /// A bucket's Object Ownership and canned ACL (defaults for a missing bucket).
     pub async fn bucket_acl(&self, bucket: &str) -> S3Result<BucketAcl> {
-        if let Some(cached) = self.acls.get(bucket) {
-            return Ok(cached);
-        }
-        let settings = self
-            .meta
-            .bucket_acl(bucket)
-            .await
-            .map_err(crate::s3::meta_error)?;
-        self.acls.put(bucket, settings);
-        Ok(settings)
+        let load = async {
+            self.meta
+                .bucket_acl(bucket)
+                .await
+                .map_err(crate::s3::meta_error)
+        };
+        self.acls.get_or_load(bucket, load).await
     }
 
     /// The bucket with the settings a PUT needs before it reads the body: its
@@ -104,21 +114,25 @@ impl KeyRing {
     /// checks bucket and quota again; like every bucket configuration in S3, a
     /// change made elsewhere takes effect within moments (here `CACHE_TTL`).
     pub async fn bucket_for_write(&self, bucket: &str) -> S3Result<Arc<BucketWithConfigs>> {
-        if let Some(cached) = self.write_settings.get(bucket) {
-            return Ok(cached);
-        }
-        let settings = self
-            .meta
-            .bucket_with_configs(bucket, &[QUOTA, ENCRYPTION])
-            .await
-            .map_err(crate::s3::meta_error)?;
-        let settings = Arc::new(settings);
-        self.write_settings.put(bucket, settings.clone());
-        Ok(settings)
+        let load = async {
+            let settings = self
+                .meta
+                .bucket_with_configs(bucket, &[QUOTA, ENCRYPTION])
+                .await;
+            settings.map(Arc::new).map_err(crate::s3::meta_error)
+        };
+        self.write_settings.get_or_load(bucket, load).await
     }
 
     /// Drops cached write settings after this server changed them.
     pub fn forget_bucket_write_settings(&self, bucket: &str) {
+        self.write_settings.forget(bucket);
+    }
+
+    /// Drops everything cached of a bucket this server deleted.
+    pub fn forget_bucket(&self, bucket: &str) {
+        self.policies.forget(bucket);
+        self.acls.forget(bucket);
         self.write_settings.forget(bucket);
     }
 
@@ -145,38 +159,28 @@ impl KeyRing {
 
     /// A key that exists and has not expired.
     pub async fn access_key(&self, id: &str) -> S3Result<Option<Arc<AccessKey>>> {
-        let key = match self.keys.get(id) {
-            Some(cached) => cached,
-            None => {
-                let key = self
-                    .meta
-                    .get_access_key(id)
-                    .await
-                    .map_err(crate::s3::meta_error)?;
-                let key = key.map(Arc::new);
-                self.keys.put(id, key.clone());
-                key
-            }
+        let load = async {
+            let key = self.meta.get_access_key(id).await;
+            key.map(|k| k.map(Arc::new)).map_err(crate::s3::meta_error)
         };
+        let key = self.keys.get_or_load(id, load).await?;
         Ok(key.filter(|k| !k.is_expired_at(now_millis())))
     }
 
     pub async fn bucket_policy(&self, bucket: &str) -> S3Result<Option<Arc<PolicyDocument>>> {
-        if let Some(cached) = self.policies.get(bucket) {
-            return Ok(cached);
-        }
-        let text = self
-            .meta
-            .get_bucket_policy(bucket)
-            .await
-            .map_err(crate::s3::meta_error)?;
-        // A stored policy was validated on the way in; one that no longer parses
-        // (hand-edited) grants nothing rather than failing every request.
-        let policy = text
-            .and_then(|t| PolicyDocument::parse(&t).map_err(|e| tracing::warn!(bucket, error = %e, "ignoring invalid stored bucket policy")).ok())
-            .map(Arc::new);
-        self.policies.put(bucket, policy.clone());
-        Ok(policy)
+        let load = async {
+            let text = self
+                .meta
+                .get_bucket_policy(bucket)
+                .await
+                .map_err(crate::s3::meta_error)?;
+            // A stored policy was validated on the way in; one that no longer
+            // parses (hand-edited) grants nothing rather than failing every request.
+            Ok(text
+                .and_then(|t| PolicyDocument::parse(&t).map_err(|e| tracing::warn!(bucket, error = %e, "ignoring invalid stored bucket policy")).ok())
+                .map(Arc::new))
+        };
+        self.policies.get_or_load(bucket, load).await
     }
 
     /// Drops a cached bucket policy after this server changed it.

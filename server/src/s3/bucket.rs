@@ -255,9 +255,7 @@ pub async fn delete_bucket(
         .delete_bucket(&req.input.bucket)
         .await
         .map_err(meta_error)?;
-    s3.keyring.forget_bucket_policy(&req.input.bucket);
-    s3.keyring.forget_bucket_acl(&req.input.bucket);
-    s3.keyring.forget_bucket_write_settings(&req.input.bucket);
+    s3.keyring.forget_bucket(&req.input.bucket);
     let mut response = S3Response::new(DeleteBucketOutput::default());
     response.status = Some(http::StatusCode::NO_CONTENT);
     Ok(response)

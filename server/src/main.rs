@@ -147,6 +147,11 @@ struct ServeArgs {
     /// days in these units, and the worker runs ten times per day (at most hourly).
     #[arg(long, env = "COFFER_LIFECYCLE_DAY_SECONDS", default_value_t = 86_400)]
     lifecycle_day_seconds: u64,
+    /// Refuse Signature Version 2 (header-signed requests, presigned URLs and
+    /// POST forms), as AWS does for buckets created since 2020. Accepted by
+    /// default for legacy clients (aws CLI v1 and boto3 presign with it).
+    #[arg(long, env = "COFFER_DISABLE_SIGV2")]
+    disable_sigv2: bool,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -306,6 +311,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_in_flight = args.max_in_flight.max(1);
     config.object_cache_bytes = args.object_cache_mib << 20;
     config.lifecycle_day = Duration::from_secs(args.lifecycle_day_seconds.max(1));
+    config.allow_sigv2 = !args.disable_sigv2;
     config.lifecycle_interval =
         (config.lifecycle_day / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     config.root_credentials = args.root_access_key.zip(args.root_secret_key);

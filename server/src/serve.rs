@@ -57,6 +57,9 @@ pub struct ServeConfig {
     /// first start.
     pub master_key: Option<Key>,
     pub master_key_file: Option<PathBuf>,
+    /// Whether SigV2-signed requests are accepted (legacy clients; see
+    /// `auth/sigv2.rs` for the rules they meet).
+    pub allow_sigv2: bool,
 }
 
 impl ServeConfig {
@@ -78,6 +81,7 @@ impl ServeConfig {
             cluster: ClusterConfig::single(cluster::default_node_id(), ""),
             master_key: None,
             master_key_file: None,
+            allow_sigv2: true,
         }
     }
 
@@ -271,10 +275,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         config.region.clone(),
         config.limits.clone(),
         keyring.clone(),
+        config.allow_sigv2,
     );
     let mut builder = S3ServiceBuilder::new(coffer);
     builder.set_auth(SignatureKeys(keyring.clone()));
-    builder.set_access(Authorizer::new(keyring));
+    builder.set_access(Authorizer::new(keyring, config.allow_sigv2));
     let mut s3_config = s3s::config::S3Config::default();
     // XML bodies: a 1000-key DeleteObjects or a 10,000-part completion fit in 4 MiB.
     s3_config.xml_max_body_size = 4 << 20;

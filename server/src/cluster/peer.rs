@@ -1,9 +1,12 @@
 //! Node-to-node HTTP: streaming blob PUT/GET/DELETE under `/_coffer/v1/blobs/`.
 //! Every request carries an HMAC-SHA256 (under the cluster secret) over method,
 //! path, time, sender and a nonce; the receiver accepts it within a time window
-//! and only once. Client credentials never travel this way. Blob bodies are
-//! checked end to end: the receiver returns the CRC32C of what it stored and the
-//! sender compares it with what it sent.
+//! and only once. Client credentials never travel this way. A blob's body is
+//! covered too: the sender appends a trailer with an HMAC of the body's SHA-256
+//! bound to the request's signature, and the receiver keeps nothing that does not
+//! match it. The receiver returns the CRC32C of what it stored and the sender
+//! compares it with what it sent. (Responses are not signed: a man in the middle
+//! can still read and delay traffic, which peer TLS closes.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,6 +22,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use hyper::body::Frame;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -30,6 +34,8 @@ const NODE_HEADER: &str = "x-coffer-node";
 const TIME_HEADER: &str = "x-coffer-time";
 const NONCE_HEADER: &str = "x-coffer-nonce";
 const SIGNATURE_HEADER: &str = "x-coffer-signature";
+/// The trailer that carries the body's MAC (see [`body_mac`]).
+const BODY_MAC_TRAILER: &str = "x-coffer-body-mac";
 /// Accepted difference between the sender's and the receiver's clocks.
 const WINDOW_SECS: i64 = 300;
 
@@ -64,6 +70,18 @@ fn signature(
     )
 }
 
+/// The MAC of a request body: its SHA-256 under the cluster secret, bound to the
+/// request's signature (lowercase hex) so it cannot be moved to another request.
+fn body_mac(secret: &str, request_signature: &str, body_sha256: &[u8]) -> HmacSha256 {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(b"coffer-peer-body\n");
+    mac.update(request_signature.as_bytes());
+    mac.update(b"\n");
+    mac.update(body_sha256);
+    mac
+}
+
 fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -82,6 +100,8 @@ pub(crate) struct ReplayGuard {
 }
 
 impl ReplayGuard {
+    /// `signature` in one canonical form (lowercase hex): hex decoding ignores
+    /// case, so remembering it as sent would let each case variant replay.
     fn first_use(&self, signature: &str) -> bool {
         let now = Instant::now();
         let mut seen = match self.seen.lock() {
@@ -130,7 +150,7 @@ fn authenticate(
     mac_of(secret, method, path, time, node, nonce)
         .verify_slice(&given_bytes)
         .map_err(|_| "bad peer signature")?;
-    if !plane.inner.replay.first_use(given) {
+    if !plane.inner.replay.first_use(&hex::encode(&given_bytes)) {
         return Err("replayed peer request");
     }
     Ok(node.to_owned())
@@ -177,11 +197,83 @@ pub(crate) struct Receipt {
     pub crc32c: u32,
 }
 
+/// A blob body's bytes, then a check of the sender's body MAC trailer: the
+/// stream ends with an error (so nothing is kept) when the trailer is missing or
+/// does not match what arrived.
+fn verified_body(
+    body: Body,
+    secret: String,
+    request_signature: String,
+) -> impl futures::Stream<Item = Result<Bytes, String>> + Unpin {
+    use http_body_util::BodyExt as _;
+    struct State {
+        body: Body,
+        digest: Sha256,
+        trailer: Option<Vec<u8>>,
+        secret: String,
+        request_signature: String,
+        done: bool,
+    }
+    let state = State {
+        body,
+        digest: <Sha256 as sha2::Digest>::new(),
+        trailer: None,
+        secret,
+        request_signature,
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        if state.done {
+            return None;
+        }
+        loop {
+            match state.body.frame().await {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        sha2::Digest::update(&mut state.digest, &data);
+                        return Some((Ok(data), state));
+                    }
+                    Err(frame) => {
+                        let given = frame.trailers_ref().and_then(|t| t.get(BODY_MAC_TRAILER));
+                        state.trailer = given.and_then(|v| hex::decode(v.as_bytes()).ok());
+                    }
+                },
+                Some(Err(e)) => {
+                    state.done = true;
+                    return Some((Err(e.to_string()), state));
+                }
+                None => {
+                    state.done = true;
+                    let digest = sha2::Digest::finalize(state.digest.clone());
+                    let mac = body_mac(&state.secret, &state.request_signature, &digest);
+                    let verdict = match &state.trailer {
+                        Some(given) if mac.verify_slice(given).is_ok() => return None,
+                        Some(_) => "the blob body does not match its MAC",
+                        None => "the blob body has no MAC trailer",
+                    };
+                    return Some((Err(verdict.to_owned()), state));
+                }
+            }
+        }
+    }))
+}
+
 async fn receive_blob(
     State(plane): State<DataPlane>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // `require_peer` has checked both; a body is kept only under the same secret.
+    let (Some(secret), Some(signature)) = (
+        plane.config().secret.clone(),
+        headers
+            .get(SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase),
+    ) else {
+        return plain(StatusCode::FORBIDDEN, "missing peer authentication");
+    };
     let local = plane.local().clone();
     if local.contains(&id) {
         return plain(StatusCode::CONFLICT, "blob exists; blobs are immutable");
@@ -197,7 +289,8 @@ async fn receive_blob(
         Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     // On any error the temp file goes with the writer.
-    let (writer, crc) = match super::append_stream(writer, body.into_data_stream()).await {
+    let body = verified_body(body, secret, signature);
+    let (writer, crc) = match super::append_stream(writer, body).await {
         Ok(done) => done,
         Err(e @ super::AppendError::Source(_)) => {
             return plain(StatusCode::BAD_REQUEST, e.to_string());
@@ -282,6 +375,54 @@ async fn delete_blob(State(plane): State<DataPlane>, Path(id): Path<String>) -> 
     }
 }
 
+/// A blob body sent chunked, ending with the [`BODY_MAC_TRAILER`] trailer.
+fn with_body_mac<S>(
+    body: S,
+    secret: String,
+    request_signature: String,
+) -> http_body_util::StreamBody<impl Stream<Item = std::io::Result<Frame<Bytes>>>>
+where
+    S: Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static,
+{
+    struct State<S> {
+        body: std::pin::Pin<Box<S>>,
+        /// `None` once the trailer is sent.
+        digest: Option<Sha256>,
+        secret: String,
+        request_signature: String,
+    }
+    let state = State {
+        body: Box::pin(body),
+        digest: Some(<Sha256 as sha2::Digest>::new()),
+        secret,
+        request_signature,
+    };
+    let frames = futures::stream::unfold(state, |mut state| async move {
+        let digest = state.digest.as_mut()?;
+        match state.body.next().await {
+            Some(Ok(chunk)) => {
+                sha2::Digest::update(digest, &chunk);
+                Some((Ok(Frame::data(chunk)), state))
+            }
+            Some(Err(e)) => {
+                state.digest = None;
+                Some((Err(e), state))
+            }
+            None => {
+                let digest = sha2::Digest::finalize(state.digest.take()?);
+                let mac = body_mac(&state.secret, &state.request_signature, &digest);
+                let mut trailers = HeaderMap::new();
+                let value = hex::encode(mac.finalize().into_bytes());
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    trailers.insert(BODY_MAC_TRAILER, value);
+                }
+                Some((Ok(Frame::trailers(trailers)), state))
+            }
+        }
+    });
+    http_body_util::StreamBody::new(frames)
+}
+
 /// The sending side.
 pub(crate) struct PeerClient {
     http: reqwest::Client,
@@ -320,6 +461,17 @@ impl PeerClient {
         base: &str,
         path: &str,
     ) -> Result<reqwest::RequestBuilder, PeerError> {
+        self.signed_request(method, base, path)
+            .map(|(request, _)| request)
+    }
+
+    /// A request with the peer authentication headers, and its signature.
+    fn signed_request(
+        &self,
+        method: Method,
+        base: &str,
+        path: &str,
+    ) -> Result<(reqwest::RequestBuilder, String), PeerError> {
         let secret = self.secret.as_deref().ok_or(PeerError::NoSecret)?;
         let time = unix_now();
         let nonce = format!("{:016x}", rand::random::<u64>());
@@ -330,13 +482,13 @@ impl PeerClient {
             (NODE_HEADER, self.node.clone()),
             (TIME_HEADER, time.to_string()),
             (NONCE_HEADER, nonce),
-            (SIGNATURE_HEADER, sig),
+            (SIGNATURE_HEADER, sig.clone()),
         ] {
             if let Ok(value) = HeaderValue::from_str(&value) {
                 headers.insert(name, value);
             }
         }
-        Ok(self.http.request(method, url).headers(headers))
+        Ok((self.http.request(method, url).headers(headers), sig))
     }
 
     async fn check(response: reqwest::Response) -> Result<reqwest::Response, PeerError> {
@@ -353,9 +505,12 @@ impl PeerClient {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static,
     {
-        let response = self
-            .request(Method::PUT, base, &format!("{PEER_PATH_PREFIX}blobs/{id}"))?
-            .body(reqwest::Body::wrap_stream(body))
+        let path = format!("{PEER_PATH_PREFIX}blobs/{id}");
+        let (request, sig) = self.signed_request(Method::PUT, base, &path)?;
+        let secret = self.secret.clone().ok_or(PeerError::NoSecret)?;
+        let response = request
+            .header(http::header::TRAILER, BODY_MAC_TRAILER)
+            .body(reqwest::Body::wrap(with_body_mac(body, secret, sig)))
             .send()
             .await?;
         let bytes = Self::check(response).await?.bytes().await?;

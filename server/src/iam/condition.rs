@@ -25,6 +25,12 @@ impl RequestContext {
             .push(value.into());
     }
 
+    /// Drops every value of a key (a check about another object than the
+    /// request line's, such as a copy source, must not see its `versionId`).
+    pub fn remove(&mut self, key: &str) {
+        self.values.remove(&key.to_ascii_lowercase());
+    }
+
     pub fn get(&self, key: &str) -> Option<&[String]> {
         self.values
             .get(&key.to_ascii_lowercase())

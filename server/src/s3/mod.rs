@@ -75,8 +75,9 @@ impl Coffer {
         region: String,
         limits: Limits,
         keyring: Arc<KeyRing>,
+        allow_sigv2: bool,
     ) -> Self {
-        let authorizer = Arc::new(Authorizer::new(keyring.clone()));
+        let authorizer = Arc::new(Authorizer::new(keyring.clone(), allow_sigv2));
         Self {
             meta,
             blobs,

@@ -11,6 +11,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures::StreamExt;
 use s3s::dto::*;
+use s3s::post_policy::PostPolicyCondition;
 use s3s::{S3Result, s3_error};
 
 /// The form head never needs more than this (AWS caps a POST form's fields at
@@ -28,6 +29,13 @@ pub(crate) struct BrowserForm {
 struct FormFields {
     acl: Option<String>,
     tagging: Option<String>,
+    /// The base64 POST policy, to check `acl` and `tagging` against as applied.
+    policy: Option<String>,
+    /// A field named twice (case-insensitively): the form is refused, since the
+    /// copy the policy checks need not be the copy applied.
+    repeated: Option<String>,
+    /// Signed with SigV2 (a `signature` field rather than `x-amz-signature`).
+    sigv2: bool,
 }
 
 impl BrowserForm {
@@ -72,27 +80,33 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .map(|i| i + from)
 }
 
-/// `form-data; name="key"; filename="a.txt"` → ("key", Some("a.txt")).
+/// `form-data; name="key"; filename="a.txt"` → ("key", Some("a.txt")). Read
+/// exactly as s3s reads it (one `Content-Disposition` header, this one form),
+/// so the fields seen here are the fields s3s checks against the policy; a part
+/// s3s would refuse is refused here too.
 fn disposition(headers: &str) -> Option<(String, Option<String>)> {
-    let line = headers.split("\r\n").find(|l| {
-        l.split_once(':')
-            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case("content-disposition"))
-    })?;
-    let (_, value) = line.split_once(':')?;
-    let mut name = None;
-    let mut file_name = None;
-    for param in value.split(';').skip(1) {
-        let Some((k, v)) = param.trim().split_once('=') else {
-            continue;
-        };
-        let v = v.trim().trim_matches('"').to_owned();
-        match k.trim().to_ascii_lowercase().as_str() {
-            "name" => name = Some(v),
-            "filename" => file_name = Some(v),
-            _ => {}
-        }
+    let mut values = headers.split("\r\n").filter_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-disposition")
+            .then_some(value.trim())
+    });
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    let quoted = |text: &str, param: &str| -> Option<(String, usize)> {
+        let rest = text.strip_prefix(param)?.strip_prefix("=\"")?;
+        let end = rest.find('"').filter(|&end| end > 0)?;
+        Some((rest[..end].to_owned(), param.len() + 2 + end + 1))
+    };
+    let rest = value.strip_prefix("form-data; ")?;
+    let (name, used) = quoted(rest, "name")?;
+    let rest = &rest[used..];
+    if rest.is_empty() {
+        return Some((name, None));
     }
-    Some((name?, file_name))
+    let (file_name, used) = quoted(rest.strip_prefix("; ")?, "filename")?;
+    (used + 2 == rest.len()).then_some((name, Some(file_name)))
 }
 
 /// The parts before `file`, and `file` itself (its value range empty), once
@@ -150,9 +164,18 @@ fn rewrite_head(head: &[u8], boundary: &str, form: &BrowserForm) -> Option<Vec<u
             .find(|p| p.name.eq_ignore_ascii_case(name))
             .map(|p| String::from_utf8_lossy(&head[p.value.clone()]).into_owned())
     };
+    let repeated = parts.iter().enumerate().find_map(|(i, p)| {
+        parts[..i]
+            .iter()
+            .any(|q| q.name.eq_ignore_ascii_case(&p.name))
+            .then(|| p.name.to_ascii_lowercase())
+    });
     form.record(FormFields {
         acl: value_of("acl"),
         tagging: value_of("tagging"),
+        policy: value_of("policy"),
+        repeated,
+        sigv2: value_of("signature").is_some(),
     });
     let mut out = head.to_vec();
     if let Some(key) = parts.iter().find(|p| p.name.eq_ignore_ascii_case("key")) {
@@ -236,6 +259,48 @@ pub(crate) fn policy_error(code: &str, message: &str) -> Option<(http::StatusCod
     })
 }
 
+/// The `acl` and `tagging` fields applied here must be the values the POST
+/// policy allowed: s3s checked the form it parsed, and this check makes sure
+/// the two readings of the form agree.
+fn check_policy_covers(form: &FormFields) -> S3Result<()> {
+    let Some(encoded) = &form.policy else {
+        return Ok(());
+    };
+    let policy = s3s::post_policy::PostPolicy::from_base64(encoded)
+        .map_err(|_| s3_error!(InvalidPolicyDocument, "failed to parse POST policy"))?;
+    let fields = [
+        ("acl", form.acl.as_deref()),
+        ("tagging", form.tagging.as_deref()),
+    ];
+    for (field, value) in fields {
+        let Some(value) = value else { continue };
+        let mut covered = false;
+        for condition in &policy.conditions {
+            let holds = match condition {
+                PostPolicyCondition::Eq { field: f, value: v } if f == field => value == v,
+                PostPolicyCondition::StartsWith { field: f, prefix } if f == field => {
+                    value.starts_with(prefix.as_str())
+                }
+                _ => continue,
+            };
+            covered = true;
+            if !holds {
+                return Err(policy_violation(&format!(
+                    "Policy Condition failed for field '{field}'"
+                )));
+            }
+        }
+        if !covered {
+            return Err(policy_violation(&format!("Extra input fields: {field}")));
+        }
+    }
+    Ok(())
+}
+
+fn policy_violation(detail: &str) -> s3s::S3Error {
+    s3_error!(AccessDenied, "Invalid according to Policy: {detail}")
+}
+
 /// The XML `tagging` field as `x-amz-tagging` would carry it.
 fn tagging_field(xml: &str) -> S3Result<String> {
     let mut d = s3s::xml::Deserializer::new(xml.as_bytes());
@@ -264,10 +329,21 @@ fn tagging_field(xml: &str) -> S3Result<String> {
 pub(super) fn apply_form_fields(
     input: &mut PutObjectInput,
     extensions: &http::Extensions,
+    allow_sigv2: bool,
 ) -> S3Result<()> {
     let Some(form) = extensions.get::<BrowserForm>().map(BrowserForm::fields) else {
         return Ok(());
     };
+    if let Some(name) = &form.repeated {
+        return Err(s3_error!(
+            InvalidArgument,
+            "The form field '{name}' appears more than once; each field may be given once."
+        ));
+    }
+    if form.sigv2 && !allow_sigv2 {
+        return Err(crate::auth::sigv2::refused());
+    }
+    check_policy_covers(&form)?;
     if let Some(xml) = form.tagging {
         if input.tagging.is_some() {
             return Err(s3_error!(

@@ -225,7 +225,7 @@ pub async fn put_object(
     refuse_unsupported(&req.headers)?;
     let mut input = req.input;
     // A browser form upload arrives here too (s3s's default PostObject).
-    super::post::apply_form_fields(&mut input, &req.extensions)?;
+    super::post::apply_form_fields(&mut input, &req.extensions, s3.authorizer.sigv2_allowed())?;
     validate_key(&input.key)?;
     // Everything this write needs to know of its bucket, in one query.
     let bucket = s3.keyring.bucket_for_write(&input.bucket).await?;

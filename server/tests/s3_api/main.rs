@@ -5,6 +5,7 @@ mod common;
 
 mod acl;
 mod auth;
+mod auth_attacks;
 mod bad_input;
 mod buckets;
 mod cors;

@@ -6,6 +6,7 @@
 //! enum. [`policy`] turns bucket grants into IAM policies, [`conditions`] keeps
 //! status conditions quiet, [`leader`] elects one active replica on a Lease, and
 //! [`run`] wires the controllers, leader election, metrics and health endpoints.
+//! [`secrets`] creates the key Secrets the chart must not render.
 
 pub mod access_key;
 pub mod bucket;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod names;
 pub mod policy;
 pub mod run;
+pub mod secrets;
 
 mod context;
 mod error;

@@ -27,6 +27,22 @@ enum Command {
     Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crdgen,
+    /// Create the key Secrets that do not exist yet (random values); never
+    /// change one that exists. The chart runs it as a pre-install hook.
+    EnsureSecrets(EnsureSecretsArgs),
+}
+
+#[derive(clap::Args)]
+struct EnsureSecretsArgs {
+    /// Namespace of the Secrets.
+    #[arg(long, env = "POD_NAMESPACE")]
+    namespace: String,
+    /// Secret for the master key (key `masterKey`).
+    #[arg(long)]
+    master_key_secret: Option<String>,
+    /// Secret for the storage cluster's secret (key `secret`).
+    #[arg(long)]
+    cluster_secret: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -81,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", coffer_operator::crd::crd_yaml()?);
             Ok(())
         }
+        Command::EnsureSecrets(args) => ensure_secrets(args).await,
         Command::Run(args) => {
             let args = *args;
             tracing_subscriber::fmt()
@@ -125,4 +142,28 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
     }
+}
+
+async fn ensure_secrets(args: EnsureSecretsArgs) -> anyhow::Result<()> {
+    use coffer_operator::secrets::{GeneratedSecret, ensure};
+    let wanted: Vec<GeneratedSecret> = [
+        (args.master_key_secret, "masterKey"),
+        (args.cluster_secret, "secret"),
+    ]
+    .into_iter()
+    .filter_map(|(name, key)| {
+        name.map(|name| GeneratedSecret {
+            name,
+            key: key.to_owned(),
+        })
+    })
+    .collect();
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    for (name, outcome) in ensure(client, &args.namespace, &wanted).await? {
+        // Names only: the values never reach a log.
+        println!("{name}: {outcome:?}");
+    }
+    Ok(())
 }

@@ -278,65 +278,108 @@ fn crds_are_kept_on_uninstall_and_postgres_is_optional() {
     assert!(bad.contains("replicas"), "{bad}");
 }
 
-/// The generated cluster secret and master key are the values allowed to differ
-/// between renders (helm lookup keeps them on a real install; `helm template`
-/// cannot).
-fn mask_generated_secret(text: &str) -> String {
-    text.lines()
-        .map(|l| {
-            if l.starts_with("  secret: ") {
-                "  secret: <generated>"
-            } else if l.starts_with("  masterKey: ") {
-                "  masterKey: <generated>"
-            } else {
-                l
-            }
+/// Whether any rendered object carries key material (a Secret with data).
+fn rendered_secrets(objects: &[Value]) -> Vec<String> {
+    objects
+        .iter()
+        .filter(|o| {
+            o["kind"] == "Secret" && (o.get("data").is_some() || o.get("stringData").is_some())
         })
-        .collect::<Vec<_>>()
-        .join("\n")
+        .map(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
 }
 
 #[test]
-fn rendering_is_deterministic() {
-    let first = template(&[]).expect("render");
-    let second = template(&[]).expect("render");
-    assert_eq!(
-        mask_generated_secret(&first),
-        mask_generated_secret(&second),
-        "helm template must render identically (Argo CD drift)"
-    );
-    // With an existing cluster secret and master key (the GitOps setup) every
-    // byte matches.
-    let gitops = [
-        "--set",
-        "server.clusterSecret.existingSecret=coffer-cluster",
-        "--set",
-        "masterKey.existingSecret=coffer-master",
-    ];
-    let first = template(&gitops).expect("render");
-    assert_eq!(first, template(&gitops).expect("render"));
-    assert!(!first.contains("  secret: "), "no secret is generated");
-    assert!(
-        !first.contains("  masterKey: "),
-        "no master key is generated"
-    );
+fn rendering_is_deterministic_and_holds_no_key_material() {
+    // Argo CD renders with `helm template`: every byte must match between
+    // renders, with default values too, or it drifts and self-heal overwrites.
+    for values in [
+        &[][..],
+        &[
+            "--set",
+            "server.clusterSecret.existingSecret=coffer-cluster",
+            "--set",
+            "masterKey.existingSecret=coffer-master",
+        ][..],
+    ] {
+        let first = template(values).expect("render");
+        assert_eq!(
+            first,
+            template(values).expect("render"),
+            "helm template must render identically ({values:?})"
+        );
+        assert!(!first.contains("masterKey: "), "no master key is rendered");
+        let objects = render(values);
+        assert_eq!(rendered_secrets(&objects), Vec::<String>::new());
+    }
+}
+
+/// The hook Job that creates the missing key Secrets at install time.
+fn key_secrets_job(objects: &[Value]) -> Option<&Value> {
+    objects
+        .iter()
+        .find(|o| o["kind"] == "Job" && o["metadata"]["name"] == "coffer-key-secrets")
 }
 
 #[test]
-fn server_pods_and_operator_share_one_kept_master_key() {
-    use base64::Engine as _;
+fn a_hook_job_creates_missing_key_secrets_and_only_those() {
     let objects = render(&[]);
-    let secret = find(&objects, "Secret", "coffer-master-key");
+    let job = key_secrets_job(&objects).expect("hook job");
     assert_eq!(
-        secret["metadata"]["annotations"]["helm.sh/resource-policy"],
-        "keep"
+        job["metadata"]["annotations"]["helm.sh/hook"],
+        "pre-install,pre-upgrade"
     );
-    // The Secret holds base64 of 32 random bytes, as COFFER_MASTER_KEY expects.
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let value = secret["data"]["masterKey"].as_str().expect("generated key");
-    let text = b64.decode(value).expect("secret data is base64");
-    let key = b64.decode(&text).expect("the key is base64");
-    assert_eq!(key.len(), 32);
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "ensure-secrets",
+            "--namespace",
+            "coffer",
+            "--master-key-secret",
+            "coffer-master-key",
+            "--cluster-secret",
+            "coffer-cluster"
+        ]
+    );
+    // Its Role can read and create Secrets, nothing else (no update: an existing
+    // key is never replaced).
+    let role = objects
+        .iter()
+        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "coffer-key-secrets")
+        .expect("hook role");
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        serde_json::json!(["get", "create"])
+    );
+
+    let objects = render(&["--set", "masterKey.existingSecret=mine"]);
+    let job = key_secrets_job(&objects).expect("hook job for the cluster secret");
+    let args = job["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(!args.contains("--master-key-secret"), "{args}");
+    let objects = render(&[
+        "--set",
+        "masterKey.existingSecret=mine",
+        "--set",
+        "server.clusterSecret.existingSecret=ours",
+    ]);
+    assert!(key_secrets_job(&objects).is_none());
+}
+
+#[test]
+fn server_pods_and_operator_share_one_master_key() {
+    let objects = render(&[]);
     let sts = find(&objects, "StatefulSet", "coffer-server");
     let operator = find(&objects, "Deployment", "coffer-operator");
     for container in [
@@ -388,13 +431,6 @@ fn server_pods_form_one_cluster_sharing_a_secret() {
         &env(container, "COFFER_CLUSTER_SECRET").expect("secret")["valueFrom"]["secretKeyRef"];
     assert_eq!(secret_ref["name"], "coffer-cluster");
     assert_eq!(secret_ref["key"], "secret");
-    let secret = find(&objects, "Secret", "coffer-cluster");
-    assert_eq!(
-        secret["metadata"]["annotations"]["helm.sh/resource-policy"],
-        "keep"
-    );
-    let value = secret["data"]["secret"].as_str().expect("generated secret");
-    assert!(value.len() >= 48, "{value}");
 
     let objects = render(&[
         "--set",
@@ -424,6 +460,7 @@ fn server_pods_form_one_cluster_sharing_a_secret() {
 #[test]
 fn rendered_objects_are_well_typed_kubernetes_objects() {
     use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+    use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
     use k8s_openapi::api::networking::v1::NetworkPolicy;
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -489,6 +526,7 @@ fn rendered_objects_are_well_typed_kubernetes_objects() {
                 "ClusterRoleBinding" => typed::<ClusterRoleBinding>(&object),
                 "Role" => typed::<Role>(&object),
                 "RoleBinding" => typed::<RoleBinding>(&object),
+                "Job" => typed::<Job>(&object),
                 "CustomResourceDefinition" => typed::<CustomResourceDefinition>(&object),
                 other => Err(format!("unexpected kind {other} in the chart")),
             };

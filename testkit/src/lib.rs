@@ -6,6 +6,8 @@
 //! `postgres` user when running as root, since Postgres refuses to run as root).
 //! When neither works the test fails, saying how to install PostgreSQL.
 
+pub mod replicated;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,14 +63,14 @@ fn admin_url() -> String {
     .clone()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -77,7 +79,7 @@ fn is_root() -> bool {
 }
 
 /// Runs a PostgreSQL binary, as the `postgres` user when we are root.
-fn pg_command(program: &str, as_postgres: bool) -> Command {
+pub(crate) fn pg_command(program: &str, as_postgres: bool) -> Command {
     if as_postgres {
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", "postgres", "--", program]);
@@ -219,7 +221,7 @@ fn spawn_postgres_with_watchdog(dir: &Path, data: &Path, port: u16, as_postgres:
         .unwrap_or_else(|e| panic!("cannot start postgres: {e}\n{INSTALL_HINT}"));
 }
 
-fn wait_until_accepting(port: u16) {
+pub(crate) fn wait_until_accepting(port: u16) {
     for _ in 0..300 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             // The port opens slightly before recovery finishes; give it a moment.

@@ -85,11 +85,42 @@ pub enum MetaError {
     WrongMasterKey,
     #[error("the store holds encrypted access-key secrets; a master key is required to read them")]
     MasterKeyRequired,
+    #[error("the database is a standby in recovery and takes no writes")]
+    ReadOnly,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
 
 pub type MetaResult<T> = Result<T, MetaError>;
+
+impl MetaError {
+    /// Whether the store could not be reached or cannot take writes right now
+    /// (a restart, a failover in progress, a standby not yet promoted): a retry
+    /// may succeed, and nothing about the request itself was wrong.
+    pub fn is_unavailable(&self) -> bool {
+        let e = match self {
+            MetaError::ReadOnly => return true,
+            MetaError::Database(e) => e,
+            _ => return false,
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_sqlstate(&code)),
+            _ => false,
+        }
+    }
+}
+
+/// Postgres SQLSTATEs of a server that is going away or not (yet) a primary:
+/// class 08 (connection exception), 57P01..57P03 (shut down by an
+/// administrator or a crash, cannot connect now), 25006 (read-only transaction:
+/// connected to a standby), 53300 (too many connections).
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "25006" | "53300")
+}
 
 /// Which SQL engine backs the store; DDL differs a little between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,8 +234,22 @@ impl MetaStore {
     }
 
     /// Cheap liveness probe of the database, for `/health/ready`.
+    /// Whether the store takes writes: reachable, and on Postgres a primary
+    /// (a standby not yet promoted answers queries but refuses every write).
     pub async fn ping(&self) -> MetaResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        match self.backend {
+            Backend::Sqlite => {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+            }
+            Backend::Postgres => {
+                let (in_recovery,): (bool,) = sqlx::query_as("SELECT pg_is_in_recovery()")
+                    .fetch_one(&self.pool)
+                    .await?;
+                if in_recovery {
+                    return Err(MetaError::ReadOnly);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -127,12 +127,7 @@ pub(crate) fn meta_error(err: MetaError) -> S3Error {
                 "At least one of the pre-conditions you specified did not hold"
             )
         }
-        MetaError::Database(
-            e @ (sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)),
-        ) => {
+        e if e.is_unavailable() => {
             tracing::error!(error = %e, "metadata store unavailable");
             let mut err = S3Error::with_message(
                 S3ErrorCode::ServiceUnavailable,

@@ -112,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
                 adopt_retained: args.adopt_retained,
                 bucket_names: args.bucket_names,
             };
+            tracing::info!(tenancy = ?settings.tenancy, "tenancy rules beyond the defaults");
             if let Some(path) = &args.s3_ca_file {
                 settings.ca_bundle = Some(
                     std::fs::read_to_string(path)

@@ -741,6 +741,49 @@ async fn revoking_a_share_narrows_every_key_even_when_the_access_key_is_invalid(
 }
 
 #[tokio::test]
+async fn revocation_happens_before_an_unusable_overlap_is_reported() {
+    let h = Harness::start().await;
+    let data = ready_bucket(
+        &h,
+        "team-a",
+        "data",
+        "  access:\n    allowedNamespaces: [team-b]\n",
+    )
+    .await;
+    put(&s3_client(&h.root_env()), &data, "secret.csv")
+        .await
+        .expect("put");
+    let env = ready_key(
+        &h,
+        "team-b",
+        "reader",
+        "  buckets:\n  - name: data\n    namespace: team-a\n    access: ReadOnly\n  rotation:\n    overlap: 1h\n",
+    )
+    .await;
+    let s3 = s3_client(&env);
+    eventually_ok(|| get(&s3, &data, "secret.csv"))
+        .await
+        .expect("shared");
+    patch_bucket(&h, "team-a", "data", json!({"spec": {"access": null}})).await;
+    // An overlap the schema's pattern lets through but no parser takes (handed
+    // to the reconciler directly, as an older CRD would have stored it).
+    let mut key = Api::<AccessKey>::namespaced(h.client.clone(), "team-b")
+        .get("reader")
+        .await
+        .expect("key");
+    key.spec.rotation.as_mut().expect("rotation").overlap = Some("99999999999999999999h".into());
+    access_key::reconcile(Arc::new(key), h.ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        h.key_condition("team-b", "reader", "Ready").await,
+        Some(("False".into(), "InvalidRotation".into()))
+    );
+    let outcome = eventually_denied(|| get(&s3, &data, "secret.csv")).await;
+    assert!(is_denied(&outcome), "the share is gone anyway: {outcome:?}");
+}
+
+#[tokio::test]
 async fn rotation_overlap_has_a_maximum() {
     let h = Harness::start().await;
     ready_bucket(&h, "team-b", "own", "").await;

@@ -74,7 +74,7 @@ log "applying a Bucket and AccessKeys"
 "${KUBECTL[@]}" -n "$APP_NS" get coffer
 
 bucket_name="$("${KUBECTL[@]}" -n "$APP_NS" get bucket photos -o jsonpath='{.status.bucketName}')"
-[[ "$bucket_name" == "coffer-e2e-photos" ]] || die "unexpected bucket name '$bucket_name'"
+[[ "$bucket_name" == "coffer-e2e.photos" ]] || die "unexpected bucket name '$bucket_name'"
 for key in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_ENDPOINT_URL AWS_REGION BUCKET_NAME BUCKET_HOST BUCKET_PORT; do
   value="$("${KUBECTL[@]}" -n "$APP_NS" get secret photos-app -o "jsonpath={.data.$key}")"
   [[ -n "$value" ]] || die "Secret photos-app lacks $key"

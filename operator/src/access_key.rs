@@ -9,6 +9,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::time::Duration;
 
+use coffer_server::iam::PolicyDocument;
 use coffer_server::meta::{AccessKey as StoredKey, MetaError, NewAccessKey, now_millis};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -22,9 +23,13 @@ use serde_json::json;
 
 use crate::bucket::owner_of;
 use crate::conditions::{self, Conditions};
-use crate::crd::{AccessKey, AccessKeyStatus, Bucket, KEY_ID_ANNOTATION, ROTATE_ANNOTATION};
+use crate::crd::{
+    AccessKey, AccessKeyStatus, AccessMode, Bucket, BucketGrant, KEY_ID_ANNOTATION,
+    ROTATE_ANNOTATION,
+};
 use crate::duration::parse_go_duration;
-use crate::policy::{Grant, identity_policy};
+use crate::names::validate_object_name;
+use crate::policy::{Grant, fail_closed_policy, identity_policy};
 use crate::{Context, Error, MANAGER, Result};
 
 pub const FINALIZER: &str = "coffer.dev/access-key";
@@ -34,6 +39,9 @@ pub const ROTATING: &str = "Rotating";
 pub const ACCESS_KEY_LABEL: &str = "coffer.dev/access-key";
 const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", MANAGER);
 const DEFAULT_OVERLAP: Duration = Duration::from_secs(600);
+/// The longest a previous key keeps working after a rotation (also a CEL rule in
+/// the CRD): a revoked share must not live on in an old key for long.
+pub const MAX_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 /// Retry interval while a granted Bucket does not exist or is not ready yet.
 const WAIT_FOR_BUCKET: Duration = Duration::from_secs(10);
 
@@ -100,9 +108,14 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
     let previous = key.status.clone().unwrap_or_default();
     let generation = key.meta().generation;
     let mut conditions = Conditions::new(&previous.conditions, generation);
+    // Only a valid name is recorded: the status names the Secret to clean up.
+    let name = secret_name(key);
     let mut status = AccessKeyStatus {
         observed_generation: generation,
-        secret_name: Some(secret_name(key)),
+        secret_name: match validate_object_name(&name) {
+            Ok(()) => Some(name),
+            Err(_) => previous.secret_name.clone(),
+        },
         ..previous.clone()
     };
     let result = provision(key, ctx, &mut status).await;
@@ -250,23 +263,19 @@ async fn provision(
     let secret_name = secret_name(key);
 
     let (grants, problems) = resolve_grants(key, ctx).await?;
-    let policy = identity_policy(&grants, key.spec.policy.as_deref())
-        .map_err(|e| Error::invalid("InvalidPolicy", format!("spec.policy: {e}")))?
+    let now = now_millis();
+    let mut keys = ctx.store.list_access_keys_by_owner(&owner).await?;
+    // Fail closed: every key this AccessKey owns, the current one and any still in
+    // its rotation overlap, loses what is no longer granted before anything else
+    // in the spec can stop this reconcile.
+    let policy = identity_policy(&grants, key.spec.policy.as_deref());
+    narrow_keys(&mut keys, &grants, policy.as_ref().ok(), now, ctx).await?;
+    let policy = policy
+        .map_err(|e| Error::invalid(e.reason(), format!("spec.policy: {e}")))?
         .to_json();
-    let overlap = match key
-        .spec
-        .rotation
-        .as_ref()
-        .and_then(|r| r.overlap.as_deref())
-    {
-        Some(text) => parse_go_duration(text).ok_or_else(|| {
-            Error::invalid(
-                "InvalidRotation",
-                format!("rotation.overlap {text:?} is not a duration"),
-            )
-        })?,
-        None => DEFAULT_OVERLAP,
-    };
+    validate_object_name(&secret_name)
+        .map_err(|m| Error::invalid("InvalidSecretName", format!("spec.secretName: {m}")))?;
+    let overlap = overlap_of(key)?;
 
     let existing_secret = secrets.get_opt(&secret_name).await?;
     if let Some(secret) = &existing_secret
@@ -282,8 +291,6 @@ async fn provision(
 
     // The current key: the one the status or the Secret names, if it still exists
     // and has not been retired; otherwise the newest unretired key.
-    let now = now_millis();
-    let keys = ctx.store.list_access_keys_by_owner(&owner).await?;
     let secret_key_id = existing_secret
         .as_ref()
         .and_then(|s| s.data.as_ref())
@@ -344,13 +351,6 @@ async fn provision(
         coffer_server::meta::millis_to_datetime(current.created_at),
     ));
 
-    if current.policy.as_deref() != Some(policy.as_str()) && reason.is_none() {
-        ctx.store
-            .set_access_key_policy(&current.id, Some(&policy))
-            .await?;
-        tracing::info!(key = %current.id, "access key policy updated");
-    }
-
     let single_bucket = match grants.as_slice() {
         [only] => Some(only.bucket.as_str()),
         _ => None,
@@ -392,6 +392,69 @@ async fn provision(
     })
 }
 
+/// `rotation.overlap`, default 10 minutes, at most [`MAX_OVERLAP`].
+fn overlap_of(key: &AccessKey) -> Result<Duration> {
+    let Some(text) = key
+        .spec
+        .rotation
+        .as_ref()
+        .and_then(|r| r.overlap.as_deref())
+    else {
+        return Ok(DEFAULT_OVERLAP);
+    };
+    let overlap = parse_go_duration(text).ok_or_else(|| {
+        Error::invalid(
+            "InvalidRotation",
+            format!("rotation.overlap {text:?} is not a duration"),
+        )
+    })?;
+    if overlap > MAX_OVERLAP {
+        return Err(Error::invalid(
+            "InvalidRotation",
+            format!(
+                "rotation.overlap {text:?} is longer than the maximum of {}h",
+                MAX_OVERLAP.as_secs() / 3600
+            ),
+        ));
+    }
+    Ok(overlap)
+}
+
+/// Gives every stored key of this AccessKey the policy of today's grants — the
+/// user's policy when it is usable, otherwise the grants narrowed by the key's
+/// previous Deny statements — and cuts any overlap beyond [`MAX_OVERLAP`].
+async fn narrow_keys(
+    keys: &mut [StoredKey],
+    grants: &[Grant],
+    policy: Option<&PolicyDocument>,
+    now: i64,
+    ctx: &Context,
+) -> Result<()> {
+    let max_overlap_ms = i64::try_from(MAX_OVERLAP.as_millis()).unwrap_or(i64::MAX);
+    let latest_expiry = now.saturating_add(max_overlap_ms);
+    for stored in keys.iter_mut() {
+        let desired = match policy {
+            Some(policy) => policy.to_json(),
+            None => fail_closed_policy(grants, stored.policy.as_deref()).to_json(),
+        };
+        if stored.policy.as_deref() != Some(desired.as_str()) {
+            ctx.store
+                .set_access_key_policy(&stored.id, Some(&desired))
+                .await?;
+            tracing::info!(key = %stored.id, "access key policy updated");
+            stored.policy = Some(desired);
+        }
+        if stored.expires_at.is_some_and(|until| until > latest_expiry) {
+            ctx.store
+                .set_access_key_expiry(&stored.id, Some(latest_expiry))
+                .await?;
+            tracing::info!(key = %stored.id, "overlap cut to the maximum");
+            stored.expires_at = Some(latest_expiry);
+        }
+    }
+    Ok(())
+}
+
 /// `rotation.every` in milliseconds, when set and valid.
 fn rotation_period(key: &AccessKey) -> Option<i64> {
     let every = key.spec.rotation.as_ref()?.every.as_deref()?;
@@ -427,23 +490,11 @@ async fn resolve_grants(key: &AccessKey, ctx: &Context) -> Result<(Vec<Grant>, V
             });
             continue;
         };
-        if namespace != own_namespace {
-            let allowed = bucket
-                .spec
-                .access
-                .as_ref()
-                .and_then(|a| a.allowed_namespaces.as_ref())
-                .is_some_and(|list| list.iter().any(|n| n == "*" || *n == own_namespace));
-            if !allowed {
-                problems.push(GrantProblem {
-                    reason: "NamespaceNotAllowed",
-                    message: format!(
-                        "Bucket {namespace}/{} does not list namespace {own_namespace} in access.allowedNamespaces",
-                        grant.name
-                    ),
-                });
-                continue;
-            }
+        if namespace != own_namespace
+            && let Err(problem) = check_share(&bucket, &own_namespace, grant)
+        {
+            problems.push(problem);
+            continue;
         }
         let status = bucket.status.as_ref();
         let ready = status
@@ -462,6 +513,76 @@ async fn resolve_grants(key: &AccessKey, ctx: &Context) -> Result<(Vec<Grant>, V
         }
     }
     Ok((grants, problems))
+}
+
+/// Whether a Bucket of another namespace shares enough with `grantee` for this
+/// grant: some `allowedNamespaces` entry (ReadOnly, whole bucket) or `shares`
+/// entry must cover its mode and prefix.
+fn check_share(
+    bucket: &Bucket,
+    grantee: &str,
+    grant: &BucketGrant,
+) -> std::result::Result<(), GrantProblem> {
+    let access = bucket.spec.access.as_ref();
+    let names = |n: &str| n == "*" || n == grantee;
+    let legacy = access
+        .and_then(|a| a.allowed_namespaces.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|n| names(n))
+        .map(|_| (AccessMode::ReadOnly, ""));
+    let shares = access
+        .and_then(|a| a.shares.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|s| names(&s.namespace))
+        .map(|s| {
+            (
+                s.max_access.unwrap_or(AccessMode::ReadOnly),
+                s.prefix.as_deref().unwrap_or(""),
+            )
+        });
+    let offered: Vec<(AccessMode, &str)> = legacy.chain(shares).collect();
+    let bucket_ref = format!(
+        "Bucket {}/{}",
+        bucket.namespace().unwrap_or_default(),
+        bucket.name_any()
+    );
+    if offered.is_empty() {
+        return Err(GrantProblem {
+            reason: "NamespaceNotAllowed",
+            message: format!(
+                "{bucket_ref} does not share with namespace {grantee} (access.allowedNamespaces, access.shares)"
+            ),
+        });
+    }
+    let prefix = grant.prefix.as_deref().unwrap_or("");
+    if offered
+        .iter()
+        .any(|(max, within)| max.covers(grant.access) && prefix.starts_with(within))
+    {
+        return Ok(());
+    }
+    let offers: Vec<String> = offered
+        .iter()
+        .map(|(max, within)| match within {
+            &"" => format!("{max:?}"),
+            within => format!("{max:?} under prefix {within:?}"),
+        })
+        .collect();
+    Err(GrantProblem {
+        reason: "AccessNotShared",
+        message: format!(
+            "{bucket_ref} shares at most {} with namespace {grantee}; this grant asks for {:?}{}",
+            offers.join(" or "),
+            grant.access,
+            if prefix.is_empty() {
+                String::new()
+            } else {
+                format!(" under prefix {prefix:?}")
+            }
+        ),
+    })
 }
 
 /// A Secret is ours when it is owned by this AccessKey, or carries our labels for
@@ -627,6 +748,9 @@ async fn cleanup(key: &AccessKey, ctx: &Context) -> Result<Action> {
 /// Deletes a Secret this AccessKey created (after a rename of `secretName`, or on
 /// deletion); a missing Secret is fine, somebody else's is left alone.
 async fn delete_secret_if_ours(ctx: &Context, key: &AccessKey, name: &str) -> Result<()> {
+    if validate_object_name(name).is_err() {
+        return Ok(());
+    }
     let secrets: Api<Secret> =
         Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
     if let Some(secret) = secrets.get_opt(name).await?

@@ -7,7 +7,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use coffer_server::iam::PolicyDocument;
-use coffer_server::meta::{ListQuery, MetaError, NewBucket};
+use coffer_server::meta::{CannedAcl, ListQuery, MetaError, NewBucket, ObjectOwnership};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -20,6 +20,7 @@ use crate::crd::{
     Bucket, BucketSpec, BucketStatus, BucketUsage, DeletionPolicy, RuleStatus, VersioningState,
 };
 use crate::names::validate_bucket_name;
+use crate::tenancy::{BucketOrigin, default_bucket_name, legacy_bucket_name};
 use crate::{Context, Error, MANAGER, Result};
 
 pub const FINALIZER: &str = "coffer.dev/bucket";
@@ -46,20 +47,35 @@ pub fn owner_of(namespace: &str, name: &str) -> String {
 }
 
 /// Owner a retained bucket is handed to when its resource is deleted, so the same
-/// resource re-created reclaims it and an `adopt` elsewhere may take it over.
+/// resource re-created reclaims it and `adopt` may take it over where the tenancy
+/// rules allow (its own namespace, or another with an administrator's consent).
 fn retained_owner(owner: &str) -> String {
     format!("retained:{owner}")
 }
 
-/// The S3 name of a bucket resource: `spec.bucketName`, else `<namespace>-<name>`.
-pub fn bucket_name(bucket: &Bucket) -> String {
-    bucket.spec.bucket_name.clone().unwrap_or_else(|| {
-        format!(
-            "{}-{}",
-            bucket.namespace().unwrap_or_default(),
-            bucket.name_any()
-        )
-    })
+/// The S3 name of a bucket resource: `spec.bucketName`; else `<namespace>.<name>`
+/// — unless the resource already owns the bucket earlier versions named
+/// `<namespace>-<name>`, which it keeps (upgrades orphan nothing).
+pub async fn bucket_name(bucket: &Bucket, ctx: &Context) -> Result<String> {
+    if let Some(name) = &bucket.spec.bucket_name {
+        return Ok(name.clone());
+    }
+    let namespace = bucket.namespace().unwrap_or_default();
+    let default = default_bucket_name(&namespace, &bucket.name_any());
+    let recorded = bucket
+        .status
+        .as_ref()
+        .and_then(|s| s.bucket_name.as_deref());
+    if recorded == Some(default.as_str()) {
+        return Ok(default);
+    }
+    let legacy = legacy_bucket_name(&namespace, &bucket.name_any());
+    let owner = owner_of(&namespace, &bucket.name_any());
+    let owns_legacy = match ctx.store.get_bucket(&legacy).await? {
+        Some(existing) => existing.owner == owner || existing.owner == retained_owner(&owner),
+        None => false,
+    };
+    Ok(if owns_legacy { legacy } else { default })
 }
 
 /// Boxed so the future is checked `Send` here, with concrete lifetimes (the
@@ -139,7 +155,7 @@ async fn apply(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Acti
     let previous = bucket.status.clone().unwrap_or_default();
     let generation = bucket.meta().generation;
     let mut conditions = Conditions::new(&previous.conditions, generation);
-    let name = bucket_name(bucket);
+    let name = bucket_name(bucket, ctx).await?;
     let mut status = BucketStatus {
         bucket_name: Some(name.clone()),
         endpoint: Some(ctx.settings.s3_endpoint.clone()),
@@ -203,6 +219,7 @@ async fn provision(
     let namespace = bucket.namespace().unwrap_or_default();
     let owner = owner_of(&namespace, &bucket.name_any());
     let provisioned = ensure_bucket(bucket, name, &owner, ctx).await?;
+    enforce_acls_off(name, ctx).await?;
     let mut not_enforced = Vec::new();
     for (kind, desired) in documents {
         let current = ctx.store.get_bucket_config(name, kind).await?;
@@ -233,63 +250,114 @@ async fn provision(
     Ok((provisioned, not_enforced))
 }
 
-/// Creates the bucket, or confirms this resource owns it, or adopts it when asked.
+/// Creates the bucket, or confirms this resource owns it, or adopts it when asked
+/// and the tenancy rules allow. What is refused never says who owns a name.
 async fn ensure_bucket(
     bucket: &Bucket,
     name: &str,
     owner: &str,
     ctx: &Context,
 ) -> Result<Provisioned> {
-    let existing = match ctx.store.get_bucket(name).await? {
-        Some(existing) => existing,
-        None => {
-            let new = NewBucket {
-                name: name.to_owned(),
-                owner: owner.to_owned(),
-                region: ctx.settings.region.clone(),
-            };
-            // Created locked from its first moment, as S3's CreateBucket with
-            // `x-amz-bucket-object-lock-enabled` does.
-            let created = if object_lock_enabled(&bucket.spec) {
-                ctx.store.create_bucket_with_object_lock(&new).await
-            } else {
-                ctx.store.create_bucket(&new).await
-            };
-            return match created {
-                Ok(_) => Ok(Provisioned::Created),
-                // Lost a race with another creator: look again next time.
-                Err(MetaError::BucketAlreadyExists(_)) => Err(Error::invalid(
-                    "BucketNameTaken",
-                    format!("bucket {name} was created concurrently by someone else"),
-                )),
-                Err(e) => Err(e.into()),
-            };
+    let namespace = bucket.namespace().unwrap_or_default();
+    let tenancy = &ctx.settings.tenancy;
+    let existing = ctx.store.get_bucket(name).await?;
+    if let Some(existing) = &existing {
+        if existing.owner == owner {
+            return Ok(Provisioned::Existing);
         }
+        // The same resource re-created reclaims what it retained.
+        if existing.owner == retained_owner(owner) {
+            ctx.store.set_bucket_owner(name, owner).await?;
+            return Ok(Provisioned::Existing);
+        }
+        if bucket.spec.adopt == Some(true)
+            && tenancy.may_adopt(&namespace, &BucketOrigin::of(&existing.owner))
+        {
+            ctx.store.set_bucket_owner(name, owner).await?;
+            return Ok(Provisioned::Adopted);
+        }
+    }
+    // Outside its own names a namespace learns nothing, not even whether the
+    // name exists.
+    if !tenancy.may_claim_name(&namespace, name) {
+        return Err(Error::invalid(
+            "BucketNameNotAllowed",
+            format!(
+                "bucket name {name} is not one namespace {namespace} may use: its own are \
+                 `{namespace}` and `{namespace}.<anything>`; others need an administrator's rule \
+                 (see Tenancy in docs/operator.md)"
+            ),
+        ));
+    }
+    if let Some(existing) = existing {
+        return Err(name_taken(
+            name,
+            &namespace,
+            &existing.owner,
+            bucket.spec.adopt,
+        ));
+    }
+    let new = NewBucket {
+        name: name.to_owned(),
+        owner: owner.to_owned(),
+        region: ctx.settings.region.clone(),
     };
-    if existing.owner == owner {
-        return Ok(Provisioned::Existing);
-    }
-    if existing.owner == retained_owner(owner) {
-        ctx.store.set_bucket_owner(name, owner).await?;
-        return Ok(Provisioned::Existing);
-    }
-    let managed_elsewhere = existing.owner.starts_with("k8s:");
-    if bucket.spec.adopt == Some(true) && !managed_elsewhere {
-        ctx.store.set_bucket_owner(name, owner).await?;
-        return Ok(Provisioned::Adopted);
-    }
-    let hint = if managed_elsewhere {
-        "it is managed by another Bucket resource".to_owned()
+    // Created locked from its first moment, as S3's CreateBucket with
+    // `x-amz-bucket-object-lock-enabled` does.
+    let created = if object_lock_enabled(&bucket.spec) {
+        ctx.store.create_bucket_with_object_lock(&new).await
     } else {
-        "set spec.adopt: true to take it over".to_owned()
+        ctx.store.create_bucket(&new).await
     };
-    Err(Error::invalid(
-        "BucketNameTaken",
-        format!(
-            "bucket {name} already exists and is owned by {}; {hint}",
-            existing.owner
+    match created {
+        Ok(_) => Ok(Provisioned::Created),
+        // Lost a race with another creator: look again next time.
+        Err(MetaError::BucketAlreadyExists(_)) => Err(Error::invalid(
+            "BucketNameTaken",
+            format!("bucket name {name} is already in use"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `BucketNameTaken`, saying more only about this namespace's own buckets.
+fn name_taken(name: &str, namespace: &str, owner: &str, adopt: Option<bool>) -> Error {
+    let message = match BucketOrigin::of(owner) {
+        BucketOrigin::Managed { namespace: ns, .. } if ns == namespace => {
+            format!("bucket name {name} is already used by another Bucket in this namespace")
+        }
+        BucketOrigin::Retained { namespace: ns, .. } if ns == namespace => format!(
+            "bucket {name} was retained from a deleted Bucket of this namespace; set spec.adopt: true to take it over"
         ),
-    ))
+        _ if adopt == Some(true) => format!(
+            "bucket name {name} is already in use, and adopting it needs an administrator's consent (see Tenancy in docs/operator.md)"
+        ),
+        _ => format!("bucket name {name} is already in use"),
+    };
+    Error::invalid("BucketNameTaken", message)
+}
+
+/// ACLs stay off on managed buckets (`BucketOwnerEnforced`, bucket ACL
+/// `private`): a Bucket declares no ACLs, so none may make its data public.
+async fn enforce_acls_off(name: &str, ctx: &Context) -> Result<()> {
+    let current = ctx.store.bucket_acl(name).await?;
+    if current.ownership != ObjectOwnership::BucketOwnerEnforced {
+        ctx.store
+            .set_object_ownership(name, ObjectOwnership::BucketOwnerEnforced)
+            .await?;
+        tracing::warn!(bucket = name, was = ?current.ownership, "object ownership reset to BucketOwnerEnforced");
+    }
+    if current.acl != CannedAcl::Private {
+        ctx.store
+            .set_bucket_canned_acl(name, CannedAcl::Private)
+            .await?;
+        tracing::warn!(
+            bucket = name,
+            was = current.acl.as_str(),
+            "bucket ACL reset to private"
+        );
+    }
+    Ok(())
 }
 
 /// The per-bucket configuration documents the spec asks for, in the JSON shape of
@@ -427,11 +495,11 @@ fn object_lock_enabled(spec: &BucketSpec) -> bool {
 /// Deletion: honour `deletionPolicy`. A bucket that is already gone, or that this
 /// resource never owned, counts as deleted.
 async fn cleanup(bucket: &Bucket, api: &Api<Bucket>, ctx: &Context) -> Result<Action> {
-    let name = bucket
-        .status
-        .as_ref()
-        .and_then(|s| s.bucket_name.clone())
-        .unwrap_or_else(|| bucket_name(bucket));
+    let name = bucket.status.as_ref().and_then(|s| s.bucket_name.clone());
+    let name = match name {
+        Some(name) => name,
+        None => bucket_name(bucket, ctx).await?,
+    };
     let owner = owner_of(&bucket.namespace().unwrap_or_default(), &bucket.name_any());
     let Some(existing) = ctx.store.get_bucket(&name).await? else {
         return Ok(Action::await_change());

@@ -9,6 +9,7 @@ use coffer_server::meta::MetaStore;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::metrics::Metrics;
+use crate::tenancy::Tenancy;
 
 /// Operator settings from the command line.
 #[derive(Debug, Clone)]
@@ -21,6 +22,8 @@ pub struct Settings {
     pub ca_bundle: Option<String>,
     /// How often a healthy resource is reconciled again (usage refresh, drift repair).
     pub resync: Duration,
+    /// What an administrator allows namespaces beyond the strict defaults.
+    pub tenancy: Tenancy,
 }
 
 impl Settings {
@@ -30,6 +33,7 @@ impl Settings {
             region: region.into(),
             ca_bundle: None,
             resync: Duration::from_secs(300),
+            tenancy: Tenancy::default(),
         }
     }
 }

@@ -83,9 +83,11 @@ pub const KEY_ID_ANNOTATION: &str = "coffer.dev/access-key-id";
 ).message("objectLock.enabled is immutable"))]
 #[serde(rename_all = "camelCase")]
 pub struct BucketSpec {
-    /// Name of the bucket in the S3 API. Defaults to `<namespace>-<name>`. Must follow
+    /// Name of the bucket in the S3 API. Defaults to `<namespace>.<name>`. Must follow
     /// the S3 naming rules (3-63 characters: lower-case letters, digits, dots and
-    /// hyphens, starting and ending with a letter or digit). Immutable.
+    /// hyphens, starting and ending with a letter or digit) and, for a new bucket,
+    /// be `<namespace>` or start with `<namespace>.` unless an administrator allows
+    /// other names. Immutable.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 3, max = 63),
@@ -132,9 +134,10 @@ pub struct BucketSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub force_delete: Option<bool>,
 
-    /// Take over an existing bucket of this name that no Kubernetes resource owns
-    /// (for example one created with the CLI). Default false: an existing bucket is
-    /// reported as `BucketNameTaken`.
+    /// Take over an existing bucket of this name retained from a deleted Bucket of
+    /// this namespace; one retained from another namespace, or one of unknown
+    /// origin (the CLI, the S3 API), only where an administrator allows it. A
+    /// bucket of a live Bucket resource is never taken. Default false.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adopt: Option<bool>,
 
@@ -349,14 +352,42 @@ pub enum CorsMethod {
     Head,
 }
 
-/// Access to the bucket from outside its namespace.
+/// Access to the bucket from outside its namespace. The bucket's own namespace
+/// always has every access mode; another namespace gets at most what a share
+/// names.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketAccess {
-    /// Namespaces whose AccessKeys may be granted this bucket (`*` for all).
-    /// AccessKeys in the bucket's own namespace are always allowed.
+    /// Namespaces whose AccessKeys may be granted this bucket `ReadOnly`, the
+    /// whole bucket (`*` for all namespaces). For another mode or a prefix, use
+    /// `shares`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_namespaces: Option<Vec<String>>,
+    /// Namespaces whose AccessKeys may be granted this bucket, each with the most
+    /// access they may get.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares: Option<Vec<NamespaceShare>>,
+}
+
+/// What one namespace (or every namespace) may get of a shared bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceShare {
+    /// A namespace, or `*` for every namespace.
+    #[schemars(
+        regex(pattern = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"),
+        length(max = 63)
+    )]
+    pub namespace: String,
+    /// The most an AccessKey there may be granted: `ReadOnly` (the default),
+    /// `WriteOnly`, `ReadWrite` (covers ReadOnly and WriteOnly) or `Admin`
+    /// (covers all). A grant asking for more is refused (`AccessNotShared`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_access: Option<AccessMode>,
+    /// Only object keys under this prefix: a grant must name this prefix (or a
+    /// longer one starting with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 /// Observed state of a Bucket.
@@ -451,16 +482,21 @@ pub struct BucketUsage {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AccessKeySpec {
-    /// Name of the Secret to write the credentials to. Defaults to the AccessKey's
+    /// Name of the Secret to write the credentials to (a Kubernetes object name:
+    /// lower-case letters, digits, `-` and `.`). Defaults to the AccessKey's
     /// name. The operator never overwrites a Secret it did not create.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub secret_name: Option<String>,
     /// Buckets this key may use, each with its own access mode and optional key prefix.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub buckets: Option<Vec<BucketGrant>>,
-    /// An additional identity policy (IAM policy JSON) for anything the grants do
-    /// not express. Its statements are added to the generated ones.
+    /// An additional identity policy (IAM policy JSON) that narrows the grants: Deny
+    /// statements, or Allow statements within the granted buckets, prefixes and
+    /// modes. Anything wider is refused (`PolicyExceedsGrants`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
     /// Automatic rotation of the credentials.
@@ -480,9 +516,10 @@ pub struct BucketGrant {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// `ReadOnly` (list, get), `ReadWrite` (also put, delete, multipart),
-    /// `WriteOnly` (put and multipart, no reads or listing), or `Admin` (every action
-    /// on the bucket and its objects, except deleting the bucket or changing the
-    /// settings its Bucket resource declares).
+    /// `WriteOnly` (put and multipart, no reads or listing), or `Admin` (also object
+    /// retention and legal holds, and reading the bucket's settings). No mode
+    /// administers the bucket: its configuration belongs to its Bucket resource.
+    /// In another namespace, at most what the Bucket shares with this one.
     pub access: AccessMode,
     /// Limit the grant to object keys starting with this prefix (e.g. `team-a/`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -499,7 +536,8 @@ pub enum AccessMode {
 
 /// Rotation settings. Rotation on demand: set the annotation `coffer.dev/rotate`
 /// to any new value.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.overlap) || duration(self.overlap) <= duration('24h')").message("rotation.overlap must be at most 24h"))]
 #[serde(rename_all = "camelCase")]
 pub struct Rotation {
     /// Rotate automatically this long after the last rotation (Go duration such as
@@ -508,9 +546,9 @@ pub struct Rotation {
     #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"))]
     pub every: Option<String>,
     /// How long the previous key keeps working after a rotation (Go duration).
-    /// Default `10m`.
+    /// Default `10m`, at most `24h`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"), length(max = 32))]
     pub overlap: Option<String>,
 }
 

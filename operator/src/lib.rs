@@ -3,7 +3,8 @@
 //!
 //! Shape (kube-rs `controller-rs`): CRD types in [`crd`], one reconciler per kind
 //! ([`bucket`], [`access_key`]), a [`Context`] carrying the clients, one [`Error`]
-//! enum. [`policy`] turns bucket grants into IAM policies, [`conditions`] keeps
+//! enum. [`policy`] turns bucket grants into IAM policies, [`tenancy`] holds who may
+//! name, adopt and share which buckets, [`conditions`] keeps
 //! status conditions quiet, [`leader`] elects one active replica on a Lease, and
 //! [`run`] wires the controllers, leader election, metrics and health endpoints.
 //! [`secrets`] creates the key Secrets the chart must not render.
@@ -19,6 +20,7 @@ pub mod names;
 pub mod policy;
 pub mod run;
 pub mod secrets;
+pub mod tenancy;
 
 mod context;
 mod error;

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use coffer_operator::Settings;
 use coffer_operator::run::{RunConfig, run};
+use coffer_operator::tenancy::{NameClaim, NamespacePattern, RetainedAdoption, Tenancy};
 use coffer_server::crypto::Key;
 
 #[derive(Parser)]
@@ -79,6 +80,20 @@ struct RunArgs {
     /// access-key secrets in the metadata store.
     #[arg(long, env = "COFFER_MASTER_KEY_FILE")]
     master_key_file: Option<std::path::PathBuf>,
+    /// Namespaces whose Buckets may adopt (`adopt: true`) a bucket of unknown origin
+    /// — one no Kubernetes resource ever owned, made with the CLI or through the S3
+    /// API; comma-separated, `*` for every namespace. Default: none.
+    #[arg(long, env = "COFFER_ADOPT_UNOWNED", value_delimiter = ',')]
+    adopt_unowned: Vec<NamespacePattern>,
+    /// `TO=FROM` pairs, comma-separated: Buckets in namespace TO may adopt buckets
+    /// retained from namespace FROM (`*` for any). Default: only from their own.
+    #[arg(long, env = "COFFER_ADOPT_RETAINED", value_delimiter = ',')]
+    adopt_retained: Vec<RetainedAdoption>,
+    /// `NAMESPACE=GLOB` pairs, comma-separated: Buckets in NAMESPACE (`*` for any)
+    /// may also create buckets whose names match GLOB (`*`, `?`). Default: only
+    /// `<namespace>` and `<namespace>.*`.
+    #[arg(long, env = "COFFER_BUCKET_NAMES", value_delimiter = ',')]
+    bucket_names: Vec<NameClaim>,
     /// The master key itself, base64 (prefer the environment variable).
     #[arg(
         long,
@@ -109,6 +124,12 @@ async fn main() -> anyhow::Result<()> {
                 .init();
             let mut settings = Settings::new(args.s3_endpoint, args.region);
             settings.resync = Duration::from_secs(args.resync_seconds.max(1));
+            settings.tenancy = Tenancy {
+                adopt_unowned: args.adopt_unowned,
+                adopt_retained: args.adopt_retained,
+                bucket_names: args.bucket_names,
+            };
+            tracing::info!(tenancy = ?settings.tenancy, "tenancy rules beyond the defaults");
             if let Some(path) = &args.s3_ca_file {
                 settings.ca_bundle = Some(
                     std::fs::read_to_string(path)

@@ -1,4 +1,5 @@
-//! S3 bucket naming rules, checked before anything is written to the store.
+//! Naming rules checked before anything is written: S3 bucket names, and
+//! Kubernetes object names the operator puts into API paths.
 
 /// Why a bucket name is not valid, or `Ok` when it is.
 pub fn validate_bucket_name(name: &str) -> Result<(), String> {
@@ -45,9 +46,39 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why `name` is not a Kubernetes object name (a DNS-1123 subdomain: at most 253
+/// characters, dot-separated labels of lower-case letters, digits and `-` that
+/// start and end with a letter or digit), or `Ok` when it is.
+pub fn validate_object_name(name: &str) -> Result<(), String> {
+    let label_ok = |label: &str| {
+        let bytes = label.as_bytes();
+        let edge = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        bytes.first().is_some_and(edge)
+            && bytes.last().is_some_and(edge)
+            && bytes.iter().all(|b| edge(b) || *b == b'-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(format!(
+            "{name:?} is not a Kubernetes object name (lower-case letters, digits, '-' and '.', \
+             starting and ending with a letter or digit, at most 253 characters)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::validate_bucket_name;
+    use super::{validate_bucket_name, validate_object_name};
+
+    #[test]
+    fn accepts_only_kubernetes_object_names() {
+        for ok in ["app", "app-creds", "a.b-c", "x1"] {
+            assert!(validate_object_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "../x", "a/b", "..", "A", "-a", "a.", "a..b", "a_b"] {
+            assert!(validate_object_name(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn accepts_valid_and_rejects_invalid_bucket_names() {

@@ -1,9 +1,11 @@
 //! IAM identity policies generated from an AccessKey's bucket grants: scoped to
 //! exactly the granted buckets (and prefixes) and the actions of each access mode.
+//! A user's own statements may only narrow them, and no key ever administers a
+//! bucket: that belongs to the Bucket resource (see "Tenancy" in docs/operator.md).
 
 use std::collections::BTreeMap;
 
-use coffer_server::iam::{Effect, OneOrMany, PolicyDocument, PolicyError, Statement};
+use coffer_server::iam::{Effect, OneOrMany, PolicyDocument, PolicyError, Statement, glob_match};
 
 use crate::crd::AccessMode;
 
@@ -15,10 +17,20 @@ pub struct Grant {
     pub prefix: Option<String>,
 }
 
-const READ_OBJECT: &[&str] = &["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging"];
+const READ_OBJECT: &[&str] = &[
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectTagging",
+    "s3:GetObjectVersionTagging",
+    "s3:GetObjectRetention",
+    "s3:GetObjectLegalHold",
+    "s3:GetObjectAcl",
+    "s3:GetObjectVersionAcl",
+];
 const WRITE_OBJECT: &[&str] = &[
     "s3:PutObject",
     "s3:PutObjectTagging",
+    "s3:PutObjectVersionTagging",
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
 ];
@@ -26,20 +38,110 @@ const DELETE_OBJECT: &[&str] = &[
     "s3:DeleteObject",
     "s3:DeleteObjectVersion",
     "s3:DeleteObjectTagging",
+    "s3:DeleteObjectVersionTagging",
 ];
-const LIST_BUCKET: &[&str] = &["s3:ListBucket", "s3:ListBucketVersions"];
-const BUCKET_INFO: &[&str] = &["s3:GetBucketLocation", "s3:ListBucketMultipartUploads"];
-/// What the Bucket resource declares: even an Admin key may not change it, or the
-/// operator would revert the change at its next reconcile.
-const DECLARED_BY_BUCKET: &[&str] = &[
+/// Object actions only `Admin` has: setting retention and legal holds.
+const MANAGE_OBJECT: &[&str] = &[
+    "s3:PutObjectRetention",
+    "s3:PutObjectLegalHold",
+    "s3:BypassGovernanceRetention",
+];
+/// Bucket actions that reveal keys: limited by `s3:prefix` on a prefix grant.
+const LIST_BUCKET: &[&str] = &[
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:ListBucketMultipartUploads",
+];
+const BUCKET_LOCATION: &[&str] = &["s3:GetBucketLocation"];
+/// Bucket configuration `Admin` may read (never write).
+const READ_BUCKET_SETTINGS: &[&str] = &[
+    "s3:GetBucketPolicy",
+    "s3:GetBucketPolicyStatus",
+    "s3:GetBucketVersioning",
+    "s3:GetBucketCORS",
+    "s3:GetLifecycleConfiguration",
+    "s3:GetBucketTagging",
+    "s3:GetEncryptionConfiguration",
+    "s3:GetBucketAcl",
+    "s3:GetBucketObjectLockConfiguration",
+    "s3:GetBucketOwnershipControls",
+];
+/// Bucket administration, and what could make data public: no key gets these,
+/// whatever a policy says (an explicit Deny in every key's policy). Creating,
+/// configuring and deleting buckets is what `Bucket` resources are for.
+pub const BUCKET_ADMINISTRATION: &[&str] = &[
+    "s3:CreateBucket",
     "s3:DeleteBucket",
     "s3:PutBucketPolicy",
     "s3:DeleteBucketPolicy",
+    "s3:PutBucketAcl",
+    "s3:PutObjectAcl",
+    "s3:PutObjectVersionAcl",
+    "s3:PutBucketOwnershipControls",
+    "s3:PutBucketPublicAccessBlock",
     "s3:PutBucketVersioning",
     "s3:PutBucketObjectLockConfiguration",
     "s3:PutLifecycleConfiguration",
     "s3:PutBucketCORS",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutBucketTagging",
+    "s3:PutBucketWebsite",
+    "s3:DeleteBucketWebsite",
+    "s3:PutBucketNotification",
+    "s3:PutBucketLogging",
+    "s3:PutReplicationConfiguration",
 ];
+/// Every action evaluated against an object ARN (`arn:aws:s3:::bucket/key`).
+const OBJECT_ACTIONS: &[&[&str]] = &[
+    READ_OBJECT,
+    WRITE_OBJECT,
+    DELETE_OBJECT,
+    MANAGE_OBJECT,
+    &["s3:PutObjectAcl", "s3:PutObjectVersionAcl"],
+];
+/// Every action evaluated against a bucket ARN (`arn:aws:s3:::bucket`).
+const BUCKET_ACTIONS: &[&[&str]] = &[
+    LIST_BUCKET,
+    BUCKET_LOCATION,
+    READ_BUCKET_SETTINGS,
+    BUCKET_ADMINISTRATION,
+];
+
+/// What one mode allows, on the bucket and on its objects.
+struct ModeActions {
+    listing: &'static [&'static [&'static str]],
+    bucket: &'static [&'static [&'static str]],
+    objects: &'static [&'static [&'static str]],
+}
+
+fn mode_actions(access: AccessMode) -> ModeActions {
+    match access {
+        AccessMode::ReadOnly => ModeActions {
+            listing: &[LIST_BUCKET],
+            bucket: &[BUCKET_LOCATION],
+            objects: &[READ_OBJECT],
+        },
+        AccessMode::WriteOnly => ModeActions {
+            listing: &[&["s3:ListBucketMultipartUploads"]],
+            bucket: &[BUCKET_LOCATION],
+            objects: &[WRITE_OBJECT],
+        },
+        AccessMode::ReadWrite => ModeActions {
+            listing: &[LIST_BUCKET],
+            bucket: &[BUCKET_LOCATION],
+            objects: &[READ_OBJECT, WRITE_OBJECT, DELETE_OBJECT],
+        },
+        AccessMode::Admin => ModeActions {
+            listing: &[LIST_BUCKET],
+            bucket: &[BUCKET_LOCATION, READ_BUCKET_SETTINGS],
+            objects: &[READ_OBJECT, WRITE_OBJECT, DELETE_OBJECT, MANAGE_OBJECT],
+        },
+    }
+}
+
+fn flatten(groups: &[&[&'static str]]) -> Vec<&'static str> {
+    groups.iter().flat_map(|g| g.iter().copied()).collect()
+}
 
 fn bucket_arn(bucket: &str) -> String {
     format!("arn:aws:s3:::{bucket}")
@@ -53,69 +155,202 @@ fn objects_arn(bucket: &str, prefix: &str) -> String {
 fn grant_statements(grant: &Grant) -> Vec<Statement> {
     let bucket = bucket_arn(&grant.bucket);
     let prefix = grant.prefix.as_deref().unwrap_or("");
-    let objects = objects_arn(&grant.bucket, prefix);
-    let list = || {
-        let mut statement = Statement::new(Effect::Allow, LIST_BUCKET, vec![bucket.clone()]);
-        if !prefix.is_empty() {
-            let mut like = BTreeMap::new();
-            like.insert(
-                "s3:prefix".to_owned(),
-                OneOrMany::One(serde_json::Value::String(format!("{prefix}*"))),
-            );
-            statement.condition = Some(BTreeMap::from([("StringLike".to_owned(), like)]));
-        }
-        statement
-    };
-    let info = || Statement::new(Effect::Allow, BUCKET_INFO, vec![bucket.clone()]);
-    let on_objects = |actions: &[&[&str]]| {
-        let actions: Vec<&str> = actions.iter().flat_map(|a| a.iter().copied()).collect();
-        Statement::new(Effect::Allow, &actions, vec![objects.clone()])
-    };
-    match grant.access {
-        AccessMode::ReadOnly => vec![list(), info(), on_objects(&[READ_OBJECT])],
-        AccessMode::WriteOnly => vec![info(), on_objects(&[WRITE_OBJECT])],
-        AccessMode::ReadWrite => vec![
-            list(),
-            info(),
-            on_objects(&[READ_OBJECT, WRITE_OBJECT, DELETE_OBJECT]),
-        ],
-        AccessMode::Admin => {
-            let declared = Statement::new(Effect::Deny, DECLARED_BY_BUCKET, vec![bucket.clone()]);
-            let all_objects = Statement::new(Effect::Allow, &["s3:*"], vec![objects.clone()]);
-            if prefix.is_empty() {
-                let bucket_wide = Statement::new(Effect::Allow, &["s3:*"], vec![bucket.clone()]);
-                vec![bucket_wide, all_objects, declared]
-            } else {
-                // A prefix narrows object access and listing; the bucket's other
-                // configuration stays whole.
-                let bucket_wide = Statement::new(
-                    Effect::Allow,
-                    &[
-                        "s3:Get*",
-                        "s3:Put*",
-                        "s3:Delete*",
-                        "s3:ListBucketMultipartUploads",
-                    ],
-                    vec![bucket.clone()],
-                );
-                vec![bucket_wide, list(), all_objects, declared]
-            }
+    let actions = mode_actions(grant.access);
+    let mut list = Statement::new(
+        Effect::Allow,
+        &flatten(actions.listing),
+        vec![bucket.clone()],
+    );
+    if !prefix.is_empty() {
+        let like = BTreeMap::from([(
+            "s3:prefix".to_owned(),
+            OneOrMany::One(serde_json::Value::String(format!("{prefix}*"))),
+        )]);
+        list.condition = Some(BTreeMap::from([("StringLike".to_owned(), like)]));
+    }
+    vec![
+        list,
+        Statement::new(Effect::Allow, &flatten(actions.bucket), vec![bucket]),
+        Statement::new(
+            Effect::Allow,
+            &flatten(actions.objects),
+            vec![objects_arn(&grant.bucket, prefix)],
+        ),
+    ]
+}
+
+/// The Deny every key's policy carries: no bucket administration, anywhere.
+fn administration_denied() -> Statement {
+    Statement::new(Effect::Deny, BUCKET_ADMINISTRATION, vec!["*".to_owned()])
+}
+
+/// The grants' statements, and the Deny of bucket administration.
+fn generated_statements(grants: &[Grant]) -> Vec<Statement> {
+    let mut statements: Vec<Statement> = grants.iter().flat_map(grant_statements).collect();
+    statements.push(administration_denied());
+    statements
+}
+
+/// Why a user's `spec.policy` is not used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyRefusal {
+    #[error("{0}")]
+    Invalid(#[from] PolicyError),
+    /// It would give the key more than its grants do.
+    #[error("statement {statement}: {why}")]
+    ExceedsGrants { statement: usize, why: String },
+}
+
+impl PolicyRefusal {
+    /// The condition reason it is reported under.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PolicyRefusal::Invalid(_) => "InvalidPolicy",
+            PolicyRefusal::ExceedsGrants { .. } => "PolicyExceedsGrants",
         }
     }
 }
 
-/// The identity policy of a key: the grants' statements followed by the statements
-/// of the user's inline policy (validated first).
+/// The identity policy of a key: the grants' statements, the Deny of bucket
+/// administration, and the statements of the user's inline policy — which must
+/// only narrow: Deny statements, or Allow statements that stay within what the
+/// grants give.
 pub fn identity_policy(
     grants: &[Grant],
     inline: Option<&str>,
-) -> Result<PolicyDocument, PolicyError> {
-    let mut statements: Vec<Statement> = grants.iter().flat_map(grant_statements).collect();
+) -> Result<PolicyDocument, PolicyRefusal> {
+    let mut statements = generated_statements(grants);
     if let Some(json) = inline {
         let extra = PolicyDocument::parse(json)?;
+        for (i, statement) in extra.statements().enumerate() {
+            if statement.effect == Effect::Allow {
+                check_allow_within_grants(statement, grants)
+                    .map_err(|why| PolicyRefusal::ExceedsGrants { statement: i, why })?;
+            }
+        }
         statements.extend(extra.statements().cloned());
     }
     Ok(PolicyDocument::new(statements))
+}
+
+/// The policy a key gets while the user's inline policy cannot be used: what the
+/// grants give now, narrowed by the Deny statements the key's `previous` policy
+/// had (a broken edit never lifts a restriction, nor keeps a revoked grant).
+pub fn fail_closed_policy(grants: &[Grant], previous: Option<&str>) -> PolicyDocument {
+    let mut statements = generated_statements(grants);
+    let kept_denies: Vec<Statement> = previous
+        .and_then(|text| PolicyDocument::parse(text).ok())
+        .map(|doc| {
+            doc.statements()
+                .filter(|s| s.effect == Effect::Deny && !statements.contains(s))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    statements.extend(kept_denies);
+    PolicyDocument::new(statements)
+}
+
+/// Where an ARN (possibly with wildcards) lies relative to one grant.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Exactly the granted bucket.
+    Bucket,
+    /// Only objects inside the granted bucket and prefix.
+    Objects,
+}
+
+/// The grants a resource pattern lies entirely inside, and how.
+fn scopes_of<'g>(resource: &str, grants: &'g [Grant]) -> Vec<(&'g Grant, Scope)> {
+    // What a pattern can match is bounded by its text before the first wildcard.
+    let literal = resource
+        .find(['*', '?'])
+        .map_or(resource, |i| &resource[..i]);
+    grants
+        .iter()
+        .filter_map(|grant| {
+            let prefix = grant.prefix.as_deref().unwrap_or("");
+            let objects = format!("arn:aws:s3:::{}/{prefix}", grant.bucket);
+            if resource == bucket_arn(&grant.bucket) {
+                Some((grant, Scope::Bucket))
+            } else if literal.starts_with(&objects) {
+                Some((grant, Scope::Objects))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Actions a grant allows on a resource of this scope, without conditions.
+fn allowed_in(grant: &Grant, scope: Scope) -> Vec<&'static str> {
+    let actions = mode_actions(grant.access);
+    match scope {
+        Scope::Objects => flatten(actions.objects),
+        // A prefix grant lists only with its `s3:prefix` condition; an Allow
+        // without it would list the whole bucket.
+        Scope::Bucket if grant.prefix.as_deref().is_some_and(|p| !p.is_empty()) => {
+            flatten(actions.bucket)
+        }
+        Scope::Bucket => {
+            let mut all = flatten(actions.listing);
+            all.extend(flatten(actions.bucket));
+            all
+        }
+    }
+}
+
+/// An Allow statement is kept only when every action it can allow, on every
+/// resource it names, is one the grants already allow there.
+fn check_allow_within_grants(statement: &Statement, grants: &[Grant]) -> Result<(), String> {
+    if statement.not_action.is_some() {
+        return Err("an Allow with NotAction allows every action it does not name".to_owned());
+    }
+    if statement.not_resource.is_some() {
+        return Err("an Allow with NotResource allows every resource it does not name".to_owned());
+    }
+    if statement.principal.is_some() || statement.not_principal.is_some() {
+        return Err("an identity policy names no Principal".to_owned());
+    }
+    let actions: Vec<String> = statement
+        .action
+        .iter()
+        .flat_map(|a| a.iter())
+        .map(|a| a.to_ascii_lowercase())
+        .collect();
+    for resource in statement.resource.iter().flat_map(|r| r.iter()) {
+        let scopes = scopes_of(resource, grants);
+        if scopes.is_empty() {
+            return Err(format!(
+                "resource {resource} is not inside a granted bucket and prefix; extra statements may only narrow the grants"
+            ));
+        }
+        for kind in [Scope::Bucket, Scope::Objects] {
+            let allowed: Vec<&str> = scopes
+                .iter()
+                .filter(|(_, scope)| *scope == kind)
+                .flat_map(|(grant, scope)| allowed_in(grant, *scope))
+                .collect();
+            let catalogue = match kind {
+                Scope::Bucket => flatten(BUCKET_ACTIONS),
+                Scope::Objects => flatten(OBJECT_ACTIONS),
+            };
+            let applies = scopes.iter().any(|(_, scope)| *scope == kind);
+            if !applies {
+                continue;
+            }
+            for pattern in &actions {
+                if let Some(beyond) = catalogue.iter().find(|action| {
+                    glob_match(pattern, &action.to_ascii_lowercase()) && !allowed.contains(action)
+                }) {
+                    return Err(format!(
+                        "{pattern} on {resource} would allow {beyond}, which the grants do not give there; extra statements may only narrow the grants"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -236,23 +471,30 @@ mod tests {
     }
 
     #[test]
-    fn admin_grant_covers_bucket_configuration() {
+    fn admin_grant_reads_settings_but_never_administers() {
         let policy = identity_policy(&[grant(AccessMode::Admin, None)], None).unwrap();
-        assert_eq!(
-            decide(&policy, "s3:PutBucketTagging", "arn:aws:s3:::photos", None),
-            Decision::Allow
-        );
         assert_eq!(
             decide(&policy, "s3:GetBucketPolicy", "arn:aws:s3:::photos", None),
             Decision::Allow
         );
-        // What the Bucket resource declares stays the resource's to change.
         assert_eq!(
-            decide(&policy, "s3:PutBucketPolicy", "arn:aws:s3:::photos", None),
-            Decision::Deny
+            decide(
+                &policy,
+                "s3:PutObjectRetention",
+                "arn:aws:s3:::photos/a",
+                None
+            ),
+            Decision::Allow
         );
+        for action in BUCKET_ADMINISTRATION {
+            assert_eq!(
+                decide(&policy, action, "arn:aws:s3:::photos", None),
+                Decision::Deny,
+                "{action}"
+            );
+        }
         assert_eq!(
-            decide(&policy, "s3:DeleteBucket", "arn:aws:s3:::photos", None),
+            decide(&policy, "s3:PutObjectAcl", "arn:aws:s3:::photos/a", None),
             Decision::Deny
         );
         assert_eq!(
@@ -266,11 +508,14 @@ mod tests {
     }
 
     #[test]
-    fn inline_policy_is_validated_and_appended() {
-        assert!(identity_policy(&[], Some("{not json")).is_err());
+    fn inline_deny_narrows() {
+        assert!(matches!(
+            identity_policy(&[], Some("{not json")),
+            Err(PolicyRefusal::Invalid(_))
+        ));
         let policy = identity_policy(
             &[grant(AccessMode::ReadOnly, None)],
-            Some(r#"{"Statement":[{"Effect":"Deny","Action":"s3:GetObject","Resource":"arn:aws:s3:::photos/private/*"}]}"#),
+            Some(r#"{"Statement":[{"Effect":"Deny","NotAction":"s3:ListBucket","NotResource":"arn:aws:s3:::photos/public/*"}]}"#),
         )
         .unwrap();
         assert_eq!(
@@ -282,5 +527,89 @@ mod tests {
             ),
             Decision::Deny
         );
+        assert_eq!(
+            decide(
+                &policy,
+                "s3:GetObject",
+                "arn:aws:s3:::photos/public/x",
+                None
+            ),
+            Decision::Allow
+        );
+    }
+
+    fn refused(grants: &[Grant], statement: &str) -> bool {
+        let json = format!(r#"{{"Statement":[{statement}]}}"#);
+        matches!(
+            identity_policy(grants, Some(&json)),
+            Err(PolicyRefusal::ExceedsGrants { .. })
+        )
+    }
+
+    #[test]
+    fn inline_allow_must_stay_within_the_grants() {
+        let read = [grant(AccessMode::ReadOnly, None)];
+        let prefixed = [grant(AccessMode::ReadWrite, Some("team/"))];
+        // Restating what the grant gives, as AWS policies often do, is fine.
+        assert!(!refused(
+            &read,
+            r#"{"Effect":"Allow","Action":["s3:ListBucket","s3:GetObject*"],"Resource":["arn:aws:s3:::photos","arn:aws:s3:::photos/*"]}"#
+        ));
+        assert!(!refused(
+            &prefixed,
+            r#"{"Effect":"Allow","Action":"s3:PutObject","Resource":"arn:aws:s3:::photos/team/sub/*"}"#
+        ));
+        for widening in [
+            r#"{"Effect":"Allow","Action":"s3:*","Resource":"*"}"#,
+            r#"{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::other/*"}"#,
+            r#"{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::photos*"}"#,
+            r#"{"Effect":"Allow","Action":"s3:PutObject","Resource":"arn:aws:s3:::photos/*"}"#,
+            r#"{"Effect":"Allow","Action":"s3:Put*","Resource":"arn:aws:s3:::photos"}"#,
+            r#"{"Effect":"Allow","NotAction":"s3:DeleteObject","Resource":"arn:aws:s3:::photos/*"}"#,
+            r#"{"Effect":"Allow","Action":"s3:GetObject","NotResource":"arn:aws:s3:::photos/*"}"#,
+            r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::photos/*"}"#,
+        ] {
+            assert!(refused(&read, widening), "{widening}");
+        }
+        for widening in [
+            r#"{"Effect":"Allow","Action":"s3:PutObject","Resource":"arn:aws:s3:::photos/other/*"}"#,
+            r#"{"Effect":"Allow","Action":"s3:PutObject","Resource":"arn:aws:s3:::photos/te*"}"#,
+            r#"{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::photos"}"#,
+            r#"{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::photos/team/*"}"#,
+        ] {
+            assert!(refused(&prefixed, widening), "{widening}");
+        }
+    }
+
+    #[test]
+    fn fail_closed_policy_keeps_previous_denies_and_drops_revoked_grants() {
+        let previous = identity_policy(
+            &[grant(AccessMode::ReadWrite, None), Grant {
+                bucket: "shared".into(),
+                access: AccessMode::ReadOnly,
+                prefix: None,
+            }],
+            Some(r#"{"Statement":[{"Effect":"Deny","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::photos/keep/*"}]}"#),
+        )
+        .unwrap()
+        .to_json();
+        let now = fail_closed_policy(&[grant(AccessMode::ReadWrite, None)], Some(&previous));
+        assert_eq!(
+            decide(&now, "s3:DeleteObject", "arn:aws:s3:::photos/keep/x", None),
+            Decision::Deny
+        );
+        assert_eq!(
+            decide(&now, "s3:DeleteObject", "arn:aws:s3:::photos/x", None),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&now, "s3:GetObject", "arn:aws:s3:::shared/x", None),
+            Decision::NotApplicable
+        );
+        let denies = now
+            .statements()
+            .filter(|s| s.effect == Effect::Deny)
+            .count();
+        assert_eq!(denies, 2, "the generated Deny is not duplicated");
     }
 }

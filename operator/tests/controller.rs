@@ -50,7 +50,7 @@ async fn controllers_converge_from_watch_events() {
     let env = h.secret_env(NS, "watched").await;
     s3_client(&env)
         .put_object()
-        .bucket("team-a-watched")
+        .bucket("team-a.watched")
         .key("k")
         .body(b"v".to_vec().into())
         .send()
@@ -83,7 +83,7 @@ async fn controllers_converge_from_watch_events() {
     })
     .await;
     h.store
-        .delete_object("team-a-watched", "k")
+        .delete_object("team-a.watched", "k")
         .await
         .expect("empty the bucket");
     h.buckets()
@@ -101,7 +101,7 @@ async fn controllers_converge_from_watch_events() {
     .await;
     assert!(
         h.store
-            .get_bucket("team-a-watched")
+            .get_bucket("team-a.watched")
             .await
             .expect("store")
             .is_none()
@@ -256,7 +256,7 @@ async fn the_binary_provisions_from_its_environment() {
     let env = h.secret_env(NS, "bin").await;
     s3_client(&env)
         .put_object()
-        .bucket("team-a-bin")
+        .bucket("team-a.bin")
         .key("from-binary")
         .body(b"ok".to_vec().into())
         .send()

@@ -221,6 +221,41 @@ fn operator_has_least_privilege_rbac_and_is_wired_to_the_endpoint() {
 }
 
 #[test]
+fn tenancy_values_become_the_operators_flags_and_are_off_by_default() {
+    let defaults = render(&[]);
+    let container = &find(&defaults, "Deployment", "coffer-operator")["spec"]["template"]["spec"]["containers"]
+        [0];
+    for name in [
+        "COFFER_BUCKET_NAMES",
+        "COFFER_ADOPT_RETAINED",
+        "COFFER_ADOPT_UNOWNED",
+    ] {
+        assert!(env(container, name).is_none(), "{name} unset by default");
+    }
+    let objects = render(&[
+        "--set-json",
+        r#"operator.tenancy={"bucketNames":["legacy=legacy-*","*=shared-?"],"adoptRetained":["team-b=team-a"],"adoptUnowned":["data-platform"]}"#,
+    ]);
+    let container = &find(&objects, "Deployment", "coffer-operator")["spec"]["template"]["spec"]["containers"]
+        [0];
+    let value = |name: &str| env(container, name).map(|e| e["value"].clone());
+    assert_eq!(
+        value("COFFER_BUCKET_NAMES"),
+        Some("legacy=legacy-*,*=shared-?".into())
+    );
+    assert_eq!(value("COFFER_ADOPT_RETAINED"), Some("team-b=team-a".into()));
+    assert_eq!(value("COFFER_ADOPT_UNOWNED"), Some("data-platform".into()));
+    // The values schema refuses what the operator could not parse.
+    assert!(
+        template(&[
+            "--set-json",
+            r#"operator.tenancy={"adoptRetained":["team-b"]}"#
+        ])
+        .is_err()
+    );
+}
+
+#[test]
 fn crds_are_kept_on_uninstall_and_postgres_is_optional() {
     let objects = render(&[]);
     for name in ["buckets.coffer.dev", "accesskeys.coffer.dev"] {

@@ -81,13 +81,13 @@ async fn ready_bucket(h: &Harness, name: &str, extra: &str) -> Bucket {
 async fn access_key_secret_works_with_aws_sdk_in_granted_bucket_only() {
     let h = Harness::start().await;
     let photos = ready_bucket(&h, "photos", "  deletionPolicy: Delete\n").await;
-    ready_bucket(&h, "other", "  bucketName: other-bucket-x\n").await;
+    ready_bucket(&h, "other", "  bucketName: team-a.other-x\n").await;
     let status = photos.status.expect("status");
-    assert_eq!(status.bucket_name.as_deref(), Some("team-a-photos"));
+    assert_eq!(status.bucket_name.as_deref(), Some("team-a.photos"));
     assert_eq!(status.usage.map(|u| u.objects), Some(0));
     let stored = h
         .store
-        .require_bucket("team-a-photos")
+        .require_bucket("team-a.photos")
         .await
         .expect("bucket in store");
     assert_eq!(stored.owner, "k8s:team-a/photos");
@@ -123,7 +123,7 @@ async fn access_key_secret_works_with_aws_sdk_in_granted_bucket_only() {
             env.keys()
         );
     }
-    assert_eq!(env["BUCKET_NAME"], "team-a-photos");
+    assert_eq!(env["BUCKET_NAME"], "team-a.photos");
     assert_eq!(env["BUCKET_HOST"], "127.0.0.1");
     let secret = h.secrets().get("app").await.expect("secret");
     assert_eq!(
@@ -147,22 +147,22 @@ async fn access_key_secret_works_with_aws_sdk_in_granted_bucket_only() {
     );
 
     let s3 = s3_client(&env);
-    put(&s3, "team-a-photos", "cat.jpg", "meow")
+    put(&s3, "team-a.photos", "cat.jpg", "meow")
         .await
         .expect("put in granted bucket");
     assert_eq!(
-        get(&s3, "team-a-photos", "cat.jpg").await.expect("get"),
+        get(&s3, "team-a.photos", "cat.jpg").await.expect("get"),
         "meow"
     );
     let listed = s3
         .list_objects_v2()
-        .bucket("team-a-photos")
+        .bucket("team-a.photos")
         .send()
         .await
         .expect("list");
     assert_eq!(listed.key_count(), Some(1));
     assert!(is_access_denied(
-        &put(&s3, "other-bucket-x", "cat.jpg", "meow").await
+        &put(&s3, "team-a.other-x", "cat.jpg", "meow").await
     ));
 
     // A second AccessKey without any grant gets nothing.
@@ -173,10 +173,10 @@ async fn access_key_secret_works_with_aws_sdk_in_granted_bucket_only() {
         .expect("key reconciles");
     let nothing = s3_client(&h.secret_env(NS, "nothing-creds").await);
     assert!(is_access_denied(
-        &put(&nothing, "team-a-photos", "x", "y").await
+        &put(&nothing, "team-a.photos", "x", "y").await
     ));
     assert!(
-        get(&nothing, "team-a-photos", "cat.jpg")
+        get(&nothing, "team-a.photos", "cat.jpg")
             .await
             .is_err_and(|e| e.contains("AccessDenied"))
     );
@@ -283,10 +283,10 @@ async fn rotation_keeps_the_old_key_through_the_overlap_then_revokes_it() {
         Some(&new["AWS_ACCESS_KEY_ID"])
     );
     // Both keys work during the overlap.
-    put(&s3_client(&old), "team-a-rot", "a", "old")
+    put(&s3_client(&old), "team-a.rot", "a", "old")
         .await
         .expect("old key works in overlap");
-    put(&s3_client(&new), "team-a-rot", "b", "new")
+    put(&s3_client(&new), "team-a.rot", "b", "new")
         .await
         .expect("new key works");
     // Reconciling again does not rotate again: the annotation value was handled.
@@ -311,9 +311,9 @@ async fn rotation_keeps_the_old_key_through_the_overlap_then_revokes_it() {
     );
     // The server caches keys briefly; after that the old key is refused.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let refused = put(&s3_client(&old), "team-a-rot", "c", "old").await;
+    let refused = put(&s3_client(&old), "team-a.rot", "c", "old").await;
     assert!(refused.is_err(), "revoked key must not work: {refused:?}");
-    put(&s3_client(&new), "team-a-rot", "d", "new")
+    put(&s3_client(&new), "team-a.rot", "d", "new")
         .await
         .expect("new key still works");
     let reasons = h.event_reasons(NS, "rot");
@@ -339,7 +339,7 @@ async fn deletion_policy_retain_keeps_delete_removes_empty_and_refuses_non_empty
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    put(&s3_client(&root_env), "team-a-full", "x", "data")
+    put(&s3_client(&root_env), "team-a.full", "x", "data")
         .await
         .expect("put as root");
 
@@ -348,7 +348,7 @@ async fn deletion_policy_retain_keeps_delete_removes_empty_and_refuses_non_empty
     assert!(h.buckets().get_opt("keep").await.expect("get").is_none());
     assert!(
         h.store
-            .get_bucket("team-a-keep")
+            .get_bucket("team-a.keep")
             .await
             .expect("store")
             .is_some(),
@@ -360,7 +360,7 @@ async fn deletion_policy_retain_keeps_delete_removes_empty_and_refuses_non_empty
     assert!(h.buckets().get_opt("drop").await.expect("get").is_none());
     assert!(
         h.store
-            .get_bucket("team-a-drop")
+            .get_bucket("team-a.drop")
             .await
             .expect("store")
             .is_none(),
@@ -378,7 +378,7 @@ async fn deletion_policy_retain_keeps_delete_removes_empty_and_refuses_non_empty
     );
     assert!(
         h.store
-            .get_bucket("team-a-full")
+            .get_bucket("team-a.full")
             .await
             .expect("store")
             .is_some()
@@ -393,7 +393,7 @@ async fn deletion_policy_retain_keeps_delete_removes_empty_and_refuses_non_empty
     assert!(h.buckets().get_opt("full").await.expect("get").is_none());
     assert!(
         h.store
-            .get_bucket("team-a-full")
+            .get_bucket("team-a.full")
             .await
             .expect("store")
             .is_none()
@@ -402,7 +402,7 @@ async fn deletion_policy_retain_keeps_delete_removes_empty_and_refuses_non_empty
     // A Bucket whose backend bucket is already gone is not stuck in Terminating.
     ready_bucket(&h, "gone", "  deletionPolicy: Delete\n").await;
     h.store
-        .delete_bucket("team-a-gone")
+        .delete_bucket("team-a.gone")
         .await
         .expect("delete behind the operator's back");
     h.delete_bucket(NS, "gone").await;
@@ -415,7 +415,7 @@ async fn deletion_policy_retain_keeps_delete_removes_empty_and_refuses_non_empty
     ready_bucket(&h, "keep", "").await;
     assert_eq!(
         h.store
-            .require_bucket("team-a-keep")
+            .require_bucket("team-a.keep")
             .await
             .expect("bucket")
             .owner,
@@ -425,11 +425,11 @@ async fn deletion_policy_retain_keeps_delete_removes_empty_and_refuses_non_empty
 
 #[tokio::test]
 async fn bucket_name_owned_by_another_resource_is_reported_never_taken_over() {
-    let h = Harness::start().await;
-    ready_bucket(&h, "first", "  bucketName: shared-name\n").await;
+    let mut h = Harness::start().await;
+    ready_bucket(&h, "first", "  bucketName: team-a.shared\n").await;
     h.create::<Bucket>(&bucket_yaml(
         "second",
-        "  bucketName: shared-name\n  adopt: true\n",
+        "  bucketName: team-a.shared\n  adopt: true\n",
     ))
     .await;
     h.reconcile_bucket(NS, "second").await.expect("reconcile");
@@ -439,14 +439,20 @@ async fn bucket_name_owned_by_another_resource_is_reported_never_taken_over() {
     );
     assert_eq!(
         h.store
-            .require_bucket("shared-name")
+            .require_bucket("team-a.shared")
             .await
             .expect("b")
             .owner,
         "k8s:team-a/first"
     );
 
-    // A bucket made outside Kubernetes: taken unless adopt is set.
+    // A bucket made outside Kubernetes, where the administrator lets team-a
+    // claim such names and adopt such buckets: taken unless adopt is set.
+    h.set_tenancy(coffer_operator::tenancy::Tenancy {
+        adopt_unowned: vec!["team-a".parse().expect("rule")],
+        adopt_retained: Vec::new(),
+        bucket_names: vec!["team-a=legacy-*".parse().expect("rule")],
+    });
     h.store
         .create_bucket(&NewBucket {
             name: "legacy-data".into(),
@@ -527,7 +533,7 @@ async fn drift_in_secret_key_and_policy_is_repaired() {
         .await
         .expect("s")
         .expect("key");
-    assert!(stored.policy.is_some_and(|p| p.contains("team-a-drift")));
+    assert!(stored.policy.is_some_and(|p| p.contains("team-a.drift")));
 
     // Renamed Secret: the new one is written, the old one removed.
     let patch = json!({"spec": {"secretName": "drift-renamed"}});
@@ -560,7 +566,7 @@ async fn drift_in_secret_key_and_policy_is_repaired() {
     h.reconcile_key(NS, "drift").await.expect("reconcile");
     let renewed = h.secret_env(NS, "drift").await;
     assert_ne!(renewed["AWS_ACCESS_KEY_ID"], env["AWS_ACCESS_KEY_ID"]);
-    put(&s3_client(&renewed), "team-a-drift", "k", "v")
+    put(&s3_client(&renewed), "team-a.drift", "k", "v")
         .await
         .expect("new key works");
     assert!(
@@ -598,7 +604,7 @@ async fn cross_namespace_grant_requires_allowed_namespaces() {
     let env = h.secret_env(NS, "reader").await;
     let denied = s3_client(&env)
         .list_objects_v2()
-        .bucket("shared-datasets")
+        .bucket("shared.datasets")
         .send()
         .await;
     assert!(
@@ -625,7 +631,7 @@ async fn cross_namespace_grant_requires_allowed_namespaces() {
     for _ in 0..20 {
         listed = s3_client(&env)
             .list_objects_v2()
-            .bucket("shared-datasets")
+            .bucket("shared.datasets")
             .send()
             .await
             .map(|_| ())
@@ -637,7 +643,7 @@ async fn cross_namespace_grant_requires_allowed_namespaces() {
     }
     listed.expect("listing allowed once the Bucket allows the namespace");
     assert!(
-        is_access_denied(&put(&s3_client(&env), "shared-datasets", "x", "y").await),
+        is_access_denied(&put(&s3_client(&env), "shared.datasets", "x", "y").await),
         "ReadOnly"
     );
 }
@@ -695,7 +701,7 @@ async fn bucket_quota_and_versioning_take_effect_on_the_server() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let s3 = s3_client(&env);
-    let bucket = "team-a-limited";
+    let bucket = "team-a.limited";
     let versioning = s3
         .get_bucket_versioning()
         .bucket(bucket)
@@ -729,13 +735,13 @@ async fn bucket_quota_and_versioning_take_effect_on_the_server() {
 #[tokio::test]
 async fn settings_are_stored_and_unenforced_ones_reported() {
     let h = Harness::start().await;
-    let spec = "  versioning: Enabled\n  quota:\n    maxSize: 10Gi\n    maxObjects: 1000\n  lifecycle:\n  - id: expire-tmp\n    prefix: tmp/\n    expirationDays: 7\n  cors:\n  - allowedOrigins: ['https://app.example.com']\n    allowedMethods: [GET, PUT]\n  policy: |\n    {\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"s3:GetObject\",\"Resource\":\"arn:aws:s3:::team-a-site/public/*\"}]}\n";
+    let spec = "  versioning: Enabled\n  quota:\n    maxSize: 10Gi\n    maxObjects: 1000\n  lifecycle:\n  - id: expire-tmp\n    prefix: tmp/\n    expirationDays: 7\n  cors:\n  - allowedOrigins: ['https://app.example.com']\n    allowedMethods: [GET, PUT]\n  policy: |\n    {\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"s3:GetObject\",\"Resource\":\"arn:aws:s3:::team-a.site/public/*\"}]}\n";
     ready_bucket(&h, "site", spec).await;
     let config = |kind: &'static str| {
         let store = h.store.clone();
         async move {
             store
-                .get_bucket_config("team-a-site", kind)
+                .get_bucket_config("team-a.site", kind)
                 .await
                 .expect("config")
         }
@@ -762,7 +768,7 @@ async fn settings_are_stored_and_unenforced_ones_reported() {
     );
     assert!(
         h.store
-            .get_bucket_policy("team-a-site")
+            .get_bucket_policy("team-a.site")
             .await
             .expect("policy")
             .is_some()
@@ -785,11 +791,11 @@ async fn settings_are_stored_and_unenforced_ones_reported() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    put(&s3_client(&env), "team-a-site", "public/index.html", "hi")
+    put(&s3_client(&env), "team-a.site", "public/index.html", "hi")
         .await
         .expect("put");
     let url = format!(
-        "{}/team-a-site/public/index.html",
+        "{}/team-a.site/public/index.html",
         h.ctx.settings.s3_endpoint
     );
     let response = reqwest::get(&url).await.expect("anonymous get");
@@ -821,7 +827,7 @@ async fn settings_are_stored_and_unenforced_ones_reported() {
     // The server reads the lifecycle rules the operator stored.
     let lifecycle = s3_client(&env)
         .get_bucket_lifecycle_configuration()
-        .bucket("team-a-site")
+        .bucket("team-a.site")
         .send()
         .await
         .expect("lifecycle");
@@ -857,7 +863,7 @@ async fn settings_are_stored_and_unenforced_ones_reported() {
     );
     assert!(
         h.store
-            .get_bucket_policy("team-a-site")
+            .get_bucket_policy("team-a.site")
             .await
             .expect("policy")
             .is_some()
@@ -954,7 +960,7 @@ async fn object_lock_is_applied_on_the_server() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let s3 = s3_client(&env);
-    let bucket = "team-a-vault";
+    let bucket = "team-a.vault";
     // The bucket was created locked, so versioning is on without being asked for.
     let versioning = s3
         .get_bucket_versioning()

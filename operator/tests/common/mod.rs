@@ -84,6 +84,33 @@ impl Harness {
         }
     }
 
+    /// The operator's context again, with these tenancy rules (what an
+    /// administrator allows with the operator's flags).
+    pub fn set_tenancy(&mut self, tenancy: coffer_operator::tenancy::Tenancy) {
+        let mut settings = self.ctx.settings.clone();
+        settings.tenancy = tenancy;
+        self.ctx = Context::new(
+            self.client.clone(),
+            self.store.clone(),
+            settings,
+            Arc::new(Metrics::new()),
+        );
+    }
+
+    /// Credentials of the server's root key, as a Secret's environment.
+    pub fn root_env(&self) -> BTreeMap<String, String> {
+        let root = self.server.as_ref().expect("server").root_key().clone();
+        [
+            ("AWS_ACCESS_KEY_ID", root.id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", root.secret.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", self.ctx.settings.s3_endpoint.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
     /// A kubeconfig file pointing at the in-process API server, for the binary.
     pub fn kubeconfig(&self) -> std::path::PathBuf {
         let path = coffer_testkit::temp_dir("kubeconfig").join("config");

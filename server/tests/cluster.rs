@@ -985,3 +985,78 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     files
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_of_collected_replicas_are_dropped_quietly_and_only_a_lost_live_one_warns() {
+    let mut cluster = TestCluster::start(1, &["--replicas", "1"]).await;
+    let bucket = "collected";
+    let client = cluster.nodes[0].client();
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let keys: Vec<String> = (0..6).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        put(&client, bucket, key, content(key, 50_000))
+            .await
+            .expect("put");
+    }
+    for key in &keys[1..] {
+        client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("delete");
+    }
+    // A crash in the middle of garbage collection: the files of collected blobs
+    // are gone, their replica records not yet. One live blob's file is lost too.
+    cluster.nodes[0].kill9();
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&cluster.database_url)
+        .await
+        .expect("connect");
+    let garbage: Vec<(String,)> = sqlx::query_as("SELECT id FROM blobs WHERE garbage = 1")
+        .fetch_all(&mut db)
+        .await
+        .expect("garbage blobs");
+    let live: Vec<(String,)> = sqlx::query_as("SELECT id FROM blobs WHERE garbage = 0")
+        .fetch_all(&mut db)
+        .await
+        .expect("live blobs");
+    assert_eq!((garbage.len(), live.len()), (5, 1));
+    for (id,) in garbage.iter().chain(&live) {
+        let file = cluster.nodes[0]
+            .data_dir
+            .join("blobs")
+            .join(&id[..2])
+            .join(id);
+        std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
+    cluster.restart(0).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM blob_replicas")
+            .fetch_one(&mut db)
+            .await
+            .expect("count replicas");
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} stale replica records remain"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = std::fs::read_to_string(cluster.nodes[0].data_dir.with_extension("log"))
+        .unwrap_or_default();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("a recorded replica is missing"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains(&live[0].0), "{log}");
+}

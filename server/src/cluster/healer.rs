@@ -293,12 +293,24 @@ pub(crate) async fn inventory(plane: &DataPlane) -> anyhow::Result<()> {
             break;
         };
         after = last.clone();
-        for id in page {
-            if !plane.local().contains(&id) {
+        let missing: Vec<String> = page
+            .into_iter()
+            .filter(|id| !plane.local().contains(id))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let states = plane.meta().blob_states(me, &missing).await?;
+        for (id, (live, _)) in missing.iter().zip(states) {
+            // A garbage blob's file may be gone before its record (collection
+            // interrupted by a crash): that is bookkeeping, not lost data.
+            if live == Some(true) {
                 tracing::warn!(blob = id, "a recorded replica is missing from this volume");
-                plane.meta().remove_replica(&id, me).await?;
                 plane.inner.heal_now.notify_one();
+            } else {
+                tracing::debug!(blob = id, "forgetting the record of a collected replica");
             }
+            plane.meta().remove_replica(id, me).await?;
         }
     }
     Ok(())

@@ -507,6 +507,10 @@ fn rendered_objects_are_well_typed_kubernetes_objects() {
             "--set",
             "postgresql.cloudnativepg.imageName=postgres:17",
             "--set",
+            "postgresql.cloudnativepg.instances=1",
+            "--set",
+            "postgresql.cloudnativepg.synchronous.number=0",
+            "--set",
             "postgresql.cloudnativepg.backup.barmanObjectName=offsite",
             "--set",
             "postgresql.cloudnativepg.recovery.barmanObjectName=offsite",
@@ -631,6 +635,21 @@ fn cloudnativepg_mode_renders_a_synchronous_cluster_that_makes_its_own_pdbs() {
     );
     assert_eq!(spec["resources"]["requests"]["cpu"], 2);
     assert_eq!(spec["imageName"], "ghcr.io/cloudnative-pg/postgresql:17.2");
+    assert_eq!(spec["enablePDB"], true);
+
+    // A single asynchronous instance (staging): nothing to wait for, and no PDB
+    // that would block every drain of its node.
+    let single = render(&[
+        "--set",
+        "postgresql.mode=cloudnativepg",
+        "--set",
+        "postgresql.cloudnativepg.instances=1",
+        "--set",
+        "postgresql.cloudnativepg.synchronous.number=0",
+    ]);
+    let spec = &find(&single, "Cluster", "coffer-postgresql")["spec"];
+    assert!(spec["postgresql"].get("synchronous").is_none());
+    assert_eq!(spec["enablePDB"], false);
 }
 
 #[test]
@@ -891,7 +910,8 @@ mod cnpg {
     #[derive(Deserialize, Serialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     struct PostgresConfiguration {
-        synchronous: Synchronous,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        synchronous: Option<Synchronous>,
         #[serde(skip_serializing_if = "Option::is_none")]
         parameters: Option<BTreeMap<String, String>>,
     }

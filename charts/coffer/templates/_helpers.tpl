@@ -74,8 +74,8 @@ metadata written to the wrong database looks like data loss.
 {{- end -}}
 {{- if eq $mode "cloudnativepg" -}}
 {{- $cnpg := $pg.cloudnativepg -}}
-{{- if ge (int $cnpg.synchronous.number) (int $cnpg.instances) -}}
-{{- fail (printf "postgresql.cloudnativepg.synchronous.number (%d) must be below instances (%d): every commit waits for that many standbys" (int $cnpg.synchronous.number) (int $cnpg.instances)) -}}
+{{- if and (gt (int $cnpg.synchronous.number) 0) (ge (int $cnpg.synchronous.number) (int $cnpg.instances)) -}}
+{{- fail (printf "postgresql.cloudnativepg.synchronous.number (%d) must be below instances (%d): every commit waits for that many standbys (0: asynchronous, not for production)" (int $cnpg.synchronous.number) (int $cnpg.instances)) -}}
 {{- end -}}
 {{- end -}}
 {{- $mode -}}

@@ -96,4 +96,45 @@ for values in "" "--set server.clusterSecret.existingSecret=coffer-cluster --set
   [[ -s "$OUT/first.yaml" ]] || die "helm template rendered nothing (values: ${values:-defaults})"
   log "helm template deterministic (values: ${values:-defaults}): $(grep -c '^kind:' "$OUT/first.yaml") objects"
 done
+# The three metadata database modes (postgresql.mode): each must lint, render the
+# same bytes twice, and render its database — the bundled StatefulSet, the
+# CloudNativePG Cluster, or none — with servers and operator pointed at it.
+EXTERNAL="--set externalDatabase.url=postgres://coffer@db:5432/coffer"
+for mode in bundled cloudnativepg external; do
+  values="--set postgresql.mode=$mode"
+  [[ "$mode" == external ]] && values="$values $EXTERNAL"
+  # shellcheck disable=SC2086
+  "$HELM" lint --strict "$CHART" $values >/dev/null || die "helm lint failed (mode $mode)"
+  # shellcheck disable=SC2086
+  "$HELM" template coffer "$CHART" --namespace coffer $values > "$OUT/first.yaml"
+  # shellcheck disable=SC2086
+  "$HELM" template coffer "$CHART" --namespace coffer $values > "$OUT/second.yaml"
+  if ! cmp -s "$OUT/first.yaml" "$OUT/second.yaml"; then
+    diff -u "$OUT/first.yaml" "$OUT/second.yaml" >&2 || true
+    die "helm template is not deterministic (mode $mode)"
+  fi
+  clusters="$(grep -c '^kind: Cluster$' "$OUT/first.yaml" || true)"
+  bundled="$(grep -c '^  name: coffer-postgresql$' "$OUT/first.yaml" || true)"
+  urls="$(grep -c 'name: COFFER_DATABASE_URL' "$OUT/first.yaml" || true)"
+  case "$mode" in
+    bundled) [[ "$clusters" == 0 && "$bundled" -ge 1 ]] || die "mode bundled must render the bundled Postgres and no CNPG Cluster" ;;
+    cloudnativepg)
+      [[ "$clusters" == 1 ]] || die "mode cloudnativepg must render one CNPG Cluster"
+      # Writes go to the primary only: the -rw Service, never -ro/-r.
+      [[ "$(grep -c 'value: "postgres://coffer-postgresql-rw.coffer.svc:5432/coffer"' "$OUT/first.yaml")" == 2 ]] \
+        || die "mode cloudnativepg must point servers and operator at coffer-postgresql-rw"
+      ! grep -Eq 'coffer-postgresql-(ro|r)[.:]' "$OUT/first.yaml" || die "mode cloudnativepg must not use a read-only Service" ;;
+    external) [[ "$clusters" == 0 && "$bundled" == 0 ]] || die "mode external must render no database" ;;
+  esac
+  [[ "$urls" == 2 ]] || die "mode $mode: server and operator must both get COFFER_DATABASE_URL ($urls found)"
+  log "mode $mode: lint ok, deterministic, $(grep -c '^kind:' "$OUT/first.yaml") objects"
+done
+# Values that contradict each other fail instead of picking a database.
+for values in "--set postgresql.mode=cloudnativepg --set postgresql.enabled=true" \
+  "--set postgresql.mode=bundled $EXTERNAL" "--set postgresql.mode=external"; do
+  # shellcheck disable=SC2086
+  if "$HELM" template coffer "$CHART" --namespace coffer $values >/dev/null 2>&1; then
+    die "contradicting values rendered: $values"
+  fi
+done
 log "ok"

@@ -531,8 +531,27 @@ fn rendered_objects_are_well_typed_kubernetes_objects() {
             _ => Some(path),
         }
     }
-    let variants: [&[&str]; 3] = [
+    let variants: [&[&str]; 5] = [
         &[],
+        &CNPG,
+        &[
+            "--set",
+            "postgresql.mode=cloudnativepg",
+            "--set",
+            "postgresql.cloudnativepg.storage.storageClass=fast",
+            "--set",
+            "postgresql.cloudnativepg.imageName=postgres:17",
+            "--set",
+            "postgresql.cloudnativepg.instances=1",
+            "--set",
+            "postgresql.cloudnativepg.synchronous.number=0",
+            "--set",
+            "postgresql.cloudnativepg.backup.barmanObjectName=offsite",
+            "--set",
+            "postgresql.cloudnativepg.recovery.barmanObjectName=offsite",
+            "--set",
+            "postgresql.cloudnativepg.recovery.targetTime=2026-12-01T10:00:00Z",
+        ],
         &[
             "--set",
             "postgresql.enabled=false",
@@ -563,11 +582,465 @@ fn rendered_objects_are_well_typed_kubernetes_objects() {
                 "RoleBinding" => typed::<RoleBinding>(&object),
                 "Job" => typed::<Job>(&object),
                 "CustomResourceDefinition" => typed::<CustomResourceDefinition>(&object),
+                // CloudNativePG's Cluster: no k8s-openapi type; see `mod cnpg`.
+                "Cluster" => typed::<cnpg::Cluster>(&object),
                 other => Err(format!("unexpected kind {other} in the chart")),
             };
             if let Err(e) = checked {
                 panic!("{kind} {} ({args:?}): {e}", object["metadata"]["name"]);
             }
         }
+    }
+}
+
+/// The server's and the operator's containers, in that order.
+fn database_clients(objects: &[Value]) -> [&Value; 2] {
+    [
+        &find(objects, "StatefulSet", "coffer-server")["spec"]["template"]["spec"]["containers"][0],
+        &find(objects, "Deployment", "coffer-operator")["spec"]["template"]["spec"]["containers"]
+            [0],
+    ]
+}
+
+const CNPG: [&str; 2] = ["--set", "postgresql.mode=cloudnativepg"];
+
+#[test]
+fn cloudnativepg_mode_renders_a_synchronous_cluster_that_makes_its_own_pdbs() {
+    let objects = render(&CNPG);
+    let cluster = find(&objects, "Cluster", "coffer-postgresql");
+    assert_eq!(cluster["apiVersion"], "postgresql.cnpg.io/v1");
+    assert_eq!(cluster["metadata"]["namespace"], "coffer");
+    let spec = &cluster["spec"];
+    assert_eq!(spec["instances"], 3);
+    // Quorum commit on one standby, never relaxed: an acknowledged write is on
+    // a standby before the primary can be lost.
+    assert_eq!(
+        spec["postgresql"]["synchronous"],
+        serde_json::json!({"method": "any", "number": 1, "dataDurability": "required"})
+    );
+    assert_eq!(spec["enablePDB"], true, "CNPG makes the PDBs");
+    assert_eq!(
+        spec["bootstrap"],
+        serde_json::json!({"initdb": {"database": "coffer", "owner": "coffer"}})
+    );
+    assert_eq!(spec["storage"], serde_json::json!({"size": "10Gi"}));
+    assert_eq!(spec["resources"]["requests"]["memory"], "1Gi");
+    assert_eq!(spec["affinity"]["enablePodAntiAffinity"], true);
+    assert_eq!(spec["postgresql"]["parameters"]["max_connections"], "200");
+    assert!(spec.get("plugins").is_none(), "no backup unless asked");
+
+    // No bundled database, no rendered Secret, and no PDB of the chart's over
+    // the database pods (a pod under two PDBs cannot be evicted at all).
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "coffer-postgresql")
+    );
+    assert!(!objects.iter().any(|o| o["kind"] == "NetworkPolicy"));
+    assert_eq!(rendered_secrets(&objects), Vec::<String>::new());
+    let pdbs: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "PodDisruptionBudget")
+        .collect();
+    assert_eq!(pdbs.len(), 1);
+    assert_eq!(pdbs[0]["metadata"]["name"], "coffer-server");
+
+    let tuned = render(&[
+        "--set",
+        "postgresql.mode=cloudnativepg",
+        "--set",
+        "postgresql.cloudnativepg.instances=5",
+        "--set",
+        "postgresql.cloudnativepg.synchronous.number=2",
+        "--set",
+        "postgresql.cloudnativepg.storage.size=50Gi",
+        "--set",
+        "postgresql.cloudnativepg.storage.storageClass=fast-ssd",
+        "--set",
+        "postgresql.cloudnativepg.resources.requests.cpu=2",
+        "--set",
+        "postgresql.cloudnativepg.imageName=ghcr.io/cloudnative-pg/postgresql:17.2",
+    ]);
+    let spec = &find(&tuned, "Cluster", "coffer-postgresql")["spec"];
+    assert_eq!(spec["instances"], 5);
+    assert_eq!(spec["postgresql"]["synchronous"]["number"], 2);
+    assert_eq!(
+        spec["storage"],
+        serde_json::json!({"size": "50Gi", "storageClass": "fast-ssd"})
+    );
+    assert_eq!(spec["resources"]["requests"]["cpu"], 2);
+    assert_eq!(spec["imageName"], "ghcr.io/cloudnative-pg/postgresql:17.2");
+    assert_eq!(spec["enablePDB"], true);
+
+    // A single asynchronous instance (staging): nothing to wait for, and no PDB
+    // that would block every drain of its node.
+    let single = render(&[
+        "--set",
+        "postgresql.mode=cloudnativepg",
+        "--set",
+        "postgresql.cloudnativepg.instances=1",
+        "--set",
+        "postgresql.cloudnativepg.synchronous.number=0",
+    ]);
+    let spec = &find(&single, "Cluster", "coffer-postgresql")["spec"];
+    assert!(spec["postgresql"].get("synchronous").is_none());
+    assert_eq!(spec["enablePDB"], false);
+}
+
+#[test]
+fn cloudnativepg_backup_and_recovery_use_the_barman_cloud_plugin() {
+    let objects = render(&[
+        "--set",
+        "postgresql.mode=cloudnativepg",
+        "--set",
+        "postgresql.cloudnativepg.backup.barmanObjectName=offsite",
+        "--set",
+        "postgresql.cloudnativepg.backup.serverName=coffer-postgresql-r1",
+        "--set",
+        "postgresql.cloudnativepg.recovery.barmanObjectName=offsite",
+        "--set",
+        "postgresql.cloudnativepg.recovery.targetTime=2026-12-01T10:00:00Z",
+    ]);
+    let spec = &find(&objects, "Cluster", "coffer-postgresql")["spec"];
+    assert_eq!(
+        spec["plugins"],
+        serde_json::json!([{
+            "name": "barman-cloud.cloudnative-pg.io",
+            "isWALArchiver": true,
+            "parameters": {"barmanObjectName": "offsite", "serverName": "coffer-postgresql-r1"}
+        }])
+    );
+    // Restored, not initialised: the owner is kept so CNPG publishes <name>-app.
+    assert_eq!(
+        spec["bootstrap"],
+        serde_json::json!({"recovery": {
+            "source": "backup",
+            "database": "coffer",
+            "owner": "coffer",
+            "recoveryTarget": {"targetTime": "2026-12-01T10:00:00Z"}
+        }})
+    );
+    assert_eq!(
+        spec["externalClusters"],
+        serde_json::json!([{
+            "name": "backup",
+            "plugin": {
+                "name": "barman-cloud.cloudnative-pg.io",
+                "parameters": {"barmanObjectName": "offsite", "serverName": "coffer-postgresql"}
+            }
+        }])
+    );
+}
+
+#[test]
+fn cloudnativepg_mode_points_servers_and_operator_at_the_rw_service_with_the_app_secret() {
+    let objects = render(&CNPG);
+    for container in database_clients(&objects) {
+        // The -rw Service follows the primary; never -ro/-r, which refuse writes
+        // and may lag behind an acknowledged write.
+        assert_eq!(
+            env(container, "COFFER_DATABASE_URL").expect("url")["value"],
+            "postgres://coffer-postgresql-rw.coffer.svc:5432/coffer",
+            "{}",
+            container["name"]
+        );
+        for (var, key) in [("PGUSER", "username"), ("PGPASSWORD", "password")] {
+            let secret_ref = &env(container, var).expect(var)["valueFrom"]["secretKeyRef"];
+            assert_eq!(
+                secret_ref,
+                &serde_json::json!({"name": "coffer-postgresql-app", "key": key})
+            );
+        }
+    }
+    // The bundled and external modes leave the libpq variables alone.
+    for objects in [
+        render(&[]),
+        render(&[
+            "--set",
+            "postgresql.mode=external",
+            "--set",
+            "externalDatabase.url=postgres://u@h/db",
+        ]),
+    ] {
+        for container in database_clients(&objects) {
+            assert!(env(container, "PGPASSWORD").is_none());
+        }
+    }
+}
+
+#[test]
+fn old_style_database_values_render_the_same_as_their_mode() {
+    let same = |old: &[&str], new: &[&str]| {
+        let (old_render, new_render) = (template(old).expect("old"), template(new).expect("new"));
+        assert!(
+            old_render == new_render,
+            "{old:?} and {new:?} render differently"
+        );
+    };
+    same(
+        &[
+            "--set",
+            "postgresql.enabled=false",
+            "--set",
+            "externalDatabase.url=postgres://coffer:pw@db.example:5432/coffer",
+        ],
+        &[
+            "--set",
+            "postgresql.mode=external",
+            "--set",
+            "externalDatabase.url=postgres://coffer:pw@db.example:5432/coffer",
+        ],
+    );
+    same(
+        &[
+            "--set",
+            "postgresql.enabled=false",
+            "--set",
+            "externalDatabase.existingSecret=db",
+        ],
+        &[
+            "--set",
+            "postgresql.mode=external",
+            "--set",
+            "externalDatabase.existingSecret=db",
+        ],
+    );
+    same(&["--set", "postgresql.enabled=true"], &[]);
+    same(&["--set", "postgresql.mode=bundled"], &[]);
+    // Agreeing old and new switches are fine too.
+    same(
+        &[
+            "--set",
+            "postgresql.mode=cloudnativepg",
+            "--set",
+            "postgresql.enabled=false",
+        ],
+        &CNPG,
+    );
+}
+
+#[test]
+fn contradicting_database_values_fail_and_say_which() {
+    for (values, says) in [
+        (
+            &[
+                "--set",
+                "postgresql.mode=cloudnativepg",
+                "--set",
+                "postgresql.enabled=true",
+            ][..],
+            "postgresql.enabled=true",
+        ),
+        (
+            &[
+                "--set",
+                "postgresql.mode=bundled",
+                "--set",
+                "postgresql.enabled=false",
+            ][..],
+            "postgresql.enabled=false",
+        ),
+        (
+            &[
+                "--set",
+                "postgresql.mode=cloudnativepg",
+                "--set",
+                "externalDatabase.url=postgres://u@h/db",
+            ][..],
+            "externalDatabase is set",
+        ),
+        (
+            &["--set", "externalDatabase.existingSecret=db"][..],
+            "externalDatabase is set",
+        ),
+        (
+            &["--set", "postgresql.mode=external"][..],
+            "externalDatabase.url",
+        ),
+        (
+            &[
+                "--set",
+                "postgresql.mode=cloudnativepg",
+                "--set",
+                "postgresql.cloudnativepg.instances=1",
+            ][..],
+            "must be below instances",
+        ),
+        (&["--set", "postgresql.mode=primary"][..], "mode"),
+    ] {
+        let err = template(values).expect_err("contradiction refused");
+        assert!(err.contains(says), "{values:?}: {err}");
+    }
+}
+
+#[test]
+fn every_database_mode_renders_deterministically() {
+    for values in [
+        &["--set", "postgresql.mode=bundled"][..],
+        &CNPG[..],
+        &[
+            "--set",
+            "postgresql.mode=cloudnativepg",
+            "--set",
+            "postgresql.cloudnativepg.backup.barmanObjectName=offsite",
+        ][..],
+        &[
+            "--set",
+            "postgresql.mode=external",
+            "--set",
+            "externalDatabase.existingSecret=db",
+        ][..],
+    ] {
+        let first = template(values).expect("render");
+        assert_eq!(first, template(values).expect("render"), "{values:?}");
+    }
+}
+
+/// The CloudNativePG `Cluster` fields the chart sets, named as in the CNPG API
+/// reference (postgresql.cnpg.io/v1, CNPG >= 1.25). k8s-openapi has no type
+/// for it; `deny_unknown_fields` and the enums make a misspelt field or value
+/// fail like a wrong field of a built-in kind.
+mod cnpg {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::ResourceRequirements;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct Cluster {
+        api_version: ApiVersion,
+        kind: String,
+        metadata: ObjectMeta,
+        spec: ClusterSpec,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    enum ApiVersion {
+        #[serde(rename = "postgresql.cnpg.io/v1")]
+        V1,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct ClusterSpec {
+        instances: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        image_name: Option<String>,
+        postgresql: PostgresConfiguration,
+        #[serde(rename = "enablePDB")]
+        enable_pdb: bool,
+        affinity: Affinity,
+        bootstrap: Bootstrap,
+        storage: Storage,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resources: Option<ResourceRequirements>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plugins: Option<Vec<Plugin>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        external_clusters: Option<Vec<ExternalCluster>>,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct PostgresConfiguration {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        synchronous: Option<Synchronous>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        parameters: Option<BTreeMap<String, String>>,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Synchronous {
+        method: SyncMethod,
+        number: u32,
+        data_durability: DataDurability,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    enum SyncMethod {
+        Any,
+        First,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    enum DataDurability {
+        Required,
+        Preferred,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Affinity {
+        enable_pod_anti_affinity: bool,
+        topology_key: String,
+        pod_anti_affinity_type: AntiAffinityType,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    enum AntiAffinityType {
+        Preferred,
+        Required,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Bootstrap {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        initdb: Option<Initdb>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovery: Option<Recovery>,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Initdb {
+        database: String,
+        owner: String,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Recovery {
+        source: String,
+        database: String,
+        owner: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovery_target: Option<RecoveryTarget>,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct RecoveryTarget {
+        target_time: String,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Storage {
+        size: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        storage_class: Option<String>,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Plugin {
+        name: String,
+        #[serde(rename = "isWALArchiver", skip_serializing_if = "Option::is_none")]
+        is_wal_archiver: Option<bool>,
+        parameters: BTreeMap<String, String>,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct ExternalCluster {
+        name: String,
+        plugin: Plugin,
     }
 }

@@ -32,6 +32,9 @@ pub struct BlobStore {
 struct Inner {
     blobs: PathBuf,
     tmp: PathBuf,
+    /// `<data-dir>/volume.lock`, locked for as long as this store lives: one
+    /// process per volume, so what it finds in `tmp` at start is debris.
+    _lock: File,
 }
 
 /// A blob that is durable on disk.
@@ -47,23 +50,59 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Takes the volume's lock (released by the kernel when the process dies, even
+/// by `kill -9`), or says who has it.
+fn lock_volume(data_dir: &Path) -> io::Result<File> {
+    let path = data_dir.join("volume.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!(
+                "{} is locked: another coffer-server is using this data directory",
+                path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 fn corrupt(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
 impl BlobStore {
-    /// Opens (creating when needed) the blob directories under `data_dir`.
+    /// Opens (creating when needed) the blob directories under `data_dir`, for
+    /// this process alone: a second process on the same volume is refused. The
+    /// temp files of writes a crashed process left behind are removed.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         let blobs = data_dir.join("blobs");
         let tmp = data_dir.join("tmp");
         std::fs::create_dir_all(&tmp)?;
+        let lock = lock_volume(data_dir)?;
+        // No writer of ours exists yet, and no other process holds the lock.
+        for entry in std::fs::read_dir(&tmp)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
         for shard in 0..=255u8 {
             std::fs::create_dir_all(blobs.join(format!("{shard:02x}")))?;
         }
         sync_dir(&blobs)?;
         sync_dir(data_dir)?;
         Ok(Self {
-            inner: Arc::new(Inner { blobs, tmp }),
+            inner: Arc::new(Inner {
+                blobs,
+                tmp,
+                _lock: lock,
+            }),
         })
     }
 
@@ -537,6 +576,21 @@ mod tests {
         assert_eq!(std::fs::read_dir(other.tmp_dir()).unwrap().count(), 0);
         std::fs::remove_dir_all(dir).unwrap();
         std::fs::remove_dir_all(other_dir).unwrap();
+    }
+
+    #[test]
+    fn a_volume_serves_one_process_and_starts_without_debris() {
+        let (store, dir) = store();
+        let err = BlobStore::open(&dir).expect_err("a second store on the volume");
+        assert_eq!(err.kind(), io::ErrorKind::ResourceBusy);
+        // What a process killed in the middle of a write leaves behind.
+        std::fs::write(store.tmp_dir().join("0123.deadbeef.tmp"), b"half a write").unwrap();
+        drop(store);
+        assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 1);
+        let reopened = BlobStore::open(&dir).unwrap();
+        assert_eq!(std::fs::read_dir(reopened.tmp_dir()).unwrap().count(), 0);
+        drop(reopened);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub use self::healer::spawn_workers;
 pub use self::membership::{Liveness, View, join};
 pub use self::peer::{PEER_PATH_PREFIX, is_peer_request, peer_router};
 pub use self::write::ReplicatedWriter;
+pub(crate) use self::write::is_out_of_space;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use http::StatusCode;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -37,6 +38,9 @@ pub struct ReplicatedWriter {
     quorum: usize,
     len: u64,
     crc: u32,
+    /// Targets that dropped out because their volume is full: when the quorum
+    /// is lost to them, the write fails as "storage full", not "unreachable".
+    out_of_space: usize,
 }
 
 impl DataPlane {
@@ -98,6 +102,7 @@ impl DataPlane {
             quorum,
             len: 0,
             crc: 0,
+            out_of_space: 0,
         })
     }
 }
@@ -111,7 +116,37 @@ fn tokio_stream_of(
     }))
 }
 
+/// Whether an I/O error means the volume has no room (ENOSPC, or a quota).
+pub(crate) fn is_out_of_space(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
 impl ReplicatedWriter {
+    /// Notes why this node's replica dropped out of the write.
+    fn local_failed(&mut self, err: &std::io::Error, what: &str) {
+        if is_out_of_space(err) {
+            self.out_of_space += 1;
+            tracing::error!(blob = self.id, error = %err, "this node's data volume is full");
+        } else {
+            tracing::error!(blob = self.id, error = %err, "{what}");
+        }
+    }
+
+    /// The error of a write that no longer has its quorum.
+    fn quorum_lost(&self, message: String) -> std::io::Error {
+        if self.out_of_space > 0 {
+            std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!("{message} ({} with a full volume)", self.out_of_space),
+            )
+        } else {
+            unreachable(message)
+        }
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -158,11 +193,11 @@ impl ReplicatedWriter {
         if let Some(task) = local {
             match task.await.map_err(std::io::Error::other)? {
                 Ok(writer) => self.local = Some(writer),
-                Err(e) => tracing::error!(blob = self.id, error = %e, "local replica write failed"),
+                Err(e) => self.local_failed(&e, "local replica write failed"),
             }
         }
         if self.targets_left() < self.quorum {
-            return Err(unreachable(format!(
+            return Err(self.quorum_lost(format!(
                 "a write lost its quorum: {} of {} targets left",
                 self.targets_left(),
                 self.quorum
@@ -188,7 +223,7 @@ impl ReplicatedWriter {
         if let Some(writer) = self.local.take() {
             match tokio::task::spawn_blocking(move || writer.finish()).await {
                 Ok(Ok(_)) => durable.push(self.plane.node_id().to_owned()),
-                Ok(Err(e)) => tracing::error!(blob = self.id, error = %e, "local replica failed"),
+                Ok(Err(e)) => self.local_failed(&e, "local replica failed"),
                 Err(e) => tracing::error!(blob = self.id, error = %e, "local replica task failed"),
             }
         }
@@ -219,6 +254,10 @@ impl ReplicatedWriter {
                         .discard(&self.id, std::slice::from_ref(&node))
                         .await;
                 }
+                Ok(Err(PeerError::Status(StatusCode::INSUFFICIENT_STORAGE, e))) => {
+                    self.out_of_space += 1;
+                    tracing::warn!(node, blob = self.id, error = %e, "peer volume is full");
+                }
                 Ok(Err(e)) => tracing::warn!(node, blob = self.id, error = %e, "peer write failed"),
                 Err(e) => {
                     tracing::warn!(node, blob = self.id, error = %e, "peer write task failed")
@@ -230,7 +269,7 @@ impl ReplicatedWriter {
         }
         if durable.len() < self.quorum {
             self.plane.discard(&self.id, &durable).await;
-            return Err(unreachable(format!(
+            return Err(self.quorum_lost(format!(
                 "only {} of {} copies became durable",
                 durable.len(),
                 self.quorum

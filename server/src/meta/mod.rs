@@ -114,6 +114,25 @@ impl MetaError {
     }
 }
 
+impl MetaError {
+    /// Whether the database refused a write for lack of disk space: SQLite's
+    /// `SQLITE_FULL` (13), Postgres's `disk_full` (53100).
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            MetaError::Database(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|code| code == "13" || code == "53100"),
+            MetaError::Database(sqlx::Error::Io(e)) => {
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Postgres SQLSTATEs of a server that is going away or not (yet) a primary:
 /// class 08 (connection exception), 57P01..57P03 (shut down by an
 /// administrator or a crash, cannot connect now), 25006 (read-only transaction:

@@ -127,6 +127,10 @@ pub(crate) fn meta_error(err: MetaError) -> S3Error {
                 "At least one of the pre-conditions you specified did not hold"
             )
         }
+        e if e.is_storage_full() => {
+            tracing::error!(error = %e, "a write was refused: the metadata store's disk is full");
+            storage_full()
+        }
         e if e.is_unavailable() => {
             tracing::error!(error = %e, "metadata store unavailable");
             let mut err = S3Error::with_message(
@@ -146,6 +150,19 @@ pub(crate) fn meta_error(err: MetaError) -> S3Error {
     }
 }
 
+/// A write refused because the volume (or the metadata store's disk) has no
+/// room: `507 Insufficient Storage` (RFC 4918), as MinIO answers a full drive
+/// (`XMinioStorageFull`). Not a 503: waiting does not help until an operator
+/// frees or adds space, and the SDKs retry any 5xx only a few times.
+pub(crate) fn storage_full() -> S3Error {
+    let mut err = S3Error::with_message(
+        S3ErrorCode::Custom("StorageFull".into()),
+        "The server has no room left for this write; nothing was stored. Free or add storage.",
+    );
+    err.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
+    err
+}
+
 /// A write refused by the bucket's quota: 403, as MinIO and Ceph RGW answer.
 pub(crate) fn quota_exceeded() -> S3Error {
     let mut err = S3Error::with_message(
@@ -159,6 +176,10 @@ pub(crate) fn quota_exceeded() -> S3Error {
 /// Maps a blob-store error: corruption and I/O failures are internal errors,
 /// never bad bytes.
 pub(crate) fn io_error(err: std::io::Error) -> S3Error {
+    if crate::cluster::is_out_of_space(&err) {
+        tracing::error!(error = %err, "a write was refused: the data volume is full");
+        return storage_full();
+    }
     if err.kind() == std::io::ErrorKind::HostUnreachable {
         // Too few nodes answered: a retry may well succeed.
         tracing::warn!(error = %err, "data plane unavailable");

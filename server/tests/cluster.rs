@@ -1060,3 +1060,235 @@ async fn records_of_collected_replicas_are_dropped_quietly_and_only_a_lost_live_
     assert_eq!(warnings.len(), 1, "{log}");
     assert!(warnings[0].contains(&live[0].0), "{log}");
 }
+
+impl Node {
+    /// SIGTERM, as Kubernetes stops a pod; waits for the process to exit.
+    fn sigterm(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running node");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().expect("wait for the node")
+    }
+}
+
+/// What a Kubernetes Service does for clients: probes each node's readiness
+/// every 500 ms and routes each request to a node that was ready at its last probe.
+struct Service {
+    clients: Vec<Client>,
+    ready: Arc<Vec<AtomicBool>>,
+    next: std::sync::atomic::AtomicUsize,
+    probes: tokio::task::JoinHandle<()>,
+}
+
+impl Service {
+    fn over(nodes: &[Node]) -> Arc<Self> {
+        let endpoints: Vec<String> = nodes.iter().map(Node::endpoint).collect();
+        let ready = Arc::new(
+            endpoints
+                .iter()
+                .map(|_| AtomicBool::new(true))
+                .collect::<Vec<_>>(),
+        );
+        let probed = ready.clone();
+        let probes = tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_millis(400))
+                .build()
+                .expect("probe client");
+            loop {
+                for (i, endpoint) in endpoints.iter().enumerate() {
+                    let ok = http
+                        .get(format!("{endpoint}/health/ready"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    probed[i].store(ok, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        let clients = nodes
+            .iter()
+            .map(|n| {
+                let config = aws_sdk_s3::Config::builder()
+                    .behavior_version_latest()
+                    .endpoint_url(n.endpoint())
+                    .region(Region::new("us-east-1"))
+                    .credentials_provider(Credentials::new(ROOT_KEY, ROOT_SECRET, None, None, "t"))
+                    .force_path_style(true)
+                    // Retries would hide failed requests.
+                    .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+                    .http_client(aws_smithy_http_client::Builder::new().build_http())
+                    .build();
+                Client::from_conf(config)
+            })
+            .collect();
+        Arc::new(Self {
+            clients,
+            ready,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            probes,
+        })
+    }
+
+    /// A client for a ready node (round robin).
+    fn pick(&self) -> Option<&Client> {
+        for _ in 0..self.clients.len() {
+            let i = self.next.fetch_add(1, Ordering::SeqCst) % self.clients.len();
+            if self.ready[i].load(Ordering::SeqCst) {
+                return Some(&self.clients[i]);
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.probes.abort();
+    }
+}
+
+/// One client's steady mix of PUT, GET, LIST and multipart through the
+/// Service; returns (requests, failures, acknowledged keys).
+async fn steady_load(
+    service: Arc<Service>,
+    bucket: &'static str,
+    worker: usize,
+    stop: Arc<AtomicBool>,
+) -> (usize, Vec<String>, Vec<String>) {
+    let (mut requests, mut failures, mut acked) = (0, Vec::new(), Vec::new());
+    let mut step = 0;
+    while !stop.load(Ordering::SeqCst) {
+        step += 1;
+        let Some(s3) = service.pick() else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let key = format!("w{worker}/k{step}");
+        requests += 1;
+        let outcome = match step % 4 {
+            0 => s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(format!("w{worker}/"))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("LIST: {e:?}")),
+            1 if !acked.is_empty() => {
+                let key: &String = &acked[step % acked.len()];
+                get(s3, bucket, key).await.map(|body| {
+                    assert_eq!(body, content(key, 100_000), "{key}");
+                })
+            }
+            2 => {
+                let upload = s3
+                    .create_multipart_upload()
+                    .bucket(bucket)
+                    .key(&key)
+                    .send()
+                    .await;
+                match upload {
+                    Ok(upload) => {
+                        let id = upload.upload_id().unwrap_or_default().to_owned();
+                        let part = s3
+                            .upload_part()
+                            .bucket(bucket)
+                            .key(&key)
+                            .upload_id(&id)
+                            .part_number(1)
+                            .body(ByteStream::from(content(&key, 100_000)))
+                            .send()
+                            .await;
+                        match part {
+                            Ok(part) => s3
+                                .complete_multipart_upload()
+                                .bucket(bucket)
+                                .key(&key)
+                                .upload_id(&id)
+                                .multipart_upload(
+                                    aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                                        .parts(
+                                            aws_sdk_s3::types::CompletedPart::builder()
+                                                .part_number(1)
+                                                .e_tag(part.e_tag().unwrap_or_default())
+                                                .build(),
+                                        )
+                                        .build(),
+                                )
+                                .send()
+                                .await
+                                .map(|_| acked.push(key.clone()))
+                                .map_err(|e| format!("complete: {e:?}")),
+                            Err(e) => Err(format!("part: {e:?}")),
+                        }
+                    }
+                    Err(e) => Err(format!("create upload: {e:?}")),
+                }
+            }
+            _ => put(s3, bucket, &key, content(&key, 100_000))
+                .await
+                .map(|()| acked.push(key.clone())),
+        };
+        if let Err(e) = outcome {
+            failures.push(e);
+        }
+    }
+    (requests, failures, acked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_with_sigterm_fails_no_request() {
+    // The pods' drain delay outlasts the Service's probe period, as the chart's
+    // shutdownDelaySeconds outlasts its readiness probe period.
+    let args = ["--replicas", "3", "--shutdown-delay", "3", "--dead-after", "60"];
+    let mut cluster = TestCluster::start(3, &args).await;
+    let bucket = "rolling";
+    cluster.nodes[0]
+        .client()
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let service = Service::over(&cluster.nodes);
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|w| tokio::spawn(steady_load(service.clone(), bucket, w, stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for index in 0..cluster.nodes.len() {
+        let started = Instant::now();
+        let status = cluster.nodes[index].sigterm();
+        assert!(status.success(), "n{index} exited with {status}");
+        let stopped = started.elapsed();
+        cluster.restart(index).await;
+        cluster.wait_until_all_see(cluster.nodes.len()).await;
+        eprintln!(
+            "rolling restart: n{index} stopped in {stopped:?}, back in {:?}",
+            started.elapsed()
+        );
+        // Let the Service see it ready again before the next node goes.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (mut requests, mut failures, mut acked) = (0, Vec::new(), Vec::new());
+    for worker in workers {
+        let (r, f, a) = worker.await.expect("worker");
+        requests += r;
+        failures.extend(f);
+        acked.extend(a);
+    }
+    eprintln!(
+        "rolling restart: {requests} requests, {} failed, {} objects written",
+        failures.len(),
+        acked.len()
+    );
+    assert!(failures.is_empty(), "failed requests: {failures:#?}");
+    assert!(acked.len() > 20, "the load kept writing ({})", acked.len());
+    for node in &cluster.nodes {
+        assert_all_readable(node, bucket, &acked, 100_000).await;
+    }
+}

@@ -333,15 +333,7 @@ fn request_context(cx: &mut S3AccessContext<'_>) -> RequestContext {
     // TLS ended at a proxy in front is not something we can vouch for.
     ctx.insert(
         "aws:SecureTransport",
-        if cx
-            .extensions_mut()
-            .get::<crate::serve::Transport>()
-            .is_some_and(|t| t.secure)
-        {
-            "true"
-        } else {
-            "false"
-        },
+        crate::serve::secure_transport(cx.extensions_mut()),
     );
     if let Some(addr) = cx.extensions_mut().get::<SocketAddr>() {
         ctx.insert("aws:SourceIp", addr.ip().to_string());

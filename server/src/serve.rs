@@ -388,6 +388,15 @@ pub struct Transport {
     pub secure: bool,
 }
 
+/// `aws:SecureTransport` of a request: `"true"` only when it came over a TLS
+/// connection this server terminated.
+pub fn secure_transport(extensions: &http::Extensions) -> &'static str {
+    match extensions.get::<Transport>() {
+        Some(Transport { secure: true }) => "true",
+        _ => "false",
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     app: axum::Router,

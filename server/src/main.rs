@@ -168,6 +168,12 @@ struct TlsArgs {
     /// PEM private key (PKCS#8, RSA or EC), e.g. cert-manager's tls.key.
     #[arg(long, env = "COFFER_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM): with it, peers talk to each other over TLS on
+    /// their S3 ports, and every node's certificate (--tls-cert) must be issued
+    /// by this CA and name the host of its --advertise-url. Required for a TLS
+    /// node with a cluster secret; the HMAC stays on top.
+    #[arg(long, env = "COFFER_PEER_CA", requires = "tls_cert")]
+    peer_ca: Option<PathBuf>,
 }
 
 /// Bounds on what a client controls (see docs/security.md).
@@ -369,6 +375,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         .tls_cert
         .zip(args.tls.tls_key)
         .map(|(cert, key)| TlsFiles::new(cert, key));
+    config.peer_ca = args.tls.peer_ca;
     config.connection_limits = args.limits.into_limits();
     let mut server = serve::start(config).await?;
     if server.root_generated() {

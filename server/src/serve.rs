@@ -61,6 +61,9 @@ pub struct ServeConfig {
     pub master_key_file: Option<PathBuf>,
     /// Serve HTTPS with this certificate and key (re-read when they change).
     pub tls: Option<TlsFiles>,
+    /// The cluster CA (`--peer-ca`): peers are reached over TLS and must
+    /// present a certificate it issued. Needs `tls`.
+    pub peer_ca: Option<PathBuf>,
     /// Bounds on what clients control (connections, slow heads, stalls).
     pub connection_limits: ConnectionLimits,
 }
@@ -85,6 +88,7 @@ impl ServeConfig {
             master_key: None,
             master_key_file: None,
             tls: None,
+            peer_ca: None,
             connection_limits: ConnectionLimits::default(),
         }
     }
@@ -278,6 +282,15 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         cluster_config.advertise_url =
             default_advertise_url(local_addr, &cluster_config.node_id, reloader.is_some());
     }
+    let peer_tls = peer_tls(&config, &cluster_config)?;
+    cluster_config.peer_tls = peer_tls.clone().map(Arc::new);
+    // Before joining: a node refused here leaves no member row behind.
+    let members = cluster::View::new(
+        &cluster_config.node_id,
+        meta.list_nodes().await?,
+        cluster_config.suspect_after(),
+    );
+    crate::tls::check_peers(&members, &cluster_config, peer_tls.as_ref()).await?;
     let view = cluster::join(&meta, &cluster_config).await?;
     let plane = DataPlane::new(cluster_config, meta.clone(), blobs, &config.data_dir, view)
         .with_context(|| format!("cannot prepare {}", config.data_dir.display()))?;
@@ -368,6 +381,29 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         workers,
         tls: tls.is_some(),
     })
+}
+
+/// The TLS client config for peers, when this node serves TLS in a cluster;
+/// refuses combinations that would leave peers unable to verify each other.
+fn peer_tls(
+    config: &ServeConfig,
+    cluster: &ClusterConfig,
+) -> anyhow::Result<Option<rustls::ClientConfig>> {
+    match (&config.tls, &config.peer_ca) {
+        (Some(files), Some(ca)) => {
+            let peer = crate::tls::peer_client_config(ca)?;
+            crate::tls::check_own_certificate(files, ca, &cluster.advertise_url)?;
+            Ok(Some(peer))
+        }
+        (None, Some(_)) => anyhow::bail!(
+            "--peer-ca needs --tls-cert and --tls-key: peers reach this node on its S3 port"
+        ),
+        (Some(_), None) if cluster.secret.is_some() => anyhow::bail!(
+            "this node serves TLS in a cluster (a cluster secret is set): give it --peer-ca, \
+             the CA that issued every node's certificate, so peers can verify each other"
+        ),
+        _ => Ok(None),
+    }
 }
 
 /// How peers reach this node when `--advertise-url` is not given: the bound

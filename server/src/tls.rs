@@ -1,7 +1,9 @@
 //! TLS on the S3 listener: a rustls server config (TLS 1.2 and 1.3, ALPN h2 and
 //! http/1.1, ring) whose certificate comes from PEM files that are re-read every
 //! few seconds, so a renewed certificate (cert-manager, a Secret volume's symlink
-//! swap) reaches new connections without a restart.
+//! swap) reaches new connections without a restart. Also the peers' side: the
+//! client config that verifies other nodes against the cluster CA, and the
+//! checks that refuse a node whose transport does not match its cluster's.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -51,6 +53,8 @@ pub enum TlsError {
     BadCertificate { path: PathBuf, message: String },
     #[error("{path} holds no usable PEM private key (PKCS#8, RSA or EC): {message}")]
     BadKey { path: PathBuf, message: String },
+    #[error("{path} holds no usable PEM CA certificate: {message}")]
+    BadCa { path: PathBuf, message: String },
     #[error("the key in {key} does not belong to the certificate in {cert}: {message}")]
     KeyMismatch {
         cert: PathBuf,
@@ -284,4 +288,185 @@ pub async fn starts_with_tls(stream: &mut TcpStream) -> std::io::Result<bool> {
     };
     let _ = tokio::time::timeout(Duration::from_millis(200), drain).await;
     Ok(false)
+}
+
+/// The cluster CA's certificates (`--peer-ca`).
+fn peer_roots(ca: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let bad = |message: String| TlsError::BadCa {
+        path: ca.to_owned(),
+        message,
+    };
+    let pem = std::fs::read(ca).map_err(|source| TlsError::Read {
+        path: ca.to_owned(),
+        source,
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in the file".to_owned()));
+    }
+    Ok(roots)
+}
+
+/// The TLS client config peers use to reach each other: only certificates
+/// issued by the cluster CA in `ca` are trusted (never the system roots).
+pub fn peer_client_config(ca: &Path) -> Result<rustls::ClientConfig, TlsError> {
+    let roots = peer_roots(ca)?;
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::BadCa {
+            path: ca.to_owned(),
+            message: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// Whether this node's own certificate would be accepted by its peers: issued
+/// by the cluster CA and naming the host of its advertise URL. Checked at start,
+/// so a node with a certificate from another CA is refused with a clear message
+/// instead of joining and failing every replication to it.
+pub fn check_own_certificate(
+    files: &TlsFiles,
+    ca: &Path,
+    advertise_url: &str,
+) -> anyhow::Result<()> {
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(peer_roots(ca)?),
+        provider(),
+    )
+    .build()?;
+    let pair = read_pair(files)?;
+    let key = certified_key(files, &pair)?;
+    let (leaf, intermediates) = key
+        .cert
+        .split_first()
+        .ok_or_else(|| TlsError::NoCertificate {
+            path: files.cert.clone(),
+        })?;
+    let host = url_host(advertise_url)
+        .ok_or_else(|| anyhow::anyhow!("--advertise-url {advertise_url} names no host"))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| anyhow::anyhow!("--advertise-url host {host}: {e}"))?;
+    use rustls::client::danger::ServerCertVerifier as _;
+    verifier
+        .verify_server_cert(
+            leaf,
+            intermediates,
+            &name,
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "this node's certificate {} would be refused by its peers for {host}: {e}; \
+                 it must be issued by the cluster CA (--peer-ca) and name the host of \
+                 --advertise-url",
+                files.cert.display()
+            )
+        })?;
+    Ok(())
+}
+
+/// The host of `scheme://host[:port][/...]`, without IPv6 brackets.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// The scheme of a node URL, as peers will speak to it.
+pub fn url_is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
+/// Refuses to join a cluster whose live members speak another transport (a
+/// TLS node among plain ones, or the reverse): peers would either fail every
+/// request or, worse, fall back to clear text. Then asks every live peer for
+/// its health over TLS: a certificate the cluster CA does not vouch for (or
+/// a `--peer-ca` that is not the cluster's) refuses the start.
+pub async fn check_peers(
+    view: &crate::cluster::View,
+    config: &crate::cluster::ClusterConfig,
+    peer_tls: Option<&rustls::ClientConfig>,
+) -> anyhow::Result<()> {
+    let me_tls = url_is_https(&config.advertise_url);
+    let alive: Vec<_> = view
+        .nodes
+        .iter()
+        .filter(|n| n.id != config.node_id)
+        .filter(|n| view.liveness(n, config.dead_after) != crate::cluster::Liveness::Dead)
+        .collect();
+    for node in &alive {
+        if url_is_https(&node.url) != me_tls {
+            let (mine, theirs) = if me_tls {
+                ("TLS", "plain HTTP")
+            } else {
+                ("plain HTTP", "TLS")
+            };
+            anyhow::bail!(
+                "node {} ({}) serves {theirs} but this node ({}) serves {mine}: a cluster is \
+                 all TLS or all plain HTTP; give every node --tls-cert/--tls-key and --peer-ca \
+                 (or none), then restart them",
+                node.id,
+                node.url,
+                config.advertise_url
+            );
+        }
+    }
+    let Some(tls) = peer_tls else { return Ok(()) };
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(tls.clone())
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    for node in alive {
+        let url = format!("{}/health/live", node.url.trim_end_matches('/'));
+        if let Err(e) = client.get(&url).send().await
+            && let Some(tls_error) = rustls_error(&e)
+        {
+            anyhow::bail!(
+                "peer {} at {} failed TLS verification against --peer-ca: {tls_error}; \
+                 every node needs a certificate from the cluster CA and the same --peer-ca",
+                node.id,
+                node.url
+            );
+        }
+        // Other errors (a peer restarting) are the healer's business, not a
+        // reason to refuse the start.
+    }
+    Ok(())
+}
+
+/// The TLS verification failure somewhere in an error's source chain, as text.
+/// The chain runs through reqwest, hyper-util and an io::Error whose payload
+/// may be boxed again, so the rustls error is matched by type where it can be
+/// and by its message ("invalid peer certificate") where it cannot.
+fn rustls_error(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<rustls::Error>() {
+            return Some(found.to_string());
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(found) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(found.to_string());
+        }
+        let text = e.to_string();
+        if text.contains("invalid peer certificate") {
+            return Some(text);
+        }
+        current = e.source();
+    }
+    None
 }

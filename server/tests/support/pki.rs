@@ -53,6 +53,20 @@ impl TestCa {
         }
     }
 
+    /// A server certificate naming exactly `names`.
+    pub fn leaf_exact(&self, names: &[&str]) -> Leaf {
+        let sans: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(sans).expect("leaf params");
+        params.distinguished_name.push(DnType::CommonName, "coffer");
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+        }
+    }
+
     pub fn roots(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(self.pem.as_bytes()) {

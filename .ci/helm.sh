@@ -76,12 +76,49 @@ trap 'rm -rf "$OUT"' EXIT
 log "helm lint"
 "$HELM" lint --strict "$CHART"
 "$HELM" lint --strict "$CHART" --set postgresql.enabled=false --set externalDatabase.url=postgres://coffer@db:5432/coffer
+"$HELM" lint --strict "$CHART" --set tls.enabled=true --set tls.certManager.issuerRef.name=coffer-ca
+"$HELM" lint --strict "$CHART" --set tls.enabled=true --set tls.existingSecret=coffer-tls
 
+# check_tls_render VALUES FILE: what TLS must change in the rendered chart.
+check_tls_render() {
+  local values=$1 file=$2 expect
+  expect() { grep -qE -- "$1" "$file" || die "TLS render (${values}): no line matching [$1]"; }
+  expect '^  *scheme: HTTPS$'
+  [[ $(grep -cE '^ *scheme: HTTPS$' "$file") -eq 3 ]] || die "TLS render: startup, liveness and readiness probes must all use HTTPS"
+  expect 'value: "https://\$\(POD_NAME\)\.coffer-server-headless\.coffer\.svc:9000"'
+  expect 'name: COFFER_TLS_CERT'
+  expect 'name: COFFER_PEER_CA'
+  expect 'mountPath: /etc/coffer/tls'
+  expect 'name: COFFER_S3_ENDPOINT'
+  expect 'value: "https://coffer\.coffer\.svc\.cluster\.local:9000"'
+  expect 'name: COFFER_S3_CA_FILE'
+  if [[ "$values" == *certManager* ]]; then
+    expect '^kind: Certificate$'
+    expect 'secretName: coffer-server-tls$'
+    local name
+    for name in coffer.coffer.svc coffer-server-headless.coffer.svc \
+      coffer-server-0.coffer-server-headless.coffer.svc coffer-server-2.coffer-server-headless.coffer.svc.cluster.local; do
+      expect "^    - ${name//./\\.}$"
+    done
+  else
+    grep -q '^kind: Certificate$' "$file" && die "TLS with existingSecret must not render a Certificate"
+    expect 'secretName: coffer-tls$'
+  fi
+  log "TLS render checked (${values})"
+}
+# Without either source of a certificate, TLS is refused with a message.
+if "$HELM" template coffer "$CHART" --namespace coffer --set tls.enabled=true >/dev/null 2>"$OUT/err"; then
+  die "tls.enabled without issuerRef or existingSecret rendered"
+fi
+grep -q "tls.certManager.issuerRef.name" "$OUT/err" || die "unclear error for TLS without a certificate: $(cat "$OUT/err")"
+
+TLS_CERT_MANAGER="--set tls.enabled=true --set tls.certManager.issuerRef.name=coffer-ca --set tls.certManager.issuerRef.kind=ClusterIssuer"
+TLS_EXISTING="--set tls.enabled=true --set tls.existingSecret=coffer-tls"
 # Argo CD renders with `helm template`: every render must be byte-identical, with
 # default values too. No manifest carries key material: the master key and the
 # cluster secret are created at install time by the key-secrets hook Job
 # (coffer-operator ensure-secrets), never rendered.
-for values in "" "--set server.clusterSecret.existingSecret=coffer-cluster --set masterKey.existingSecret=coffer-master" "--set postgresql.enabled=false --set externalDatabase.existingSecret=coffer-db --set server.clusterSecret.existingSecret=c --set masterKey.existingSecret=m" "--set server.replicas=1 --set operator.replicas=2"; do
+for values in "" "--set server.clusterSecret.existingSecret=coffer-cluster --set masterKey.existingSecret=coffer-master" "--set postgresql.enabled=false --set externalDatabase.existingSecret=coffer-db --set server.clusterSecret.existingSecret=c --set masterKey.existingSecret=m" "--set server.replicas=1 --set operator.replicas=2" "$TLS_CERT_MANAGER" "$TLS_EXISTING"; do
   # shellcheck disable=SC2086
   "$HELM" template coffer "$CHART" --namespace coffer $values > "$OUT/first.yaml"
   # shellcheck disable=SC2086
@@ -95,6 +132,7 @@ for values in "" "--set server.clusterSecret.existingSecret=coffer-cluster --set
   fi
   [[ -s "$OUT/first.yaml" ]] || die "helm template rendered nothing (values: ${values:-defaults})"
   log "helm template deterministic (values: ${values:-defaults}): $(grep -c '^kind:' "$OUT/first.yaml") objects"
+  if [[ "$values" == *tls.enabled=true* ]]; then check_tls_render "$values" "$OUT/first.yaml"; fi
 done
 # The three metadata database modes (postgresql.mode): each must lint, render the
 # same bytes twice, and render its database — the bundled StatefulSet, the

@@ -3,13 +3,15 @@
 multipart through upload_file, additional checksums, presigned GET/PUT/POST, delete.
 
 Called by e2e/clients.sh with AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
-AWS_SECRET_ACCESS_KEY and AWS_REGION set; argv: BUCKET WORKDIR.
+AWS_SECRET_ACCESS_KEY and AWS_REGION set, and COFFER_E2E_CA (the private CA's
+PEM file) when the endpoint is https; argv: BUCKET WORKDIR.
 """
 
 import base64
 import hashlib
 import io
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -36,10 +38,21 @@ def error_code(call):
     raise AssertionError("expected the call to fail, it succeeded")
 
 
+# Over https, boto3 verifies against the private CA (`verify=`) and so do the
+# plain urllib requests made with presigned URLs.
+CA = os.environ.get("COFFER_E2E_CA") or None
+TLS = ssl.create_default_context(cafile=CA) if CA else None
+
+
+def urlopen(request):
+    return urllib.request.urlopen(request, context=TLS)
+
+
 def client(**config):
     return boto3.client(
         "s3",
         endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+        verify=CA,
         region_name=os.environ.get("AWS_REGION", "us-east-1"),
         # One attempt: a server error must fail the check, not be retried away.
         config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "total_max_attempts": 1}, **config),
@@ -186,7 +199,9 @@ def check_presigned(s3, bucket):
         )
         if name == "SigV4":
             assert "X-Amz-Signature=" in url, url
-        with urllib.request.urlopen(url) as response:
+        # Over TLS the presigned URL carries https, as the endpoint does.
+        assert url.startswith(os.environ["AWS_ENDPOINT_URL"] + "/"), url
+        with urlopen(url) as response:
             assert response.status == 200
             assert response.read() == body
         ok(f"presigned GET URL ({name} signer) fetched with urllib")
@@ -199,7 +214,7 @@ def check_presigned(s3, bucket):
         request = urllib.request.Request(
             put_url, data=b"uploaded via presigned PUT", method="PUT", headers={"Content-Type": "application/x-e2e"}
         )
-        with urllib.request.urlopen(request) as response:
+        with urlopen(request) as response:
             assert response.status == 200
         got = s3.get_object(Bucket=bucket, Key=key)
         assert got["Body"].read() == b"uploaded via presigned PUT"
@@ -208,7 +223,7 @@ def check_presigned(s3, bucket):
 
         tampered = url.replace("presigned/get", "presigned/GET")
         try:
-            urllib.request.urlopen(tampered)
+            urlopen(tampered)
             raise AssertionError("presigned URL used for another key was accepted")
         except urllib.error.HTTPError as e:
             assert e.code == 403, e.code
@@ -229,7 +244,7 @@ def post_form(url, fields, filename, content):
         url, data=b"".join(parts), method="POST", headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
     )
     try:
-        with urllib.request.urlopen(request) as response:
+        with urlopen(request) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()

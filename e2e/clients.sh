@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real third-party S3 clients (aws CLI, boto3, rclone, s3cmd) against a freshly
-# started coffer-server: every check prints "ok: ..." or fails loudly with what
-# differed, and the server log tail. Builds nothing: the server binary comes from
+# started coffer-server, once over plain HTTP and once over HTTPS with a private
+# CA made here with openssl (each client told to trust it its own way): every
+# check prints "ok: ..." or fails loudly with what differed, and the server log tail. Builds nothing: the server binary comes from
 # COFFER_BIN (default target/debug/coffer-server, else target/release/...).
 # Missing clients are installed (pip / apt-get), so it runs on a fresh Debian CI box.
 set -euo pipefail
@@ -73,6 +74,7 @@ pip_install() {
 
 ensure_tools() {
     command -v curl >/dev/null || apt_install curl ca-certificates
+    command -v openssl >/dev/null || apt_install openssl
     command -v cmp >/dev/null || apt_install diffutils
     command -v python3 >/dev/null || apt_install python3
     python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
@@ -128,15 +130,46 @@ random_secret() {
     python3 -c 'import secrets, sys; print(secrets.token_hex(int(sys.argv[1])))' "$1"
 }
 
+# make_pki DIR: a private CA and a server certificate for 127.0.0.1/localhost,
+# the key in the traditional RSA (PKCS#1) form cert-manager writes by default.
+make_pki() {
+    local d=$1
+    mkdir -p "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=Coffer e2e CA" \
+        -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+    openssl genrsa -traditional -out "$d/tls.key" 2048 2>/dev/null
+    openssl req -new -key "$d/tls.key" -subj "/CN=coffer" -out "$d/tls.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$d/ext.cnf"
+    openssl x509 -req -in "$d/tls.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 2 -extfile "$d/ext.cnf" -out "$d/tls.crt" 2>/dev/null
+    grep -q 'BEGIN RSA PRIVATE KEY' "$d/tls.key" || fail "openssl did not write a PKCS#1 key"
+}
+
+# curl trusts the private CA in TLS mode (CURL_CA is empty over plain HTTP).
+CURL_CA=
+curl() { command curl ${CURL_CA:+--cacert "$CURL_CA"} "$@"; }
+
+# start_server plain|tls
 start_server() {
+    MODE=$1
     PORT=$(free_port)
-    ENDPOINT=http://127.0.0.1:$PORT
     ROOT_KEY=E2E$(random_secret 8 | tr a-f A-F)
     ROOT_SECRET=$(random_secret 20)
-    mkdir -p "$WORK/data"
+    DATA=$WORK/data-$MODE
+    mkdir -p "$DATA"
+    local tls=()
+    if [[ $MODE == tls ]]; then
+        make_pki "$WORK/pki"
+        CA_FILE=$WORK/pki/ca.crt CURL_CA=$WORK/pki/ca.crt
+        tls=(--tls-cert "$WORK/pki/tls.crt" --tls-key "$WORK/pki/tls.key")
+        ENDPOINT=https://127.0.0.1:$PORT
+    else
+        CA_FILE= CURL_CA=
+        ENDPOINT=http://127.0.0.1:$PORT
+    fi
     COFFER_ROOT_ACCESS_KEY=$ROOT_KEY COFFER_ROOT_SECRET_KEY=$ROOT_SECRET \
-        "$COFFER_BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" \
-        >"$WORK/server.log" 2>&1 &
+        "$COFFER_BIN" serve --data-dir "$DATA" --listen "127.0.0.1:$PORT" "${tls[@]}" \
+        >>"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 300); do
         if curl -fsS "$ENDPOINT/health/ready" >/dev/null 2>&1; then
@@ -149,10 +182,16 @@ start_server() {
     fail "server not ready after 30s"
 }
 
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
 # create_key NAME POLICY_FILE: sets KEY_ID and KEY_SECRET.
 create_key() {
     local out
-    out=$("$COFFER_BIN" key create "$1" --policy "$2" --data-dir "$WORK/data")
+    out=$("$COFFER_BIN" key create "$1" --policy "$2" --data-dir "$DATA")
     KEY_ID=$(sed -n 's/^AccessKeyId: //p' <<<"$out")
     KEY_SECRET=$(sed -n 's/^SecretAccessKey: //p' <<<"$out")
     [[ -n "$KEY_ID" && -n "$KEY_SECRET" ]] || fail "key create printed no key: $out"
@@ -168,6 +207,9 @@ aws_env() {
     # Keep the developer's ~/.aws out; one attempt so a server error is not retried away.
     export AWS_CONFIG_FILE=$WORK/aws-config AWS_SHARED_CREDENTIALS_FILE=$WORK/aws-credentials
     export AWS_MAX_ATTEMPTS=1 AWS_RETRY_MODE=standard AWS_EC2_METADATA_DISABLED=true AWS_PAGER=
+    # The aws CLI and boto3 read AWS_CA_BUNDLE (some machines set it to the system
+    # bundle; over plain HTTP it is not used).
+    if [[ -n "$CA_FILE" ]]; then export AWS_CA_BUNDLE=$CA_FILE COFFER_E2E_CA=$CA_FILE; fi
     printf '[default]\ns3 =\n    addressing_style = path\n' >"$AWS_CONFIG_FILE"
     printf '[default]\ns3 =\n    addressing_style = path\n    signature_version = s3v4\n' >"$WORK/aws-config-s3v4"
     : >"$AWS_SHARED_CREDENTIALS_FILE"
@@ -224,6 +266,7 @@ check_aws_cli() {
         else
             url=$(aws s3 presign "s3://$b/tree/with space/file name.txt" --expires-in 300)
         fi
+        [[ "$url" == "$ENDPOINT/"* ]] || fail "presigned URL is not on $ENDPOINT: $url"
         curl -fsS "$url" -o "$d/presigned.txt"
         cmp "$d/presigned.txt" "$tree/with space/file name.txt"
         if [[ "$url" == *X-Amz-Signature=* ]]; then label=SigV4; else label=SigV2; fi
@@ -376,8 +419,9 @@ check_rclone() {
     # rclone's default cutoff is 200 MiB; lower it so the 20 MiB file goes multipart (4 x 5 MiB).
     export RCLONE_CONFIG_COFFER_UPLOAD_CUTOFF=16M RCLONE_CONFIG_COFFER_CHUNK_SIZE=5M
     export RCLONE_RETRIES=1 RCLONE_LOW_LEVEL_RETRIES=1
-    # rclone's AWS SDK refuses any AWS_CA_BUNDLE (even over plain HTTP); some CI images set one.
-    rclone() { env -u AWS_CA_BUNDLE rclone "$@"; }
+    # rclone's AWS SDK refuses any AWS_CA_BUNDLE (even over plain HTTP); some CI
+    # images set one. Over TLS it is told about the private CA with --ca-cert.
+    rclone() { env -u AWS_CA_BUNDLE rclone ${CA_FILE:+--ca-cert "$CA_FILE"} "$@"; }
 
     mkdir -p "$d/src/nested/deeper" "$d/src/with space"
     head -c $((20 << 20)) /dev/urandom >"$d/src/large.bin"
@@ -430,12 +474,13 @@ secret_key = $ROOT_SECRET
 host_base = 127.0.0.1:$PORT
 host_bucket = 127.0.0.1:$PORT
 bucket_location = us-east-1
-use_https = False
+use_https = $([[ -n "$CA_FILE" ]] && echo True || echo False)
 signature_v2 = False
-check_ssl_certificate = False
+check_ssl_certificate = True
+ca_certs_file = $CA_FILE
 multipart_chunk_size_mb = 5
 EOF
-    local s3cmd=(s3cmd --config "$cfg" --no-progress)
+    local s3cmd=(s3cmd --config "$cfg" --no-progress ${CA_FILE:+--ca-certs "$CA_FILE"})
 
     expect_out "s3cmd mb" "Bucket 's3://$b/' created" "${s3cmd[@]}" mb "s3://$b"
     head -c 4096 /dev/urandom >"$d/small.bin"
@@ -466,7 +511,7 @@ EOF
 
     # Canned ACLs: refused while the bucket enforces ownership (AWS's default),
     # honoured once ACLs are enabled; s3cmd's setacl reads and rewrites the ACL.
-    local url="http://127.0.0.1:$PORT/$b/public.txt"
+    local url="$ENDPOINT/$b/public.txt"
     printf 'for everyone\n' >"$d/public.txt"
     expect_error "s3cmd put --acl-public on an ownership-enforced bucket" AccessControlListNotSupported \
         "${s3cmd[@]}" put --acl-public "$d/public.txt" "s3://$b/public.txt"
@@ -487,13 +532,37 @@ EOF
     expect_out "s3cmd rb" "Bucket 's3://$b/' removed" "${s3cmd[@]}" rb "s3://$b"
 }
 
+# ---------------------------------------------------------------- TLS port
+
+check_tls_port() {
+    say "TLS port"
+    local out
+    out=$(command curl -sS -m 10 "http://127.0.0.1:$PORT/health/live" 2>&1) || true
+    [[ "$out" == *"use https://"* ]] || fail "plain HTTP to the TLS port: expected a clear 400, got: $out"
+    ok "plain HTTP to the TLS port gets a 400 saying to use https://, at once"
+    out=$(env -u CURL_CA_BUNDLE curl -sS -m 10 --cacert /dev/null "$ENDPOINT/health/live" 2>&1) &&
+        fail "a client without the CA accepted the certificate: $out"
+    ok "a client that does not trust the private CA refuses the certificate"
+    out=$(curl -fsS "$ENDPOINT/metrics") || fail "/metrics over TLS failed"
+    [[ "$out" == *"# TYPE"* ]] || fail "/metrics over TLS: no Prometheus text"
+    ok "/metrics and /health over TLS"
+}
+
 # ---------------------------------------------------------------- main
 
 ensure_tools
 find_server
-start_server
-aws_env
-check_aws_cli
-check_boto3
-check_rclone
-check_s3cmd
+for mode in plain tls; do
+    say "over $([[ $mode == tls ]] && echo HTTPS with a private CA || echo plain HTTP)"
+    start_server "$mode"
+    aws_env
+    check_aws_cli
+    check_boto3
+    check_rclone
+    check_s3cmd
+    if [[ $mode == tls ]]; then check_tls_port; fi
+    stop_server
+    # The next round starts from clean work dirs (a sync into last round's tree
+    # would skip files of equal size and older time).
+    find "$WORK" -mindepth 1 -maxdepth 1 ! -name server.log -exec rm -rf {} +
+done

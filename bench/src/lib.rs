@@ -9,8 +9,64 @@ pub mod workload;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
 
-/// An S3 client for `endpoint` (path-style, plain HTTP or HTTPS per the URL scheme).
+/// An S3 client for `endpoint` (path-style, plain HTTP or HTTPS per the URL
+/// scheme; HTTPS trusts the system's roots).
 pub fn client(endpoint: &str, access_key: &str, secret_key: &str, region: &str) -> Client {
+    let http = if is_https(endpoint) {
+        https_client(None)
+    } else {
+        aws_smithy_http_client::Builder::new().build_http()
+    };
+    client_over(http, endpoint, access_key, secret_key, region)
+}
+
+/// As [`client`], with HTTPS trusting only the CA certificates in `ca_pem`
+/// (a private CA, as `AWS_CA_BUNDLE` names for the AWS CLI).
+pub fn client_with_ca(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    region: &str,
+    ca_pem: &[u8],
+) -> anyhow::Result<Client> {
+    use aws_smithy_http_client::tls;
+    let trust = tls::TrustStore::empty().with_pem_certificate(ca_pem.to_vec());
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| anyhow::anyhow!("unusable CA bundle: {e}"))?;
+    let http = https_client(Some(context));
+    Ok(client_over(http, endpoint, access_key, secret_key, region))
+}
+
+fn is_https(endpoint: &str) -> bool {
+    endpoint
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
+/// rustls with ring, the same TLS stack as the server; the system's roots
+/// unless a context with its own trust store is given.
+fn https_client(
+    context: Option<aws_smithy_http_client::tls::TlsContext>,
+) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
+        tls::rustls_provider::CryptoMode::Ring,
+    ));
+    match context {
+        Some(context) => builder.tls_context(context).build_https(),
+        None => builder.build_https(),
+    }
+}
+
+fn client_over(
+    http: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    region: &str,
+) -> Client {
     let credentials = Credentials::new(access_key, secret_key, None, None, "coffer-bench");
     let config = aws_sdk_s3::Config::builder()
         .behavior_version_latest()
@@ -18,7 +74,7 @@ pub fn client(endpoint: &str, access_key: &str, secret_key: &str, region: &str) 
         .endpoint_url(endpoint)
         .credentials_provider(credentials)
         .force_path_style(true)
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .http_client(http)
         .build();
     Client::from_conf(config)
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use coffer_bench::stats::Report;
 use coffer_bench::workload::{Workload, WorkloadConfig};
@@ -18,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a workload against an endpoint.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Measure a machine baseline alone.
     Baseline {
         #[command(subcommand)]
@@ -56,6 +57,10 @@ struct RunArgs {
     secret_key: String,
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     region: String,
+    /// PEM CA certificates to trust for an https endpoint (a private CA);
+    /// without it, the system's roots.
+    #[arg(long, value_name = "FILE")]
+    ca_bundle: Option<PathBuf>,
     #[arg(long, default_value = "coffer-bench")]
     bucket: String,
     #[arg(long, value_enum, default_value = "mixed")]
@@ -101,7 +106,7 @@ struct RunArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
         Command::Baseline { kind, json } => {
             let value = match kind {
                 BaselineKind::Hash => serde_json::to_value(baseline::hash(512 << 20))?,
@@ -173,12 +178,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let target = client(
-        &args.endpoint,
-        &args.access_key,
-        &args.secret_key,
-        &args.region,
-    );
+    let target = match &args.ca_bundle {
+        Some(path) => coffer_bench::client_with_ca(
+            &args.endpoint,
+            &args.access_key,
+            &args.secret_key,
+            &args.region,
+            &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+        )?,
+        None => client(
+            &args.endpoint,
+            &args.access_key,
+            &args.secret_key,
+            &args.region,
+        ),
+    };
     let report = coffer_bench::workload::run(target, config).await?;
     if !args.json {
         println!("endpoint: {}\n{}", args.endpoint, report.render());

@@ -332,9 +332,12 @@ fn request_context(cx: &mut S3AccessContext<'_>) -> RequestContext {
         ctx.insert("aws:CurrentTime", text);
     }
     ctx.insert("aws:EpochTime", now.unix_timestamp().to_string());
-    // Coffer terminates plain HTTP itself; TLS, when used, ends at a proxy we
-    // cannot vouch for.
-    ctx.insert("aws:SecureTransport", "false");
+    // True only for TLS that Coffer terminated itself (the accept loop says so);
+    // TLS ended at a proxy in front is not something we can vouch for.
+    ctx.insert(
+        "aws:SecureTransport",
+        crate::serve::secure_transport(cx.extensions_mut()),
+    );
     if let Some(addr) = cx.extensions_mut().get::<SocketAddr>() {
         ctx.insert("aws:SourceIp", addr.ip().to_string());
     }

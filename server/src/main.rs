@@ -9,11 +9,13 @@ use clap::{Args, Parser, Subcommand};
 use coffer_server::cluster::{self, ClusterConfig, View};
 use coffer_server::crypto::{self, Key};
 use coffer_server::iam::PolicyDocument;
+use coffer_server::limits::ConnectionLimits;
 use coffer_server::meta::{NewAccessKey, NodeState, now_millis};
 
 /// A node silent this long is stopped (a live one heartbeats at least every 2 s).
 const NODE_REMOVE_SILENCE_MS: i64 = 10_000;
 use coffer_server::serve::{self, ServeConfig};
+use coffer_server::tls::TlsFiles;
 
 #[derive(Parser)]
 #[command(
@@ -153,7 +155,65 @@ struct ServeArgs {
     #[arg(long, env = "COFFER_DISABLE_SIGV2")]
     disable_sigv2: bool,
     #[command(flatten)]
+    tls: TlsArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
     cluster: ClusterArgs,
+}
+
+/// HTTPS on the S3 port (see docs/security.md).
+#[derive(Args)]
+struct TlsArgs {
+    /// PEM certificate chain (leaf first), e.g. cert-manager's tls.crt. Serves
+    /// HTTPS only; the file is re-read every few seconds, so a renewed
+    /// certificate is used by new connections without a restart.
+    #[arg(long, env = "COFFER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, RSA or EC), e.g. cert-manager's tls.key.
+    #[arg(long, env = "COFFER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM): with it, peers talk to each other over TLS on
+    /// their S3 ports, and every node's certificate (--tls-cert) must be issued
+    /// by this CA and name the host of its --advertise-url. Required for a TLS
+    /// node with a cluster secret; the HMAC stays on top.
+    #[arg(long, env = "COFFER_PEER_CA", requires = "tls_cert")]
+    peer_ca: Option<PathBuf>,
+}
+
+/// Bounds on what a client controls (see docs/security.md).
+#[derive(Args)]
+struct LimitArgs {
+    /// Open client connections at most; more are closed as soon as accepted.
+    #[arg(long, env = "COFFER_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a TLS handshake may take.
+    #[arg(long, env = "COFFER_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    tls_handshake_timeout: u64,
+    /// Seconds from a connection's first byte (or its previous response) to a
+    /// complete request head; slower connections (slowloris) are closed.
+    #[arg(long, env = "COFFER_HEADER_TIMEOUT", default_value_t = 15)]
+    header_timeout: u64,
+    /// Seconds a keep-alive connection may sit idle between requests.
+    #[arg(long, env = "COFFER_IDLE_TIMEOUT", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Seconds an upload body may deliver nothing (the upload is aborted and
+    /// nothing is kept), or a client may take nothing of a response.
+    #[arg(long, env = "COFFER_STALL_TIMEOUT", default_value_t = 60)]
+    stall_timeout: u64,
+}
+
+impl LimitArgs {
+    fn into_limits(self) -> ConnectionLimits {
+        let secs = |s: u64| Duration::from_secs(s.max(1));
+        ConnectionLimits {
+            max_connections: self.max_connections.max(1),
+            handshake_timeout: secs(self.tls_handshake_timeout),
+            header_timeout: secs(self.header_timeout),
+            idle_timeout: secs(self.idle_timeout),
+            stall_timeout: secs(self.stall_timeout),
+        }
+    }
 }
 
 /// How this server takes part in a storage cluster (servers sharing one
@@ -316,6 +376,13 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         (config.lifecycle_day / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     config.root_credentials = args.root_access_key.zip(args.root_secret_key);
     config.cluster = args.cluster.into_config();
+    config.tls = args
+        .tls
+        .tls_cert
+        .zip(args.tls.tls_key)
+        .map(|(cert, key)| TlsFiles::new(cert, key));
+    config.peer_ca = args.tls.peer_ca;
+    config.connection_limits = args.limits.into_limits();
     let mut server = serve::start(config).await?;
     if server.root_generated() {
         let root = server.root_key();

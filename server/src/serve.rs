@@ -20,10 +20,12 @@ use crate::auth::{Authorizer, KeyRing, SignatureKeys};
 use crate::cluster::{self, ClusterConfig, DataPlane};
 use crate::crypto::{self, Key};
 use crate::http::{FrontDoor, router, with_peer};
+use crate::limits::{Activity, ConnectionLimits, Guarded, StallTimeout, Watched};
 use crate::meta::{AccessKey, MetaStore, NewAccessKey};
 use crate::metrics::Metrics;
 use crate::s3::{Coffer, Limits};
 use crate::storage::{BlobStore, spawn_collector};
+use crate::tls::{CertificateReloader, TlsFiles};
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -60,6 +62,13 @@ pub struct ServeConfig {
     /// Whether SigV2-signed requests are accepted (legacy clients; see
     /// `auth/sigv2.rs` for the rules they meet).
     pub allow_sigv2: bool,
+    /// Serve HTTPS with this certificate and key (re-read when they change).
+    pub tls: Option<TlsFiles>,
+    /// The cluster CA (`--peer-ca`): peers are reached over TLS and must
+    /// present a certificate it issued. Needs `tls`.
+    pub peer_ca: Option<PathBuf>,
+    /// Bounds on what clients control (connections, slow heads, stalls).
+    pub connection_limits: ConnectionLimits,
 }
 
 impl ServeConfig {
@@ -82,6 +91,9 @@ impl ServeConfig {
             master_key: None,
             master_key_file: None,
             allow_sigv2: true,
+            tls: None,
+            peer_ca: None,
+            connection_limits: ConnectionLimits::default(),
         }
     }
 
@@ -198,6 +210,7 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
+    tls: bool,
 }
 
 impl RunningServer {
@@ -206,7 +219,8 @@ impl RunningServer {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.local_addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
     }
 
     pub fn root_key(&self) -> &AccessKey {
@@ -249,6 +263,13 @@ impl RunningServer {
 
 /// Starts serving; returns once the listener is bound.
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
+    // Before anything is opened: a bad certificate is a configuration error.
+    let reloader = config
+        .tls
+        .clone()
+        .map(CertificateReloader::load)
+        .transpose()
+        .context("cannot load the TLS certificate")?;
     let mut meta = open_meta(&config).await?;
     if config.object_cache_bytes > 0 {
         meta = meta.with_object_cache(config.object_cache_bytes);
@@ -262,8 +283,18 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let local_addr = listener.local_addr()?;
     let mut cluster_config = config.cluster.clone();
     if cluster_config.advertise_url.is_empty() {
-        cluster_config.advertise_url = default_advertise_url(local_addr, &cluster_config.node_id);
+        cluster_config.advertise_url =
+            default_advertise_url(local_addr, &cluster_config.node_id, reloader.is_some());
     }
+    let peer_tls = peer_tls(&config, &cluster_config)?;
+    cluster_config.peer_tls = peer_tls.clone().map(Arc::new);
+    // Before joining: a node refused here leaves no member row behind.
+    let members = cluster::View::new(
+        &cluster_config.node_id,
+        meta.list_nodes().await?,
+        cluster_config.suspect_after(),
+    );
+    crate::tls::check_peers(&members, &cluster_config, peer_tls.as_ref()).await?;
     let view = cluster::join(&meta, &cluster_config).await?;
     let plane = DataPlane::new(cluster_config, meta.clone(), blobs, &config.data_dir, view)
         .with_context(|| format!("cannot prepare {}", config.data_dir.display()))?;
@@ -306,8 +337,20 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let app = router(front, builder.build(), cluster::peer_router(plane.clone()));
 
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, app, shutdown_rx));
+    let tls = reloader
+        .as_ref()
+        .map(|r| tokio_rustls::TlsAcceptor::from(r.server_config()));
+    let task = tokio::spawn(accept_loop(
+        listener,
+        app,
+        tls.clone(),
+        config.connection_limits.clone(),
+        shutdown_rx,
+    ));
     let mut workers = cluster::spawn_workers(plane.clone());
+    if let Some(reloader) = reloader {
+        workers.push(reloader.spawn());
+    }
     let coordinator = plane.clone();
     workers.push(crate::lifecycle::spawn_worker(
         meta.clone(),
@@ -328,6 +371,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         node = plane.node_id(),
         advertise = plane.config().advertise_url,
         region = %config.region,
+        tls = tls.is_some(),
         data_dir = %config.data_dir.display(),
         "coffer serving S3"
     );
@@ -340,22 +384,65 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         shutdown,
         task,
         workers,
+        tls: tls.is_some(),
     })
+}
+
+/// The TLS client config for peers, when this node serves TLS in a cluster;
+/// refuses combinations that would leave peers unable to verify each other.
+fn peer_tls(
+    config: &ServeConfig,
+    cluster: &ClusterConfig,
+) -> anyhow::Result<Option<rustls::ClientConfig>> {
+    match (&config.tls, &config.peer_ca) {
+        (Some(files), Some(ca)) => {
+            let peer = crate::tls::peer_client_config(ca)?;
+            crate::tls::check_own_certificate(files, ca, &cluster.advertise_url)?;
+            Ok(Some(peer))
+        }
+        (None, Some(_)) => anyhow::bail!(
+            "--peer-ca needs --tls-cert and --tls-key: peers reach this node on its S3 port"
+        ),
+        (Some(_), None) if cluster.secret.is_some() => anyhow::bail!(
+            "this node serves TLS in a cluster (a cluster secret is set): give it --peer-ca, \
+             the CA that issued every node's certificate, so peers can verify each other"
+        ),
+        _ => Ok(None),
+    }
 }
 
 /// How peers reach this node when `--advertise-url` is not given: the bound
 /// address, or the host name when bound to all interfaces.
-fn default_advertise_url(local_addr: SocketAddr, node_id: &str) -> String {
+fn default_advertise_url(local_addr: SocketAddr, node_id: &str, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     if local_addr.ip().is_unspecified() {
-        format!("http://{node_id}:{}", local_addr.port())
+        format!("{scheme}://{node_id}:{}", local_addr.port())
     } else {
-        format!("http://{local_addr}")
+        format!("{scheme}://{local_addr}")
+    }
+}
+
+/// Whether a request came over TLS (`aws:SecureTransport`), inserted into every
+/// request's extensions by the accept loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    pub secure: bool,
+}
+
+/// `aws:SecureTransport` of a request: `"true"` only when it came over a TLS
+/// connection this server terminated.
+pub fn secure_transport(extensions: &http::Extensions) -> &'static str {
+    match extensions.get::<Transport>() {
+        Some(Transport { secure: true }) => "true",
+        _ => "false",
     }
 }
 
 async fn accept_loop(
     listener: TcpListener,
     app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: ConnectionLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -363,6 +450,9 @@ async fn accept_loop(
     // Header sections beyond this are refused by hyper itself (431); the front
     // door answers smaller oversize sections with an S3 error.
     http.http1().max_buf_size(256 * 1024);
+    let http = Arc::new(http);
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let limits = Arc::new(limits);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -375,21 +465,121 @@ async fn accept_loop(
             },
             _ = shutdown.changed() => break,
         };
+        // Over the limit: closed at once, so the client fails fast and retries
+        // rather than waiting in the backlog.
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "connection refused: too many open connections");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service =
-            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                let request = with_peer(request.map(axum::body::Body::new), peer);
-                app.clone().oneshot(request)
-            });
-        let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let connection = Connection {
+            app: app.clone(),
+            http: http.clone(),
+            limits: limits.clone(),
+            peer,
+            watcher: graceful.watcher(),
+        };
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
+            connection.serve(stream, tls).await;
+            drop(permit);
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// One accepted connection and what it needs to be served.
+struct Connection {
+    app: axum::Router,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    limits: Arc<ConnectionLimits>,
+    peer: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Connection {
+    async fn serve(
+        self,
+        mut stream: tokio::net::TcpStream,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) {
+        let activity = Activity::new();
+        let Some(acceptor) = tls else {
+            let io = Watched::new(stream, activity.clone());
+            return self.serve_http(io, activity, false).await;
+        };
+        let handshake = async {
+            if !crate::tls::starts_with_tls(&mut stream).await? {
+                return Ok(None);
+            }
+            acceptor
+                .accept(Watched::new(stream, activity.clone()))
+                .await
+                .map(Some)
+        };
+        match tokio::time::timeout(self.limits.handshake_timeout, handshake).await {
+            Ok(Ok(Some(io))) => self.serve_http(io, activity, true).await,
+            Ok(Ok(None)) => {
+                tracing::debug!(peer = %self.peer, "plain HTTP on the TLS port refused");
+            }
+            Ok(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+        }
+    }
+
+    async fn serve_http<IO>(self, io: IO, activity: Arc<Activity>, secure: bool)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            app,
+            http,
+            limits,
+            peer,
+            watcher,
+        } = self;
+        let stall = limits.stall_timeout;
+        let requests = activity.clone();
+        let service =
+            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let guard = requests.request_started();
+                let mut request = with_peer(
+                    request.map(|body| axum::body::Body::new(StallTimeout::new(body, stall))),
+                    peer,
+                );
+                request.extensions_mut().insert(Transport { secure });
+                let app = app.clone();
+                async move {
+                    let response = app.oneshot(request).await?;
+                    Ok::<_, std::convert::Infallible>(
+                        response.map(|body| axum::body::Body::new(Guarded::new(body, guard))),
+                    )
+                }
+            });
+        let connection = http.serve_connection_with_upgrades(TokioIo::new(io), service);
+        let connection = watcher.watch(connection.into_owned());
+        tokio::pin!(connection);
+        let mut check = tokio::time::interval(limits.check_interval());
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                result = &mut connection => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = check.tick() => {
+                    if let Some(reason) = activity.expired(&limits) {
+                        // Dropping the connection closes it; a request still in
+                        // progress on it (only for ResponseNotRead) is cancelled.
+                        tracing::debug!(?reason, %peer, "connection closed by a limit");
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }

@@ -143,6 +143,29 @@ fn remove_stale_temp_dirs() {
 }
 
 fn start_throwaway_cluster() -> String {
+    start_cluster(&[], &[])
+}
+
+/// A throwaway cluster of its own serving TLS (`ssl=on`) with the given PEM
+/// certificate chain and key (as `server.crt`/`server.key` in its data dir);
+/// returns its admin URL without any `sslmode`. For tests of TLS to Postgres.
+pub fn postgres_with_tls(cert_pem: &str, key_pem: &str) -> String {
+    start_cluster(
+        &[
+            "ssl=on",
+            "ssl_cert_file=server.crt",
+            "ssl_key_file=server.key",
+        ],
+        &[
+            ("server.crt", cert_pem.as_bytes()),
+            ("server.key", key_pem.as_bytes()),
+        ],
+    )
+}
+
+/// Starts a cluster with extra `-c` settings and extra files in its data dir
+/// (owned by the server's user, mode 0600, as Postgres demands of a key).
+fn start_cluster(settings: &[&str], files: &[(&str, &[u8])]) -> String {
     let as_postgres = is_root();
     remove_stale_clusters(as_postgres);
     let dir = std::env::temp_dir().join(format!(
@@ -183,8 +206,27 @@ fn start_throwaway_cluster() -> String {
         "initdb failed: {}\n{INSTALL_HINT}",
         String::from_utf8_lossy(&out.stderr)
     );
+    for (name, contents) in files {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = data.join(name);
+        std::fs::write(&path, contents)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&path)
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "cannot chown {}",
+                path.display()
+            );
+        }
+    }
     let port = free_port();
-    spawn_postgres_with_watchdog(&dir, &data, port, as_postgres);
+    spawn_postgres_with_watchdog(&dir, &data, port, as_postgres, settings);
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     wait_until_accepting(port);
     url
@@ -192,7 +234,14 @@ fn start_throwaway_cluster() -> String {
 
 /// Starts `postgres` under a shell watchdog that stops it and removes its files
 /// once this test process is gone, so no cluster outlives its tests.
-fn spawn_postgres_with_watchdog(dir: &Path, data: &Path, port: u16, as_postgres: bool) {
+fn spawn_postgres_with_watchdog(
+    dir: &Path,
+    data: &Path,
+    port: u16,
+    as_postgres: bool,
+    settings: &[&str],
+) {
+    let settings: String = settings.iter().map(|s| format!(" -c {s}")).collect();
     let runner = if as_postgres {
         "runuser -u postgres -- "
     } else {
@@ -200,7 +249,7 @@ fn spawn_postgres_with_watchdog(dir: &Path, data: &Path, port: u16, as_postgres:
     };
     let script = format!(
         "{runner}postgres -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 \
-         -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 \
+         -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400{settings} \
          >'{dir}/postgres.log' 2>&1 &
          pg=$!
          while kill -0 {parent} 2>/dev/null && kill -0 $pg 2>/dev/null; do sleep 1; done

@@ -34,7 +34,29 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.server.endpoint -}}
 {{ .Values.server.endpoint }}
 {{- else -}}
-http://{{ include "coffer.fullname" . }}.{{ .Release.Namespace }}.svc.cluster.local:{{ .Values.server.service.port }}
+{{ include "coffer.scheme" . }}://{{ include "coffer.fullname" . }}.{{ .Release.Namespace }}.svc.cluster.local:{{ .Values.server.service.port }}
+{{- end -}}
+{{- end -}}
+
+{{/* http, or https when the server serves TLS (tls.enabled). */}}
+{{- define "coffer.scheme" -}}{{ if .Values.tls.enabled }}https{{ else }}http{{ end }}{{- end -}}
+
+{{/* The Secret holding the server certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "coffer.tlsSecretName" -}}
+{{- if .Values.tls.existingSecret -}}
+{{ .Values.tls.existingSecret }}
+{{- else -}}
+{{ include "coffer.server" . }}-tls
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret the operator copies ca.crt from into application Secrets: the
+explicit operator.s3CaBundle, else the server's own TLS Secret. */}}
+{{- define "coffer.caBundleSecretName" -}}
+{{- if .Values.operator.s3CaBundle.secretName -}}
+{{ .Values.operator.s3CaBundle.secretName }}
+{{- else if .Values.tls.enabled -}}
+{{ include "coffer.tlsSecretName" . }}
 {{- end -}}
 {{- end -}}
 

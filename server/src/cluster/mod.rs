@@ -53,6 +53,8 @@ pub struct ClusterConfig {
     /// Bytes per second the healer copies in, and the scrubber reads.
     pub heal_rate: u64,
     pub scrub_rate: u64,
+    /// TLS for requests to peers (`--peer-ca`): set when nodes serve HTTPS.
+    pub peer_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ClusterConfig {
@@ -70,6 +72,7 @@ impl ClusterConfig {
             scrub_interval: Duration::from_secs(24 * 3600),
             heal_rate: 128 << 20,
             scrub_rate: 32 << 20,
+            peer_tls: None,
         }
     }
 

@@ -442,12 +442,14 @@ pub(crate) enum PeerError {
 
 impl PeerClient {
     pub fn new(config: &ClusterConfig) -> std::io::Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .read_timeout(Duration::from_secs(30))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(std::io::Error::other)?;
+            .pool_idle_timeout(Duration::from_secs(30));
+        if let Some(tls) = &config.peer_tls {
+            http = http.use_preconfigured_tls(tls.as_ref().clone());
+        }
+        let http = http.build().map_err(std::io::Error::other)?;
         Ok(Self {
             http,
             node: config.node_id.clone(),

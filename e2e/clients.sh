@@ -6,6 +6,8 @@
 # COFFER_BIN (default target/debug/coffer-server, else target/release/...).
 # Missing clients are installed (pip / apt-get), so it runs on a fresh Debian CI box.
 set -euo pipefail
+# No load balancer waits on these servers: stop at once (see --shutdown-delay).
+export COFFER_SHUTDOWN_DELAY=0
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STARTED=$SECONDS

@@ -6,6 +6,8 @@
 #   COFFER_BIN=target/release/coffer-server COFFER_BENCH=target/release/coffer-bench \
 #     bash e2e/cluster-bench.sh
 set -euo pipefail
+# No load balancer waits on these servers: stop at once (see --shutdown-delay).
+export COFFER_SHUTDOWN_DELAY=0
 BIN=${COFFER_BIN:-target/release/coffer-server}
 BENCH=${COFFER_BENCH:-target/release/coffer-bench}
 DURATION=${DURATION:-15s}

@@ -7,6 +7,8 @@
 #   COFFER_BIN=target/release/coffer-server COFFER_BENCH=target/release/coffer-bench \
 #     [BACKEND=postgres] bash e2e/listing-1m.sh
 set -euo pipefail
+# No load balancer waits on these servers: stop at once (see --shutdown-delay).
+export COFFER_SHUTDOWN_DELAY=0
 BIN=${COFFER_BIN:-target/release/coffer-server}
 BENCH=${COFFER_BENCH:-target/release/coffer-bench}
 N=${OBJECTS:-1000000}

@@ -36,6 +36,9 @@ pub struct FrontDoor {
     /// `--domain`: how s3s reads the bucket from a virtual-hosted `Host`; CORS
     /// reads it the same way.
     pub host: Option<Arc<s3s::host::SingleDomain>>,
+    /// Set when the server is shutting down: readiness turns false first, so a
+    /// load balancer stops sending requests before the listener closes.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Builds the router: health, metrics, and S3 for everything else. Node-to-node
@@ -77,6 +80,9 @@ async fn divert_peers(State(peers): State<Router>, request: Request, next: Next)
 }
 
 async fn ready(State(front): State<FrontDoor>) -> Response {
+    if front.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
+    }
     match front.meta.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => (

@@ -154,6 +154,16 @@ struct ServeArgs {
     /// default for legacy clients (aws CLI v1 and boto3 presign with it).
     #[arg(long, env = "COFFER_DISABLE_SIGV2")]
     disable_sigv2: bool,
+    /// Seconds between SIGTERM and closing the listener: /health/ready answers
+    /// 503 at once while requests are still served, so a Kubernetes Service
+    /// stops routing here first (longer than the readiness probe period plus
+    /// endpoint propagation). Ctrl-C (SIGINT) skips it.
+    #[arg(long, env = "COFFER_SHUTDOWN_DELAY", default_value_t = 5)]
+    shutdown_delay: u64,
+    /// Seconds in-flight requests may take to finish once the listener is
+    /// closed (keep delay + grace below the pod's terminationGracePeriodSeconds).
+    #[arg(long, env = "COFFER_SHUTDOWN_GRACE", default_value_t = 25)]
+    shutdown_grace: u64,
     #[command(flatten)]
     tls: TlsArgs,
     #[command(flatten)]
@@ -372,6 +382,8 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.object_cache_bytes = args.object_cache_mib << 20;
     config.lifecycle_day = Duration::from_secs(args.lifecycle_day_seconds.max(1));
     config.allow_sigv2 = !args.disable_sigv2;
+    let delay = Duration::from_secs(args.shutdown_delay);
+    let grace = Duration::from_secs(args.shutdown_grace.max(1));
     config.lifecycle_interval =
         (config.lifecycle_day / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     config.root_credentials = args.root_access_key.zip(args.root_secret_key);
@@ -393,15 +405,25 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("Coffer S3 endpoint: {}", server.endpoint());
     tokio::select! {
         _ = server.wait() => {}
-        _ = shutdown_signal() => {
-            tracing::info!("shutting down");
-            server.shutdown().await;
+        signal = shutdown_signal() => {
+            let delay = if signal == Signal::Terminate { delay } else { Duration::ZERO };
+            tracing::info!(?signal, "shutting down");
+            server.drain(delay, grace).await;
         }
     }
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// How the server was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// Ctrl-C: someone at a terminal, no load balancer to wait for.
+    Interrupt,
+    /// SIGTERM: Kubernetes (or systemd) stopping the process.
+    Terminate,
+}
+
+async fn shutdown_signal() -> Signal {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -410,16 +432,19 @@ async fn shutdown_signal() {
                 Ok(s) => s,
                 Err(_) => {
                     let _ = ctrl_c.await;
-                    return;
+                    return Signal::Interrupt;
                 }
             };
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = ctrl_c => Signal::Interrupt,
+            _ = term.recv() => Signal::Terminate,
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    {
+        let _ = ctrl_c.await;
+        Signal::Interrupt
+    }
 }
 
 async fn run_key(store: StoreArgs, command: KeyCommand) -> anyhow::Result<()> {

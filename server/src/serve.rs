@@ -211,6 +211,7 @@ pub struct RunningServer {
     task: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
     tls: bool,
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RunningServer {
@@ -247,11 +248,31 @@ impl RunningServer {
 
     /// Stops accepting, lets in-flight requests finish (up to 10 s), and returns.
     pub async fn shutdown(self) {
+        self.drain(Duration::ZERO, Duration::from_secs(10)).await;
+    }
+
+    /// A shutdown a load balancer does not notice: readiness turns false at
+    /// once while requests are still served for `delay` (long enough for the
+    /// load balancer to stop routing here), then the listener closes and
+    /// in-flight requests get up to `grace` to finish. Background work stops
+    /// last; what it leaves half-done (a copy being healed) is redone elsewhere.
+    pub async fn drain(self, delay: Duration, grace: Duration) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if !delay.is_zero() {
+            tracing::info!(?delay, "draining: not ready, still serving");
+            tokio::time::sleep(delay).await;
+        }
         let _ = self.shutdown.send(true);
+        if tokio::time::timeout(grace, self.task).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "requests still running after the grace period were cut off"
+            );
+        }
         for worker in &self.workers {
             worker.abort();
         }
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
         self.meta.close().await;
     }
 
@@ -333,7 +354,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         metrics: Arc::new(Metrics::new()),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         host,
+        draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
+    let draining = front.draining.clone();
     let app = router(front, builder.build(), cluster::peer_router(plane.clone()));
 
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -385,6 +408,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         task,
         workers,
         tls: tls.is_some(),
+        draining,
     })
 }
 

@@ -1243,7 +1243,14 @@ async fn steady_load(
 async fn a_rolling_restart_with_sigterm_fails_no_request() {
     // The pods' drain delay outlasts the Service's probe period, as the chart's
     // shutdownDelaySeconds outlasts its readiness probe period.
-    let args = ["--replicas", "3", "--shutdown-delay", "3", "--dead-after", "60"];
+    let args = [
+        "--replicas",
+        "3",
+        "--shutdown-delay",
+        "3",
+        "--dead-after",
+        "60",
+    ];
     let mut cluster = TestCluster::start(3, &args).await;
     let bucket = "rolling";
     cluster.nodes[0]

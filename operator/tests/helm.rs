@@ -1044,3 +1044,47 @@ mod cnpg {
         plugin: Plugin,
     }
 }
+
+/// A stopping server pod must leave the Service before its listener closes and
+/// be allowed to finish in-flight requests before the kubelet kills it.
+#[test]
+fn server_pods_stop_without_failing_requests() {
+    for args in [
+        &[][..],
+        &[
+            "--set",
+            "server.shutdown.delaySeconds=20",
+            "--set",
+            "server.shutdown.graceSeconds=60",
+        ][..],
+    ] {
+        let objects = render(args);
+        let sts = find(&objects, "StatefulSet", "coffer-server");
+        let pod = &sts["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let number = |name: &str| -> u64 {
+            env(container, name).expect(name)["value"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .expect("a number of seconds")
+        };
+        let (delay, grace) = (
+            number("COFFER_SHUTDOWN_DELAY"),
+            number("COFFER_SHUTDOWN_GRACE"),
+        );
+        let probe = &container["readinessProbe"];
+        let noticed = probe["periodSeconds"].as_u64().expect("period")
+            * probe["failureThreshold"].as_u64().expect("threshold");
+        assert!(
+            delay > noticed,
+            "the drain delay ({delay} s) must outlast the readiness probe ({noticed} s)"
+        );
+        let termination = pod["terminationGracePeriodSeconds"]
+            .as_u64()
+            .expect("grace period");
+        assert!(
+            termination > delay + grace,
+            "terminationGracePeriodSeconds {termination} must exceed delay {delay} + grace {grace}"
+        );
+    }
+}

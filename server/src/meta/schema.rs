@@ -224,3 +224,37 @@ pub(super) async fn migrate(store: &MetaStore) -> MetaResult<()> {
     }
     tx.commit().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    /// The last migration that removed something (`bucket_stats`, replaced by
+    /// shards). Every later one must only expand the schema, so that servers of
+    /// the previous version keep working on it during a rolling upgrade.
+    const LAST_CONTRACTING: i64 = 7;
+
+    #[test]
+    fn migrations_after_the_last_contracting_one_only_expand() {
+        for migration in MIGRATIONS.iter().filter(|m| m.version > LAST_CONTRACTING) {
+            for statement in migration.statements {
+                let text = statement.to_ascii_uppercase();
+                for word in ["DROP ", "RENAME ", " TYPE ", "DELETE FROM", "TRUNCATE"] {
+                    assert!(
+                        !text.contains(word),
+                        "migration {} contracts the schema ({word:?}): {statement}",
+                        migration.version
+                    );
+                }
+                // An old server's INSERT omits a new column: it needs a default.
+                if text.contains("ADD COLUMN") && text.contains("NOT NULL") {
+                    assert!(
+                        text.contains("DEFAULT"),
+                        "migration {}: a NOT NULL column needs a DEFAULT: {statement}",
+                        migration.version
+                    );
+                }
+            }
+        }
+    }
+}

@@ -300,7 +300,6 @@ async fn sigv2_signatures_cannot_be_reaimed_at_another_operation() {
         "&uploads&uploads",
         "&encryption",
         "&ownershipControls",
-        "&x-id=ListDirectoryBuckets",
     ] {
         let response = reqwest::get(format!("{list}{extra}")).await.unwrap();
         let status = response.status().as_u16();

@@ -500,7 +500,8 @@ mod tests {
 
     #[test]
     fn a_bad_pair_is_refused_once_and_a_good_one_installed() {
-        let dir = std::env::temp_dir().join(format!("coffer-tls-unit-{:016x}", rand::random::<u64>()));
+        let dir =
+            std::env::temp_dir().join(format!("coffer-tls-unit-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).expect("dir");
         let files = TlsFiles::new(dir.join("tls.crt"), dir.join("tls.key"));
         let write = |cert: &str, key: &str| {

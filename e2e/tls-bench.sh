@@ -58,7 +58,7 @@ print(f'{op["ops_per_sec"]:.1f} {op["mib_per_sec"]:.1f} {op["p99_ms"]:.1f} {erro
 PY
 }
 
-printf '| workload | plain HTTP | HTTPS | lost to TLS |\n|---|---|---|---|\n'
+printf '| workload | plain HTTP | HTTPS | HTTPS vs HTTP |\n|---|---|---|---|\n'
 row() {
   local label=$1 unit=$2
   shift 2
@@ -71,7 +71,7 @@ label, unit, plain, tls = sys.argv[1:]
 p, t = [list(map(float, s.split())) for s in (plain, tls)]
 col = 0 if unit == "ops/s" else 1
 fmt = lambda v: f"{v[col]:.1f} {unit} (p99 {v[2]:.1f} ms{', %d errors' % v[3] if v[3] else ''})"
-cost = (1 - t[col] / p[col]) * 100 if p[col] else 0.0
+cost = (t[col] / p[col] - 1) * 100 if p[col] else 0.0
 print(f"| {label} | {fmt(p)} | {fmt(t)} | {cost:+.0f}% |")
 PY
 }

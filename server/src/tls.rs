@@ -161,6 +161,17 @@ impl ResolvesServerCert for CurrentCertificate {
     }
 }
 
+/// What one look at the certificate files did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// Same bytes as the certificate in use, or as a pair already refused.
+    Unchanged,
+    /// A new, good pair now serves new handshakes.
+    Installed,
+    /// A new pair that does not load; reported (once) and ignored.
+    Refused,
+}
+
 /// Loads the files once (a broken pair at start is an error) and then keeps
 /// re-reading them.
 pub struct CertificateReloader {
@@ -201,8 +212,7 @@ impl CertificateReloader {
     }
 
     /// Re-reads the files; swaps the certificate when they changed and are good.
-    /// Returns whether a new certificate was installed.
-    pub fn reload(&mut self) -> bool {
+    pub fn reload(&mut self) -> Reload {
         let pair = match read_pair(&self.files) {
             Ok(pair) => pair,
             Err(e) => {
@@ -212,15 +222,16 @@ impl CertificateReloader {
                     cert: e.to_string().into_bytes(),
                     key: Vec::new(),
                 };
-                if self.failed.as_ref() != Some(&marker) {
-                    tracing::error!(error = %e, "cannot reload the TLS certificate; serving the previous one");
-                    self.failed = Some(marker);
+                if self.failed.as_ref() == Some(&marker) {
+                    return Reload::Unchanged;
                 }
-                return false;
+                tracing::error!(error = %e, "cannot reload the TLS certificate; serving the previous one");
+                self.failed = Some(marker);
+                return Reload::Refused;
             }
         };
         if pair == self.loaded || self.failed.as_ref() == Some(&pair) {
-            return false;
+            return Reload::Unchanged;
         }
         match certified_key(&self.files, &pair) {
             Ok(key) => {
@@ -228,12 +239,12 @@ impl CertificateReloader {
                 self.loaded = pair;
                 self.failed = None;
                 tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
-                true
+                Reload::Installed
             }
             Err(e) => {
                 tracing::error!(error = %e, "new TLS certificate refused; serving the previous one");
                 self.failed = Some(pair);
-                false
+                Reload::Refused
             }
         }
     }
@@ -469,4 +480,67 @@ fn rustls_error(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         current = e.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(name: &str) -> (String, String, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params");
+        let cert = params.self_signed(&key).expect("cert");
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+
+    /// The leaf new handshakes get.
+    fn serving(reloader: &CertificateReloader) -> Vec<u8> {
+        reloader.certificate.get().cert[0].to_vec()
+    }
+
+    #[test]
+    fn a_bad_pair_is_refused_once_and_a_good_one_installed() {
+        let dir =
+            std::env::temp_dir().join(format!("coffer-tls-unit-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let files = TlsFiles::new(dir.join("tls.crt"), dir.join("tls.key"));
+        let write = |cert: &str, key: &str| {
+            std::fs::write(&files.cert, cert).expect("cert");
+            std::fs::write(&files.key, key).expect("key");
+        };
+        let (cert_a, key_a, der_a) = pair("a.example");
+        let (cert_b, key_b, der_b) = pair("b.example");
+        write(&cert_a, &key_a);
+        let mut reloader = CertificateReloader::load(files.clone()).expect("load");
+        assert_eq!(reloader.reload(), Reload::Unchanged);
+
+        // A key of another certificate: refused, reported on the first look only.
+        write(&cert_b, &key_a);
+        assert_eq!(reloader.reload(), Reload::Refused);
+        assert_eq!(reloader.reload(), Reload::Unchanged);
+        // Half a certificate: a different bad pair, reported once too.
+        write(&cert_b[..cert_b.len() / 2], &key_b);
+        assert_eq!(reloader.reload(), Reload::Refused);
+        assert_eq!(reloader.reload(), Reload::Unchanged);
+        // A missing file.
+        std::fs::remove_file(&files.key).expect("rm");
+        assert_eq!(reloader.reload(), Reload::Refused);
+        assert_eq!(reloader.reload(), Reload::Unchanged);
+        // Through all of it the first certificate served; then a good pair.
+        assert_eq!(serving(&reloader), der_a);
+        write(&cert_b, &key_b);
+        assert_eq!(reloader.reload(), Reload::Installed);
+        assert_eq!(reloader.reload(), Reload::Unchanged);
+        assert_eq!(serving(&reloader), der_b);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn url_host_reads_names_ips_and_ports() {
+        assert_eq!(url_host("https://a.b.svc:9000"), Some("a.b.svc"));
+        assert_eq!(url_host("https://127.0.0.1:9000/x"), Some("127.0.0.1"));
+        assert_eq!(url_host("https://[::1]:9000"), Some("::1"));
+        assert_eq!(url_host("https://host"), Some("host"));
+        assert_eq!(url_host("nonsense"), None);
+    }
 }

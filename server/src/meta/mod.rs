@@ -104,10 +104,14 @@ impl MetaError {
             _ => return false,
         };
         match e {
+            // A connection cut while it is being set up can also show as a
+            // protocol error (a half-read SSLRequest answer during a failover).
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => true,
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
             sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_sqlstate(&code)),
             _ => false,
         }

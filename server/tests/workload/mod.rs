@@ -162,10 +162,17 @@ impl History {
 
     /// Starts `count` writers on `s3`, with object sizes from `sizes`.
     pub fn start(&self, s3: &Client, count: usize, sizes: &'static [usize]) -> Writers {
+        self.start_on(std::slice::from_ref(s3), count, sizes)
+    }
+
+    /// Starts `count` writers, writer `i` on `clients[i % len]` (one per node of
+    /// a cluster, say).
+    pub fn start_on(&self, clients: &[Client], count: usize, sizes: &'static [usize]) -> Writers {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..count)
             .map(|id| {
-                let (s3, stop, history) = (s3.clone(), stop.clone(), self.clone());
+                let s3 = clients[id % clients.len()].clone();
+                let (stop, history) = (stop.clone(), self.clone());
                 tokio::spawn(async move { history.write(s3, id, stop, sizes).await })
             })
             .collect();

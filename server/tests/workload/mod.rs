@@ -6,6 +6,9 @@
 //! acknowledged state or the whole result of a write that failed after it —
 //! never a lost acknowledged write, never torn bytes — and that listings agree.
 
+// Shared by several test crates, each using part of it.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

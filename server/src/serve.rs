@@ -212,6 +212,7 @@ pub struct RunningServer {
     workers: Vec<JoinHandle<()>>,
     tls: bool,
     draining: Arc<std::sync::atomic::AtomicBool>,
+    app: axum::Router,
 }
 
 impl RunningServer {
@@ -244,6 +245,14 @@ impl RunningServer {
 
     pub fn data_plane(&self) -> &DataPlane {
         &self.plane
+    }
+
+    /// The whole request path (front door, S3, peers) without a socket: what
+    /// the accept loop hands each request to, for callers that bring their
+    /// own `http::Request` (the fuzz targets). Requests must carry the
+    /// extensions the accept loop adds (`http::with_peer`, [`Transport`]).
+    pub fn app(&self) -> axum::Router {
+        self.app.clone()
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 10 s), and returns.
@@ -365,7 +374,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         .map(|r| tokio_rustls::TlsAcceptor::from(r.server_config()));
     let task = tokio::spawn(accept_loop(
         listener,
-        app,
+        app.clone(),
         tls.clone(),
         config.connection_limits.clone(),
         shutdown_rx,
@@ -409,6 +418,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         workers,
         tls: tls.is_some(),
         draining,
+        app,
     })
 }
 

@@ -144,7 +144,7 @@ function guard(fn) {
 
 function main(...kids) {
   const m = document.getElementById('main');
-  m.replaceChildren(...kids.flat());
+  m.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false));
   return m;
 }
 
@@ -348,7 +348,7 @@ async function renderBrowser(bucket, prefix) {
     const full = tagText(p, 'Prefix');
     const name = full.slice(prefix.length);
     frag.append(h('tr', { class: 'folder' },
-      h('td', {}, h('a', { href: '#/b/' + encodeURIComponent(bucket) + '/' + encodeKey(full), class: 'folder-link' }, '📁 ' + name)),
+      h('td', {}, h('a', { href: '#/b/' + encodeURIComponent(bucket) + '/' + encodeKey(full), class: 'folder-link' }, name)),
       h('td', {}, ''), h('td', {}, ''),
       h('td', {}, h('button', { type: 'button', class: 'danger', 'data-prefix': full, onclick: () => confirmBox('Delete everything under ' + full + '?', async () => {
         const n = await deleteKeys(bucket, full); notice('Deleted ' + n + ' objects.'); render();

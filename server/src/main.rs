@@ -443,7 +443,12 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     println!("Coffer S3 endpoint: {}", server.endpoint());
     if let Some(addr) = server.console_addr() {
-        let scheme = server.endpoint().split("://").next().unwrap_or("http").to_owned();
+        let scheme = server
+            .endpoint()
+            .split("://")
+            .next()
+            .unwrap_or("http")
+            .to_owned();
         println!("Coffer console: {scheme}://{addr}");
     }
     tokio::select! {

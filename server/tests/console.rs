@@ -55,7 +55,10 @@ async fn console_server(tweak: impl FnOnce(&mut coffer_server::serve::ServeConfi
 }
 
 fn console_url(t: &TestServer) -> String {
-    format!("http://{}", t.server.console_addr().expect("console listens"))
+    format!(
+        "http://{}",
+        t.server.console_addr().expect("console listens")
+    )
 }
 
 // ---------- a DevTools-protocol client over --remote-debugging-pipe ----------
@@ -311,7 +314,8 @@ fn js(text: &str) -> String {
 
 async fn login(page: &Page, url: &str, id: &str, secret: &str) {
     page.goto(url).await;
-    page.wait_for("document.body.dataset.ready === 'login'").await;
+    page.wait_for("document.body.dataset.ready === 'login'")
+        .await;
     page.fill("#login-id", id).await;
     page.fill("#login-secret", secret).await;
     page.eval("document.getElementById('login').requestSubmit()")
@@ -354,7 +358,8 @@ async fn chromium_drives_the_console_as_root_and_as_a_read_only_key() {
 
     // Log in as root.
     page.goto(&url).await;
-    page.wait_for("document.body.dataset.ready === 'login'").await;
+    page.wait_for("document.body.dataset.ready === 'login'")
+        .await;
     page.screenshot(&shots, "login").await;
     login(&page, &url, &root.id, &root.secret).await;
 
@@ -362,8 +367,10 @@ async fn chromium_drives_the_console_as_root_and_as_a_read_only_key() {
     page.fill("#new-bucket", "photos").await;
     page.eval("document.getElementById('create-bucket').requestSubmit()")
         .await;
-    page.wait_for("document.body.dataset.ready === '#/b/photos/' && document.querySelector('#file-input')")
-        .await;
+    page.wait_for(
+        "document.body.dataset.ready === '#/b/photos/' && document.querySelector('#file-input')",
+    )
+    .await;
     s3.head_bucket().bucket("photos").send().await.unwrap();
 
     // Two files by the file input, into a prefix.
@@ -377,8 +384,10 @@ async fn chromium_drives_the_console_as_root_and_as_a_read_only_key() {
 
     // One large file by multipart, with its progress bar moving.
     page.hash("#/b/photos/").await;
-    page.wait_for("document.body.dataset.ready === '#/b/photos/' && document.querySelector('a.folder-link')")
-        .await;
+    page.wait_for(
+        "document.body.dataset.ready === '#/b/photos/' && document.querySelector('a.folder-link')",
+    )
+    .await;
     page.eval(
         "window.__seen = []; window.__rec = setInterval(() => { \
          const p = document.querySelector('li.upload[data-key=\"big.bin\"] progress'); \
@@ -463,7 +472,8 @@ async fn chromium_drives_the_console_as_root_and_as_a_read_only_key() {
     assert_eq!(&fetched.bytes().await.unwrap()[..], &small_a[..]);
 
     // Delete, with confirmation.
-    page.click("tr[data-key=\"docs/a.txt\"] button.delete").await;
+    page.click("tr[data-key=\"docs/a.txt\"] button.delete")
+        .await;
     page.click("#confirm-yes").await;
     page.wait_for("document.body.dataset.ready === '#/b/photos/docs/' && !document.querySelector('tr[data-key=\"docs/a.txt\"]') && document.querySelector('tr[data-key=\"docs/b.bin\"]')")
         .await;
@@ -565,12 +575,17 @@ async fn chromium_drives_the_console_as_root_and_as_a_read_only_key() {
 
     // Log out; log in as the read-only key.
     page.click("#logout").await;
-    page.wait_for("document.body.dataset.ready === 'login'").await;
+    page.wait_for("document.body.dataset.ready === 'login'")
+        .await;
     login(&page, &url, &reader_id, &reader_secret).await;
     let visible = page
         .eval("[...document.querySelectorAll('a.bucket-link')].map(a => a.textContent)")
         .await;
-    assert_eq!(visible, json!(["photos"]), "a scoped key sees only its bucket");
+    assert_eq!(
+        visible,
+        json!(["photos"]),
+        "a scoped key sees only its bucket"
+    );
     // Reads work, writes are refused with the S3 error.
     page.hash("#/b/photos/docs/").await;
     page.wait_for("document.body.dataset.ready === '#/b/photos/docs/' && document.querySelector('tr[data-key=\"docs/b.bin\"]')")
@@ -581,9 +596,11 @@ async fn chromium_drives_the_console_as_root_and_as_a_read_only_key() {
     let status = page.text("li.upload.failed .status").await;
     assert!(status.starts_with("AccessDenied"), "{status}");
     page.screenshot(&shots, "denied").await;
-    page.click("tr[data-key=\"docs/b.bin\"] button.delete").await;
+    page.click("tr[data-key=\"docs/b.bin\"] button.delete")
+        .await;
     page.click("#confirm-yes").await;
-    page.wait_for("!document.getElementById('error').hidden").await;
+    page.wait_for("!document.getElementById('error').hidden")
+        .await;
     let error = page.text("#error").await;
     assert!(error.starts_with("AccessDenied"), "{error}");
     s3.head_object()
@@ -593,7 +610,8 @@ async fn chromium_drives_the_console_as_root_and_as_a_read_only_key() {
         .await
         .expect("the read-only key deleted nothing");
     page.hash("#/keys").await;
-    page.wait_for("document.body.dataset.ready === '#/keys'").await;
+    page.wait_for("document.body.dataset.ready === '#/keys'")
+        .await;
     assert!(
         page.text("#page-error").await.starts_with("AccessDenied"),
         "administration needs root"
@@ -671,7 +689,11 @@ async fn state_changing_requests_need_the_csrf_token() {
     let url = console_url(&t);
     let http = reqwest::Client::new();
     let session = logged_in(&http, &url, &t).await;
-    assert!(session.set_cookie.contains("HttpOnly"), "{}", session.set_cookie);
+    assert!(
+        session.set_cookie.contains("HttpOnly"),
+        "{}",
+        session.set_cookie
+    );
     assert!(session.set_cookie.contains("SameSite=Strict"));
     assert!(!session.set_cookie.contains("Secure"), "plain HTTP");
 
@@ -725,7 +747,11 @@ async fn state_changing_requests_need_the_csrf_token() {
     let listed: Value = serde_json::from_slice(&listed.bytes().await.unwrap()).unwrap();
     assert_eq!(listed["buckets"][0]["name"], "csrf-bucket");
     // No session: nothing at all.
-    let anonymous = http.get(format!("{url}/api/s3/csrf-bucket")).send().await.unwrap();
+    let anonymous = http
+        .get(format!("{url}/api/s3/csrf-bucket"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(code_of(anonymous).await, (401, "NotLoggedIn".to_owned()));
 
     // Logout ends the session server-side: the old cookie is worthless.

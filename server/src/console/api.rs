@@ -177,7 +177,11 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
 }
 
 fn session_cookie(console: &Console, id: &str, max_age: u64) -> HeaderValue {
-    let secure = if console.secure_cookies { "; Secure" } else { "" };
+    let secure = if console.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
     let value =
         format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -206,9 +210,10 @@ async fn login(
             ),
         )
         .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
         return Ok(response);
     }
     let form: LoginForm = json_body(&body)?;
@@ -403,8 +408,8 @@ async fn s3_pass_through(
     } else {
         decoded.into_owned()
     };
-    let query: Vec<(String, String)> =
-        serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map_err(|_| {
+    let query: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+        .map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "InvalidURI",
@@ -707,7 +712,9 @@ async fn create_key(
             .filter(|b| !b.is_empty())
             .collect();
         if buckets.is_empty() {
-            return Err(bad("Choose at least one bucket for the template.".to_owned()));
+            return Err(bad(
+                "Choose at least one bucket for the template.".to_owned()
+            ));
         }
         template_policy(&form.template, &buckets, form.prefix.trim())
             .ok_or_else(|| bad(format!("Unknown template {:?}.", form.template)))?

@@ -117,7 +117,8 @@ impl Signer<'_> {
             "{method}\n{encoded_path}\n{}\n{canonical_headers}\n{signed_headers}\nUNSIGNED-PAYLOAD",
             canonical_query(query)
         );
-        let signature = self.signature(&day, &self.string_to_sign(&stamp, &day, &canonical_request));
+        let signature =
+            self.signature(&day, &self.string_to_sign(&stamp, &day, &canonical_request));
         format!(
             "AWS4-HMAC-SHA256 Credential={}/{}, SignedHeaders={signed_headers}, Signature={signature}",
             self.key_id,
@@ -157,7 +158,8 @@ impl Signer<'_> {
             "GET\n{encoded_path}\n{}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD",
             canonical_query(&query)
         );
-        let signature = self.signature(&day, &self.string_to_sign(&stamp, &day, &canonical_request));
+        let signature =
+            self.signature(&day, &self.string_to_sign(&stamp, &day, &canonical_request));
         format!(
             "{base}{encoded_path}?{}&X-Amz-Signature={signature}",
             canonical_query(&query)

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod console;
 pub mod crypto;
 pub mod http;
 pub mod iam;

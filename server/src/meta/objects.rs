@@ -38,9 +38,13 @@ pub struct ObjectHeaders {
     /// here because it travels with the version exactly as the headers do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acl: Option<super::CannedAcl>,
-    /// Server-side encryption of the object's bytes (SSE-S3 or SSE-C).
+    /// Server-side encryption of the object's bytes (SSE-S3, SSE-KMS or SSE-C).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
+    /// The multipart upload this version was completed from: a retried
+    /// CompleteMultipartUpload finds it and answers the same success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart_upload: Option<String>,
 }
 
 /// How an object's bytes are encrypted at rest: every segment is stored in the
@@ -146,6 +150,8 @@ pub enum WriteCondition {
     IfNoneMatchAny,
     /// Write only when the current object has this ETag (unquoted).
     IfMatch(String),
+    /// Write only when the key has a current object (`If-Match: *`).
+    IfMatchAny,
 }
 
 /// What a delete did.
@@ -355,7 +361,10 @@ impl MetaStore {
         // Most writes create a key: try a plain insert first, which needs neither
         // a read nor a row lock; only when the key exists (or the write is
         // conditional on its current version) read and lock the current row.
-        if !matches!(condition, WriteCondition::IfMatch(_)) {
+        if !matches!(
+            condition,
+            WriteCondition::IfMatch(_) | WriteCondition::IfMatchAny
+        ) {
             let mut new = as_new_version(object, versioning, lock);
             new.seq = next_seq_tx(tx, &object.bucket, &object.key, versioning, None).await?;
             if insert_object_row(tx, &new).await? == 1 {
@@ -380,7 +389,9 @@ impl MetaStore {
                 (Some(_), WriteCondition::IfNoneMatchAny) => {
                     return Err(MetaError::PreconditionFailed);
                 }
-                (None, WriteCondition::IfMatch(_)) => return Err(MetaError::NoSuchKey),
+                (None, WriteCondition::IfMatch(_) | WriteCondition::IfMatchAny) => {
+                    return Err(MetaError::NoSuchKey);
+                }
                 (Some(current), WriteCondition::IfMatch(etag)) if current.etag != *etag => {
                     return Err(MetaError::PreconditionFailed);
                 }

@@ -112,6 +112,7 @@ pub async fn copy_object(
         object_headers(header_input!(input), s3.limits.max_user_metadata)?
     } else {
         let mut headers = source.headers.clone();
+        headers.multipart_upload = None;
         if let Some(class) = &input.storage_class {
             headers.storage_class = Some(class.as_str().to_owned());
         }

@@ -208,12 +208,14 @@ pub async fn upload_part(
     let body = input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
     });
+    let declared_len = declared_length(&req.headers, input.content_length);
+    super::put::require_length(declared_len)?;
     let ingested = ingest(
         &s3.blobs,
         body,
         BodyRules {
             max_size: s3.limits.max_part_size,
-            declared_len: declared_length(&req.headers, input.content_length),
+            declared_len,
             content_md5: input.content_md5.as_deref(),
             algorithm,
             // Parts stay blob files: they become segments of a large object.
@@ -366,11 +368,17 @@ pub async fn complete_multipart_upload(
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let mut input = req.input;
-    let upload = s3
+    let upload = match s3
         .meta
         .get_multipart_upload(&input.bucket, &input.key, &input.upload_id)
         .await
-        .map_err(meta_error)?;
+    {
+        Ok(upload) => upload,
+        Err(meta::MetaError::NoSuchUpload) => {
+            return already_completed(s3, &input).await;
+        }
+        Err(e) => return Err(meta_error(e)),
+    };
     let requested = input
         .multipart_upload
         .take()
@@ -471,13 +479,15 @@ pub async fn complete_multipart_upload(
         ChecksumType::COMPOSITE
     };
     let encrypted = upload.headers.encryption.is_some();
+    let mut headers = upload.headers.clone();
+    headers.multipart_upload = Some(upload.upload_id.clone());
     let object = ObjectMeta {
         bucket: input.bucket.clone(),
         key: input.key.clone(),
         size: chosen.iter().map(|p| p.size).sum(),
         etag: etag.clone(),
         last_modified: now_millis(),
-        headers: upload.headers.clone(),
+        headers,
         checksum: ObjectChecksum {
             algorithm: algorithm
                 .filter(|_| checksum_value.is_some())
@@ -522,6 +532,47 @@ pub async fn complete_multipart_upload(
     if let (Some(a), Some(_)) = (algorithm, &checksum_value) {
         set_checksum!(output, a, checksum_value);
         output.checksum_type = Some(ChecksumType::from_static(checksum_kind));
+    }
+    Ok(S3Response::new(output))
+}
+
+/// A CompleteMultipartUpload for an upload that no longer exists: when the
+/// key's current version was completed from it (the client's connection
+/// dropped before the answer and it retries), the same success, as on AWS;
+/// otherwise `NoSuchUpload`.
+async fn already_completed(
+    s3: &Coffer,
+    input: &CompleteMultipartUploadInput,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let current = s3
+        .meta
+        .get_object(&input.bucket, &input.key)
+        .await
+        .map_err(meta_error)?
+        .filter(|o| o.headers.multipart_upload.as_deref() == Some(input.upload_id.as_str()));
+    let Some(object) = current else {
+        return Err(meta_error(meta::MetaError::NoSuchUpload));
+    };
+    let mut output = CompleteMultipartUploadOutput {
+        bucket: Some(input.bucket.clone()),
+        key: Some(input.key.clone()),
+        e_tag: Some(quoted_etag(&object.etag)),
+        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        version_id: super::version_header(&object.version_id),
+        ..Default::default()
+    };
+    output.server_side_encryption =
+        encryption::response_headers(object.headers.encryption.as_ref(), None).0;
+    if let (Some(a), Some(value)) = (
+        object
+            .checksum
+            .algorithm
+            .as_deref()
+            .and_then(|a| Algorithm::parse(a).ok()),
+        object.checksum.value.clone(),
+    ) {
+        set_checksum!(output, a, Some(value));
+        output.checksum_type = object.checksum.kind.clone().map(ChecksumType::from);
     }
     Ok(S3Response::new(output))
 }

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod crypto;
 pub mod http;
 pub mod iam;
+pub mod kms;
 pub mod lifecycle;
 pub mod limits;
 pub mod meta;

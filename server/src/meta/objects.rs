@@ -58,6 +58,18 @@ pub struct Encryption {
     /// SSE-C: how to recognise the customer's key without storing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_key: Option<CustomerKeyCheck>,
+    /// SSE-KMS: the id of the KMS key that wraps the data key (instead of
+    /// the master key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    /// SSE-KMS: the encryption context the data key is bound to, as the
+    /// base64 JSON of `x-amz-server-side-encryption-context`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_context: Option<String>,
+    /// SSE-KMS: `x-amz-server-side-encryption-bucket-key-enabled` (accepted,
+    /// reported; every object still has its own data key).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bucket_key: bool,
 }
 
 /// A salted HMAC-SHA256 of an SSE-C key (base64 salt and digest).

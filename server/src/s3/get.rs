@@ -569,7 +569,8 @@ pub async fn get_object(
     let conditions = read_conditions!(input);
     check_conditions(&object, &conditions).map_err(|code| condition_error(code, &object))?;
     let customer = customer_key_of!(input)?;
-    let data_key = encryption::for_read(s3, object.headers.encryption.as_ref(), customer.as_ref())?;
+    let data_key =
+        encryption::for_read(s3, object.headers.encryption.as_ref(), customer.as_ref()).await?;
     let selection = select(&object, input.range.as_ref(), input.part_number)?;
     let described = describe(&object, &selection, input.checksum_mode.as_ref());
     let body = verified_body(&s3.blobs, &object, selection.range.clone(), data_key).await?;

@@ -67,6 +67,8 @@ pub struct Coffer {
     pub(crate) limits: Limits,
     pub(crate) keyring: Arc<KeyRing>,
     pub(crate) authorizer: Arc<Authorizer>,
+    /// Makes and opens SSE-KMS data keys (the built-in key service).
+    pub(crate) kms: Arc<dyn crate::kms::KeyProvider>,
 }
 
 impl Coffer {
@@ -79,7 +81,9 @@ impl Coffer {
         allow_sigv2: bool,
     ) -> Self {
         let authorizer = Arc::new(Authorizer::new(keyring.clone(), allow_sigv2));
+        let kms = Arc::new(crate::kms::BuiltinKms::new(meta.clone(), region.clone()));
         Self {
+            kms,
             meta,
             blobs,
             region,

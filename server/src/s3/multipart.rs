@@ -11,7 +11,7 @@ use sync_wrapper::SyncStream;
 use super::checksum::{self, Algorithm, set_checksum};
 use super::copy::copy_source_object;
 use super::encryption::{
-    self, WriteEncryption, copy_source_customer_key_of, customer_key_of, set_sse,
+    self, WriteEncryption, copy_source_customer_key_of, customer_key_of, kms_fields_of, set_sse,
 };
 use super::get::{copy_source_conditions, object_stream};
 use super::ingest::{BodyRules, Ingested, ingest};
@@ -60,6 +60,7 @@ pub async fn create_multipart_upload(
     let requested = encryption::requested(
         input.server_side_encryption.as_ref(),
         customer_key_of!(input)?,
+        kms_fields_of!(input),
     )?;
     // One data key for the whole upload; each part's blob gets its own key
     // derived from it (see `crate::crypto`).
@@ -204,7 +205,8 @@ pub async fn upload_part(
     }
     let algorithm = expected.algorithm.or(stored_algorithm);
     let customer = customer_key_of!(input)?;
-    let data_key = encryption::for_read(s3, upload.headers.encryption.as_ref(), customer.as_ref())?;
+    let data_key =
+        encryption::for_read(s3, upload.headers.encryption.as_ref(), customer.as_ref()).await?;
     let body = input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
     });
@@ -290,9 +292,11 @@ pub async fn upload_part_copy(
         s3,
         source.headers.encryption.as_ref(),
         copy_source_customer_key_of!(input)?.as_ref(),
-    )?;
+    )
+    .await?;
     let customer = customer_key_of!(input)?;
-    let data_key = encryption::for_read(s3, upload.headers.encryption.as_ref(), customer.as_ref())?;
+    let data_key =
+        encryption::for_read(s3, upload.headers.encryption.as_ref(), customer.as_ref()).await?;
     let algorithm = upload_algorithm(&upload);
     let len = range.end - range.start;
     let stream = Box::pin(SyncStream::new(object_stream(
@@ -527,6 +531,8 @@ pub async fn complete_multipart_upload(
             None,
         )
         .0,
+        ssekms_key_id: encryption::kms_headers(upload.headers.encryption.as_ref()).0,
+        bucket_key_enabled: encryption::kms_headers(upload.headers.encryption.as_ref()).1,
         ..Default::default()
     };
     if let (Some(a), Some(_)) = (algorithm, &checksum_value) {
@@ -563,6 +569,7 @@ async fn already_completed(
     };
     output.server_side_encryption =
         encryption::response_headers(object.headers.encryption.as_ref(), None).0;
+    output.ssekms_key_id = encryption::kms_headers(object.headers.encryption.as_ref()).0;
     if let (Some(a), Some(value)) = (
         object
             .checksum

@@ -8,7 +8,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::{self, set_checksum};
-use super::encryption::{self, WriteEncryption, customer_key_of, set_sse};
+use super::encryption::{self, WriteEncryption, customer_key_of, kms_fields_of, set_sse};
 use super::ingest::{BodyRules, ingest};
 use super::object_lock;
 use super::tagging;
@@ -179,12 +179,8 @@ pub(super) fn write_condition(
 /// silently would lie about encryption or visibility, so they are
 /// refused. (`x-amz-acl` is checked by each write against the bucket's ownership.)
 pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
-    // SSE-S3 and SSE-C are served (`encryption.rs`); KMS is not.
-    const REFUSED_PREFIXES: &[&str] = &[
-        "x-amz-server-side-encryption-aws-kms-",
-        "x-amz-server-side-encryption-context",
-        "x-amz-grant-",
-    ];
+    // SSE-S3, SSE-KMS and SSE-C are served (`encryption.rs`).
+    const REFUSED_PREFIXES: &[&str] = &["x-amz-grant-"];
     for (name, value) in headers {
         let name = name.as_str();
         if let Some(prefix) = REFUSED_PREFIXES.iter().find(|p| name.starts_with(**p)) {
@@ -195,14 +191,6 @@ pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
         }
         let value = value.to_str().unwrap_or("");
         match name {
-            "x-amz-server-side-encryption-bucket-key-enabled"
-                if !value.eq_ignore_ascii_case("false") =>
-            {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "S3 Bucket Keys are a KMS feature and are not supported"
-                ));
-            }
             "x-amz-website-redirect-location" => {
                 return Err(s3_error!(
                     NotImplemented,
@@ -272,9 +260,11 @@ pub async fn put_object(
     let requested = encryption::requested(
         input.server_side_encryption.as_ref(),
         customer_key_of!(input)?,
+        kms_fields_of!(input),
     )?;
     let encryption =
-        WriteEncryption::choose_given(s3, bucket.config(encryption::ENCRYPTION), requested)?;
+        WriteEncryption::choose_given(s3, bucket.config(encryption::ENCRYPTION), requested)
+            .await?;
     WriteEncryption::apply(encryption.as_ref(), &mut headers);
     let tags = tagging::parse_header(input.tagging.as_deref())?;
     let lock = object_lock::requested_lock(
@@ -384,6 +374,11 @@ pub async fn put_object(
         object.headers.encryption.as_ref(),
         encryption.as_ref().and_then(|e| e.customer_md5.as_deref())
     );
+    output.ssekms_encryption_context = object
+        .headers
+        .encryption
+        .as_ref()
+        .and_then(|e| e.kms_context.clone());
     if let Some(algorithm) = expected.algorithm {
         set_checksum!(output, algorithm, ingested.checksum);
         output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));

@@ -14,6 +14,7 @@ mod cors;
 mod encryption;
 mod endpoints;
 mod fidelity;
+mod kms;
 mod lifecycle;
 mod listing;
 mod multipart;

@@ -323,7 +323,8 @@ async fn unsupported_encryption_acl_and_lock_headers_are_refused_not_ignored(bac
     let t = TestServer::start(backend).await;
     let s3 = t.root_client();
     s3.create_bucket().bucket("honest").send().await.unwrap();
-    // SSE-S3 and SSE-C are served (encryption.rs); KMS is not.
+    // SSE-KMS is served (kms.rs): a key that does not exist is KMS's error,
+    // never an unencrypted object.
     let kms = s3
         .put_object()
         .bucket("honest")
@@ -333,7 +334,7 @@ async fn unsupported_encryption_acl_and_lock_headers_are_refused_not_ignored(bac
         .body(b"x".to_vec().into())
         .send()
         .await;
-    assert_eq!(code(kms), "NotImplemented");
+    assert_eq!(code(kms), "KMS.NotFoundException");
     let public = s3
         .put_object()
         .bucket("honest")

@@ -344,13 +344,13 @@ async fn bucket_default_encryption_applies(backend: Backend) {
     );
     assert_eq!(get(&s3, "dflt", "k", None).await, data);
     assert!(!on_disk(&server.data_dir, &data));
-    // KMS is refused, on the bucket and on objects.
+    // Dual-layer KMS is refused, on the bucket and on objects (SSE-KMS: kms.rs).
     let kms = ServerSideEncryptionConfiguration::builder()
         .rules(
             ServerSideEncryptionRule::builder()
                 .apply_server_side_encryption_by_default(
                     ServerSideEncryptionByDefault::builder()
-                        .sse_algorithm(ServerSideEncryption::AwsKms)
+                        .sse_algorithm(ServerSideEncryption::AwsKmsDsse)
                         .build()
                         .unwrap(),
                 )
@@ -373,7 +373,7 @@ async fn bucket_default_encryption_applies(backend: Backend) {
             s3.put_object()
                 .bucket("dflt")
                 .key("kms")
-                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .server_side_encryption(ServerSideEncryption::AwsKmsDsse)
                 .body(ByteStream::from_static(b"x"))
                 .send()
                 .await

@@ -190,7 +190,10 @@ impl KeyProvider for BuiltinKms {
         self.usable(&kms_key)?;
         let material = kms_key.material(self.master()?)?;
         let data_key = Key::random();
-        let wrapped = material.seal(data_key.as_bytes(), Self::aad(&key.id, context).as_bytes());
+        let wrapped = material.seal(
+            data_key.as_bytes(),
+            Self::aad(&kms_key.id, context).as_bytes(),
+        );
         Ok((data_key, wrapped))
     }
 
@@ -204,7 +207,7 @@ impl KeyProvider for BuiltinKms {
         self.usable(&kms_key)?;
         let material = kms_key.material(self.master()?)?;
         material
-            .open(wrapped, Self::aad(key_id, context).as_bytes())
+            .open(wrapped, Self::aad(&kms_key.id, context).as_bytes())
             .ok()
             .and_then(|bytes| Key::from_bytes(&bytes))
             .ok_or(KmsError::Unauthentic)

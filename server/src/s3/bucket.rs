@@ -98,6 +98,9 @@ pub async fn list_buckets(
         }
     }
     let owner_id = caller.owner_id();
+    let next_token = more
+        .then(|| buckets.last().and_then(|b| b.name.as_deref()).map(continuation_token))
+        .flatten();
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(buckets),
         owner: Some(Owner {
@@ -105,9 +108,7 @@ pub async fn list_buckets(
             id: Some(owner_id),
         }),
         prefix: req.input.prefix,
-        continuation_token: more
-            .then(|| buckets.last().and_then(|b| b.name.as_deref()).map(continuation_token))
-            .flatten(),
+        continuation_token: next_token,
     }))
 }
 

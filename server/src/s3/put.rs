@@ -181,7 +181,7 @@ pub(super) fn write_condition(
 pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
     // SSE-S3, SSE-KMS and SSE-C are served (`encryption.rs`).
     const REFUSED_PREFIXES: &[&str] = &["x-amz-grant-"];
-    for (name, value) in headers {
+    for name in headers.keys() {
         let name = name.as_str();
         if let Some(prefix) = REFUSED_PREFIXES.iter().find(|p| name.starts_with(**p)) {
             return Err(s3_error!(
@@ -189,7 +189,6 @@ pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
                 "{prefix}* headers are not supported yet"
             ));
         }
-        let value = value.to_str().unwrap_or("");
         match name {
             "x-amz-website-redirect-location" => {
                 return Err(s3_error!(

@@ -267,24 +267,24 @@ async fn a_part_uploaded_twice_keeps_the_one_that_finished_last(backend: Backend
 async fn part_number_beyond_the_parts_is_invalid_part(backend: Backend) {
     let t = TestServer::start(backend).await;
     let s3 = t.root_client();
-    s3.create_bucket().bucket("pn").send().await.unwrap();
-    put(&s3, "pn", "single", b"one piece").await;
+    s3.create_bucket().bucket("pnum").send().await.unwrap();
+    put(&s3, "pnum", "single", b"one piece").await;
     let whole = s3
         .get_object()
-        .bucket("pn")
+        .bucket("pnum")
         .key("single")
         .part_number(1)
         .send()
         .await
         .unwrap();
     assert_eq!(whole.content_length(), Some(9));
-    let get = |key: &'static str, n: i32| s3.get_object().bucket("pn").key(key).part_number(n).send();
+    let get = |key: &'static str, n: i32| s3.get_object().bucket("pnum").key(key).part_number(n).send();
     let beyond = get("single", 2).await;
     assert_eq!(code(beyond), "InvalidPart");
     assert_eq!(status(get("single", 2).await), 400);
     let head = s3
         .head_object()
-        .bucket("pn")
+        .bucket("pnum")
         .key("single")
         .part_number(2)
         .send()
@@ -293,7 +293,7 @@ async fn part_number_beyond_the_parts_is_invalid_part(backend: Backend) {
     // A two-part object.
     let upload = s3
         .create_multipart_upload()
-        .bucket("pn")
+        .bucket("pnum")
         .key("multi")
         .send()
         .await
@@ -303,7 +303,7 @@ async fn part_number_beyond_the_parts_is_invalid_part(backend: Backend) {
     for (n, body) in [(1, vec![b'a'; 5 << 20]), (2, b"tail".to_vec())] {
         let part = s3
             .upload_part()
-            .bucket("pn")
+            .bucket("pnum")
             .key("multi")
             .upload_id(id)
             .part_number(n)
@@ -315,7 +315,7 @@ async fn part_number_beyond_the_parts_is_invalid_part(backend: Backend) {
     }
     let list: Vec<(i32, &str)> = etags.iter().map(|(n, e)| (*n, e.as_str())).collect();
     s3.complete_multipart_upload()
-        .bucket("pn")
+        .bucket("pnum")
         .key("multi")
         .upload_id(id)
         .multipart_upload(parts(&list))
@@ -833,7 +833,7 @@ async fn object_lock_validation_errors_match_aws(backend: Backend) {
 async fn sigv2_get(t: &TestServer, date: Option<&str>) -> (u16, String) {
     let root = t.server.root_key();
     let mut request = reqwest::Client::new()
-        .get(format!("{}/v2/k", t.endpoint()))
+        .get(format!("{}/sig-v2/k", t.endpoint()))
         .header("authorization", format!("AWS {}:bm90LWEtc2lnbmF0dXJl", root.id));
     if let Some(date) = date {
         request = request.header("date", date);
@@ -845,7 +845,7 @@ async fn sigv2_get(t: &TestServer, date: Option<&str>) -> (u16, String) {
 
 async fn sigv2_header_auth_judges_the_date_before_the_signature(backend: Backend) {
     let t = TestServer::start(backend).await;
-    t.root_client().create_bucket().bucket("v2").send().await.unwrap();
+    t.root_client().create_bucket().bucket("sig-v2").send().await.unwrap();
     let (status, body) = sigv2_get(&t, None).await;
     assert_eq!((status, xml_code(&body)), (403, "AccessDenied"), "{body}");
     let (status, body) = sigv2_get(&t, Some("yesterday-ish")).await;
@@ -984,13 +984,13 @@ async fn send_chunked(request: http::Request<Vec<u8>>) -> (u16, String) {
 async fn chunked_transfer_encoding_without_content_length(backend: Backend) {
     let t = TestServer::start(backend).await;
     let s3 = t.root_client();
-    s3.create_bucket().bucket("te").send().await.unwrap();
+    s3.create_bucket().bucket("chunked").send().await.unwrap();
     let root = t.server.root_key();
     // aws-chunked with x-amz-decoded-content-length: accepted, as on AWS.
     let pieces: [&[u8]; 2] = [&[b'z'; 70_000], b"end"];
     let decoded_len = pieces.iter().map(|p| p.len()).sum::<usize>();
     let when = SystemTime::now();
-    let mut request = http::Request::put(format!("{}/te/streamed", t.endpoint()))
+    let mut request = http::Request::put(format!("{}/chunked/streamed", t.endpoint()))
         .header("content-encoding", "aws-chunked")
         .header("x-amz-decoded-content-length", decoded_len.to_string())
         .body(Vec::new())
@@ -1005,21 +1005,21 @@ async fn chunked_transfer_encoding_without_content_length(backend: Backend) {
     *request.body_mut() = crate::bad_input::chunked_body(&pieces, &seed, &root.secret, when);
     let (status, body) = send_chunked(request).await;
     assert_eq!(status, 200, "{body}");
-    let stored = body_of(&s3, "te", "streamed").await;
+    let stored = body_of(&s3, "chunked", "streamed").await;
     assert_eq!(stored.len(), decoded_len);
     assert!(stored.ends_with(b"end"));
-    let head = s3.head_object().bucket("te").key("streamed").send().await.unwrap();
+    let head = s3.head_object().bucket("chunked").key("streamed").send().await.unwrap();
     assert_eq!(head.content_encoding(), None);
     // A plain body of unknown length: 411 MissingContentLength, as on AWS;
     // nothing is stored.
-    let mut request = http::Request::put(format!("{}/te/plain", t.endpoint()))
+    let mut request = http::Request::put(format!("{}/chunked/plain", t.endpoint()))
         .body(b"no length given".to_vec())
         .unwrap();
     sign(&mut request, &root.id, &root.secret, true);
     let (status, body) = send_chunked(request).await;
     assert_eq!((status, xml_code(&body)), (411, "MissingContentLength"), "{body}");
     assert_eq!(
-        code(s3.head_object().bucket("te").key("plain").send().await),
+        code(s3.head_object().bucket("chunked").key("plain").send().await),
         "NotFound"
     );
     t.stop().await;

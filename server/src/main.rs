@@ -60,7 +60,12 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
         /// The region in the keys' ARNs (as `serve --region`).
-        #[arg(long, env = "COFFER_REGION", default_value = "us-east-1", global = true)]
+        #[arg(
+            long,
+            env = "COFFER_REGION",
+            default_value = "us-east-1",
+            global = true
+        )]
         region: String,
         #[command(subcommand)]
         command: kms_cli::KmsCommand,

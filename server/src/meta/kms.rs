@@ -119,7 +119,10 @@ impl MetaStore {
         .bind(id_or_name)
         .fetch_all(&self.pool)
         .await?;
-        let keys = rows.iter().map(key_from_row).collect::<MetaResult<Vec<_>>>()?;
+        let keys = rows
+            .iter()
+            .map(key_from_row)
+            .collect::<MetaResult<Vec<_>>>()?;
         let now = super::now_millis();
         let found = keys
             .iter()
@@ -150,15 +153,14 @@ impl MetaStore {
         deletion_date: Option<i64>,
     ) -> MetaResult<()> {
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE kms_keys SET state = $2, deletion_date = $3 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(state.as_str())
-        .bind(deletion_date)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+        let updated =
+            sqlx::query("UPDATE kms_keys SET state = $2, deletion_date = $3 WHERE id = $1")
+                .bind(id)
+                .bind(state.as_str())
+                .bind(deletion_date)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
         if updated == 0 {
             tx.rollback().await?;
             return Err(MetaError::NoSuchKmsKey(id.to_owned()));
@@ -183,7 +185,11 @@ impl MetaStore {
 }
 
 /// Re-seals every KMS key's material from `old` to `new` (master key rotation).
-pub(super) async fn reseal_kms_keys_tx(tx: &mut WriteTx<'_>, old: &Key, new: &Key) -> MetaResult<()> {
+pub(super) async fn reseal_kms_keys_tx(
+    tx: &mut WriteTx<'_>,
+    old: &Key,
+    new: &Key,
+) -> MetaResult<()> {
     let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM kms_keys"))
         .fetch_all(&mut ***tx)
         .await?;

@@ -73,7 +73,10 @@ pub async fn list_buckets(
     let mut more = false;
     for bucket in all {
         if !bucket.name.starts_with(prefix)
-            || page.after.as_deref().is_some_and(|after| bucket.name.as_str() <= after)
+            || page
+                .after
+                .as_deref()
+                .is_some_and(|after| bucket.name.as_str() <= after)
         {
             continue;
         }
@@ -99,7 +102,12 @@ pub async fn list_buckets(
     }
     let owner_id = caller.owner_id();
     let next_token = more
-        .then(|| buckets.last().and_then(|b| b.name.as_deref()).map(continuation_token))
+        .then(|| {
+            buckets
+                .last()
+                .and_then(|b| b.name.as_deref())
+                .map(continuation_token)
+        })
         .flatten();
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(buckets),

@@ -199,10 +199,7 @@ pub(super) fn kms_error(err: KmsError) -> S3Error {
         e
     };
     match err {
-        KmsError::NotFound(key) => kms(
-            "KMS.NotFoundException",
-            format!("Invalid keyId '{key}'"),
-        ),
+        KmsError::NotFound(key) => kms("KMS.NotFoundException", format!("Invalid keyId '{key}'")),
         KmsError::Disabled(arn) => kms("KMS.DisabledException", format!("{arn} is disabled.")),
         KmsError::PendingDeletion(arn) => kms(
             "KMS.KMSInvalidStateException",
@@ -229,7 +226,11 @@ pub(super) fn kms_error(err: KmsError) -> S3Error {
 pub(super) struct BucketDefault {
     #[serde(rename = "SSEAlgorithm")]
     algorithm: String,
-    #[serde(rename = "KMSMasterKeyID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KMSMasterKeyID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     kms_key: Option<String>,
     #[serde(rename = "BucketKeyEnabled", default)]
     bucket_key: bool,
@@ -477,7 +478,9 @@ pub(super) fn response_headers(
             customer_md5.map(str::to_owned),
         ),
         Some(e) if e.kms_key_id.is_some() => (
-            Some(ServerSideEncryption::from_static(ServerSideEncryption::AWS_KMS)),
+            Some(ServerSideEncryption::from_static(
+                ServerSideEncryption::AWS_KMS,
+            )),
             None,
             None,
         ),
@@ -560,10 +563,7 @@ pub async fn put_bucket_encryption(
     master_key(s3)?;
     let stored = BucketDefault {
         algorithm: default.sse_algorithm.as_str().to_owned(),
-        kms_key: default
-            .kms_master_key_id
-            .clone()
-            .filter(|k| !k.is_empty()),
+        kms_key: default.kms_master_key_id.clone().filter(|k| !k.is_empty()),
         // Accepted as on AWS; with SSE-S3 it means nothing, and SSE-KMS objects
         // still get a data key each (the built-in key service is local).
         bucket_key: rule.bucket_key_enabled == Some(true)

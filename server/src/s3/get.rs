@@ -626,9 +626,10 @@ pub async fn head_object(
     }
     // AWS sends it on HEAD as on GET, though HeadObject's model has no field.
     if !object.tags.is_empty() {
-        response
-            .headers
-            .insert("x-amz-tagging-count", http::HeaderValue::from(object.tags.len()));
+        response.headers.insert(
+            "x-amz-tagging-count",
+            http::HeaderValue::from(object.tags.len()),
+        );
     }
     Ok(response)
 }

@@ -266,12 +266,9 @@ fn transition_minimum_days(class: &str) -> i32 {
 }
 
 fn transition_class(class: Option<&TransitionStorageClass>) -> S3Result<String> {
-    let class = class.map(|c| c.as_str().to_owned()).ok_or_else(|| {
-        s3_error!(
-            MalformedXML,
-            "A Transition must name a StorageClass"
-        )
-    })?;
+    let class = class
+        .map(|c| c.as_str().to_owned())
+        .ok_or_else(|| s3_error!(MalformedXML, "A Transition must name a StorageClass"))?;
     if !TRANSITION_CLASSES.contains(&class.as_str()) {
         return Err(s3_error!(
             InvalidStorageClass,
@@ -308,7 +305,10 @@ fn transitions_from_dto(list: Option<TransitionList>) -> S3Result<Vec<Transition
                 ));
             }
         }
-        if out.iter().any(|o: &Transition| o.storage_class == storage_class) {
+        if out
+            .iter()
+            .any(|o: &Transition| o.storage_class == storage_class)
+        {
             return Err(s3_error!(
                 InvalidRequest,
                 "'StorageClass' must be different for 'Transition' actions in the same rule"
@@ -370,7 +370,11 @@ fn filter_form(rule: &LifecycleRule) -> Option<String> {
 }
 
 fn rule_from_dto(rule: LifecycleRule) -> S3Result<Rule> {
-    if rule.id.as_ref().is_some_and(|id| id.chars().count() > MAX_ID_LEN) {
+    if rule
+        .id
+        .as_ref()
+        .is_some_and(|id| id.chars().count() > MAX_ID_LEN)
+    {
         return Err(s3_error!(
             InvalidArgument,
             "ID length should not exceed allowed limit of {MAX_ID_LEN}"

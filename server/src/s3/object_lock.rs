@@ -237,8 +237,9 @@ fn default_retention(rule: Option<&ObjectLockRule>) -> S3Result<Option<DefaultRe
         ));
     };
     let mode = match &retention.mode {
-        Some(mode) => RetentionMode::parse(mode.as_str())
-            .ok_or_else(|| malformed("Mode", mode.as_str()))?,
+        Some(mode) => {
+            RetentionMode::parse(mode.as_str()).ok_or_else(|| malformed("Mode", mode.as_str()))?
+        }
         None => {
             return Err(s3_error!(
                 MalformedXML,
@@ -410,8 +411,8 @@ pub async fn put_object_legal_hold(
             "The LegalHold must contain a Status of ON or OFF"
         ));
     }
-    let on = parse_legal_hold(status)
-        .map_err(|_| malformed("Status", status.unwrap_or_default()))?;
+    let on =
+        parse_legal_hold(status).map_err(|_| malformed("Status", status.unwrap_or_default()))?;
     s3.meta
         .set_object_legal_hold(&input.bucket, &input.key, input.version_id.as_deref(), on)
         .await

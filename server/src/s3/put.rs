@@ -189,14 +189,11 @@ pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
                 "{prefix}* headers are not supported yet"
             ));
         }
-        match name {
-            "x-amz-website-redirect-location" => {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "Website redirects are not supported"
-                ));
-            }
-            _ => {}
+        if name == "x-amz-website-redirect-location" {
+            return Err(s3_error!(
+                NotImplemented,
+                "Website redirects are not supported"
+            ));
         }
     }
     Ok(())
@@ -262,8 +259,7 @@ pub async fn put_object(
         kms_fields_of!(input),
     )?;
     let encryption =
-        WriteEncryption::choose_given(s3, bucket.config(encryption::ENCRYPTION), requested)
-            .await?;
+        WriteEncryption::choose_given(s3, bucket.config(encryption::ENCRYPTION), requested).await?;
     WriteEncryption::apply(encryption.as_ref(), &mut headers);
     let tags = tagging::parse_header(input.tagging.as_deref())?;
     let lock = object_lock::requested_lock(

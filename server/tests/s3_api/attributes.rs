@@ -149,7 +149,10 @@ async fn object_parts_are_paged(backend: Backend) {
     let numbers: Vec<Option<i32>> = parts.parts().iter().map(|p| p.part_number()).collect();
     assert_eq!(numbers, [Some(1), Some(2)]);
     assert_eq!(parts.parts()[0].size(), Some(5 << 20));
-    assert_eq!(parts.parts()[1].checksum_crc32(), Some(part_sums[1].as_str()));
+    assert_eq!(
+        parts.parts()[1].checksum_crc32(),
+        Some(part_sums[1].as_str())
+    );
     let marker: i32 = parts.next_part_number_marker().unwrap().parse().unwrap();
     assert_eq!(marker, 2);
     let second = page(Some(marker)).await.unwrap();

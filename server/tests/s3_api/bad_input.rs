@@ -195,7 +195,12 @@ fn hex_sha256(data: &[u8]) -> String {
 }
 
 /// Builds an aws-chunked body whose every chunk is signed in chain from `seed`.
-pub(crate) fn chunked_body(chunks: &[&[u8]], seed: &str, secret: &str, time: SystemTime) -> Vec<u8> {
+pub(crate) fn chunked_body(
+    chunks: &[&[u8]],
+    seed: &str,
+    secret: &str,
+    time: SystemTime,
+) -> Vec<u8> {
     use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
     let key = generate_signing_key(secret, time, "us-east-1", "s3")
         .as_ref()

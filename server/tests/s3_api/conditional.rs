@@ -24,7 +24,11 @@ async fn body_of(s3: &Client, key: &str) -> Vec<u8> {
         .to_vec()
 }
 
-fn put(s3: &Client, key: &str, body: &'static [u8]) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+fn put(
+    s3: &Client,
+    key: &str,
+    body: &'static [u8],
+) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
     s3.put_object()
         .bucket("cond")
         .key(key)
@@ -36,22 +40,42 @@ async fn put_object_conditions_hold_or_change_nothing(backend: Backend) {
     let s3 = t.root_client();
     s3.create_bucket().bucket("cond").send().await.unwrap();
     // If-None-Match: * creates only.
-    let first = put(&s3, "k", b"one").if_none_match("*").send().await.unwrap();
-    assert_eq!(code(put(&s3, "k", b"two").if_none_match("*").send().await), "PreconditionFailed");
+    let first = put(&s3, "k", b"one")
+        .if_none_match("*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(put(&s3, "k", b"two").if_none_match("*").send().await),
+        "PreconditionFailed"
+    );
     assert_eq!(body_of(&s3, "k").await, b"one");
     // If-Match with the current ETag replaces; a stale one does not.
     let etag = first.e_tag().unwrap().to_owned();
     let second = put(&s3, "k", b"two").if_match(&etag).send().await.unwrap();
-    assert_eq!(code(put(&s3, "k", b"three").if_match(&etag).send().await), "PreconditionFailed");
+    assert_eq!(
+        code(put(&s3, "k", b"three").if_match(&etag).send().await),
+        "PreconditionFailed"
+    );
     assert_eq!(body_of(&s3, "k").await, b"two");
     // Unquoted ETags are the same ETag.
     let bare = second.e_tag().unwrap().trim_matches('"').to_owned();
-    put(&s3, "k", b"three").if_match(&bare).send().await.unwrap();
+    put(&s3, "k", b"three")
+        .if_match(&bare)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(body_of(&s3, "k").await, b"three");
     // If-Match on a key that does not exist: 404 NoSuchKey.
-    assert_eq!(code(put(&s3, "absent", b"x").if_match(&etag).send().await), "NoSuchKey");
+    assert_eq!(
+        code(put(&s3, "absent", b"x").if_match(&etag).send().await),
+        "NoSuchKey"
+    );
     // If-Match: * needs some current object.
-    assert_eq!(code(put(&s3, "absent", b"x").if_match("*").send().await), "NoSuchKey");
+    assert_eq!(
+        code(put(&s3, "absent", b"x").if_match("*").send().await),
+        "NoSuchKey"
+    );
     put(&s3, "k", b"four").if_match("*").send().await.unwrap();
     assert_eq!(body_of(&s3, "k").await, b"four");
     assert_eq!(
@@ -79,7 +103,10 @@ async fn concurrent_creates_with_if_none_match_have_one_winner(backend: Backend)
         }
     });
     let results = futures::future::join_all(attempts).await;
-    let winners: Vec<i32> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+    let winners: Vec<i32> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
     assert_eq!(winners.len(), 1, "exactly one create wins");
     for result in results.into_iter().filter(|r| r.is_err()) {
         assert_eq!(code(result), "PreconditionFailed");
@@ -136,13 +163,23 @@ async fn complete_multipart_upload_honours_conditions(backend: Backend) {
     // If-None-Match: * onto an existing key fails and leaves the upload to retry.
     let (id, parts) = start_upload(&s3, "taken").await;
     assert_eq!(
-        code(complete("taken", &id, &parts).if_none_match("*").send().await),
+        code(
+            complete("taken", &id, &parts)
+                .if_none_match("*")
+                .send()
+                .await
+        ),
         "PreconditionFailed"
     );
     assert_eq!(body_of(&s3, "taken").await, b"already here");
     // A stale If-Match fails too; the current one succeeds.
     assert_eq!(
-        code(complete("taken", &id, &parts).if_match("\"0123\"").send().await),
+        code(
+            complete("taken", &id, &parts)
+                .if_match("\"0123\"")
+                .send()
+                .await
+        ),
         "PreconditionFailed"
     );
     complete("taken", &id, &parts)

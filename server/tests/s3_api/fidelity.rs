@@ -7,11 +7,12 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, BucketVersioningStatus, ChecksumAlgorithm, CompletedMultipartUpload,
-    CompletedPart, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleAndOperator,
-    LifecycleRuleFilter, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockLegalHold,
-    ObjectLockLegalHoldStatus, ObjectLockRetention, ObjectLockRetentionMode, ObjectLockRule,
-    DefaultRetention, Transition, TransitionStorageClass, VersioningConfiguration,
+    BucketLifecycleConfiguration, BucketVersioningStatus, ChecksumAlgorithm,
+    CompletedMultipartUpload, CompletedPart, DefaultRetention, ExpirationStatus,
+    LifecycleExpiration, LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter,
+    ObjectLockConfiguration, ObjectLockEnabled, ObjectLockLegalHold, ObjectLockLegalHoldStatus,
+    ObjectLockRetention, ObjectLockRetentionMode, ObjectLockRule, Transition,
+    TransitionStorageClass, VersioningConfiguration,
 };
 use base64::Engine as _;
 use serde_json::json;
@@ -89,7 +90,15 @@ async fn dot_segments_are_ordinary_key_characters(backend: Backend) {
     let t = TestServer::start(backend).await;
     let s3 = t.root_client();
     s3.create_bucket().bucket("dots").send().await.unwrap();
-    let keys = ["../etc/passwd", "a/../../b", "a/./b", ".", "..", "./x", "a/.."];
+    let keys = [
+        "../etc/passwd",
+        "a/../../b",
+        "a/./b",
+        ".",
+        "..",
+        "./x",
+        "a/..",
+    ];
     for key in keys {
         put(&s3, "dots", key, key.as_bytes()).await;
     }
@@ -101,7 +110,10 @@ async fn dot_segments_are_ordinary_key_characters(backend: Backend) {
     names.sort_unstable();
     let mut expected = keys.to_vec();
     expected.sort_unstable();
-    assert_eq!(names, expected, "every key is stored as sent, none resolved");
+    assert_eq!(
+        names, expected,
+        "every key is stored as sent, none resolved"
+    );
     // Copies and multipart uploads take such keys too.
     s3.copy_object()
         .bucket("dots")
@@ -278,7 +290,13 @@ async fn part_number_beyond_the_parts_is_invalid_part(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(whole.content_length(), Some(9));
-    let get = |key: &'static str, n: i32| s3.get_object().bucket("pnum").key(key).part_number(n).send();
+    let get = |key: &'static str, n: i32| {
+        s3.get_object()
+            .bucket("pnum")
+            .key(key)
+            .part_number(n)
+            .send()
+    };
     let beyond = get("single", 2).await;
     assert_eq!(code(beyond), "InvalidPart");
     assert_eq!(status(get("single", 2).await), 400);
@@ -354,7 +372,14 @@ async fn creating_a_bucket_you_own_answers_as_aws_per_region(backend: Backend) {
 async fn list_buckets_pages_with_max_buckets_and_continuation_token(backend: Backend) {
     let t = TestServer::start(backend).await;
     let s3 = t.root_client();
-    for name in ["page-c", "page-a", "page-e", "page-b", "page-d", "zzz-other"] {
+    for name in [
+        "page-c",
+        "page-a",
+        "page-e",
+        "page-b",
+        "page-d",
+        "zzz-other",
+    ] {
         s3.create_bucket().bucket(name).send().await.unwrap();
     }
     let mut seen = Vec::new();
@@ -371,7 +396,11 @@ async fn list_buckets_pages_with_max_buckets_and_continuation_token(backend: Bac
             .unwrap();
         pages += 1;
         assert!(page.buckets().len() <= 2);
-        seen.extend(page.buckets().iter().filter_map(|b| b.name().map(str::to_owned)));
+        seen.extend(
+            page.buckets()
+                .iter()
+                .filter_map(|b| b.name().map(str::to_owned)),
+        );
         assert_eq!(page.prefix(), Some("page-"));
         match page.continuation_token() {
             Some(next) => token = Some(next.to_owned()),
@@ -460,9 +489,19 @@ async fn every_checksum_mismatch_is_bad_digest(backend: Backend) {
             b"hello world".to_vec(),
         )
         .await;
-        assert_eq!((status, xml_code(&body)), (400, "BadDigest"), "PUT {name}: {body}");
         assert_eq!(
-            code(s3.head_object().bucket("digest").key(format!("put-{name}")).send().await),
+            (status, xml_code(&body)),
+            (400, "BadDigest"),
+            "PUT {name}: {body}"
+        );
+        assert_eq!(
+            code(
+                s3.head_object()
+                    .bucket("digest")
+                    .key(format!("put-{name}"))
+                    .send()
+                    .await
+            ),
             "NotFound"
         );
         // UploadPart of an upload with that algorithm.
@@ -483,7 +522,11 @@ async fn every_checksum_mismatch_is_bad_digest(backend: Backend) {
             b"part bytes".to_vec(),
         )
         .await;
-        assert_eq!((status, xml_code(&body)), (400, "BadDigest"), "UploadPart {name}: {body}");
+        assert_eq!(
+            (status, xml_code(&body)),
+            (400, "BadDigest"),
+            "UploadPart {name}: {body}"
+        );
         let listed = s3
             .list_parts()
             .bucket("digest")
@@ -499,9 +542,7 @@ async fn every_checksum_mismatch_is_bad_digest(backend: Backend) {
             vec![
                 json!({"bucket": "digest"}),
                 json!(["starts-with", "$key", "post-"]),
-                serde_json::Value::Object(
-                    [(header.clone(), json!(wrong))].into_iter().collect(),
-                ),
+                serde_json::Value::Object([(header.clone(), json!(wrong))].into_iter().collect()),
             ],
             time::Duration::minutes(10),
             &root.id,
@@ -510,7 +551,11 @@ async fn every_checksum_mismatch_is_bad_digest(backend: Backend) {
         fields.insert(0, ("key".into(), format!("post-{name}")));
         fields.push((header.clone(), wrong.clone()));
         let (status, body) = post_form(&t, "digest", &fields, b"form bytes").await;
-        assert_eq!((status, xml_code(&body)), (400, "BadDigest"), "POST {name}: {body}");
+        assert_eq!(
+            (status, xml_code(&body)),
+            (400, "BadDigest"),
+            "POST {name}: {body}"
+        );
         // And the right value is accepted on all three.
         let right = s3
             .put_object()
@@ -571,7 +616,10 @@ async fn post_policy_errors_are_answered_as_on_aws(backend: Backend) {
     let root = t.server.root_key();
     let good = || {
         let mut fields = signed_policy(
-            vec![json!({"bucket": "forms"}), json!(["starts-with", "$key", ""])],
+            vec![
+                json!({"bucket": "forms"}),
+                json!(["starts-with", "$key", ""]),
+            ],
             time::Duration::minutes(10),
             &root.id,
             &root.secret,
@@ -587,7 +635,11 @@ async fn post_policy_errors_are_answered_as_on_aws(backend: Backend) {
         .filter(|(n, _)| n != "x-amz-signature")
         .collect();
     let (status, body) = post_form(&t, "forms", &unsigned, b"x").await;
-    assert_eq!((status, xml_code(&body)), (400, "InvalidArgument"), "{body}");
+    assert_eq!(
+        (status, xml_code(&body)),
+        (400, "InvalidArgument"),
+        "{body}"
+    );
     assert!(body.contains("X-Amz-Signature"), "{body}");
     // An expiration that is not an ISO 8601 date: 400 InvalidPolicyDocument.
     let bad_date = json!({
@@ -597,7 +649,13 @@ async fn post_policy_errors_are_answered_as_on_aws(backend: Backend) {
     let policy = b64(bad_date.to_string().as_bytes());
     let fields: Vec<(String, String)> = good()
         .into_iter()
-        .map(|(n, v)| if n == "policy" { (n, policy.clone()) } else { (n, v) })
+        .map(|(n, v)| {
+            if n == "policy" {
+                (n, policy.clone())
+            } else {
+                (n, v)
+            }
+        })
         .collect();
     let (status, body) = post_form(&t, "forms", &fields, b"x").await;
     assert_eq!(status, 400, "{body}");
@@ -638,7 +696,13 @@ async fn lifecycle_validation_and_rules_returned_as_put(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        code(put_rules(vec![rule("same").build().unwrap(), rule("same").build().unwrap()]).await),
+        code(
+            put_rules(vec![
+                rule("same").build().unwrap(),
+                rule("same").build().unwrap()
+            ])
+            .await
+        ),
         "InvalidArgument"
     );
     let noon = aws_smithy_types::DateTime::from_secs(1_893_456_000 + 12 * 3600);
@@ -721,7 +785,11 @@ async fn lifecycle_validation_and_rules_returned_as_put(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(got.rules(), put.as_slice(), "rules come back as they were put");
+    assert_eq!(
+        got.rules(),
+        put.as_slice(),
+        "rules come back as they were put"
+    );
     t.stop().await;
 }
 
@@ -834,7 +902,10 @@ async fn sigv2_get(t: &TestServer, date: Option<&str>) -> (u16, String) {
     let root = t.server.root_key();
     let mut request = reqwest::Client::new()
         .get(format!("{}/sig-v2/k", t.endpoint()))
-        .header("authorization", format!("AWS {}:bm90LWEtc2lnbmF0dXJl", root.id));
+        .header(
+            "authorization",
+            format!("AWS {}:bm90LWEtc2lnbmF0dXJl", root.id),
+        );
     if let Some(date) = date {
         request = request.header("date", date);
     }
@@ -845,17 +916,30 @@ async fn sigv2_get(t: &TestServer, date: Option<&str>) -> (u16, String) {
 
 async fn sigv2_header_auth_judges_the_date_before_the_signature(backend: Backend) {
     let t = TestServer::start(backend).await;
-    t.root_client().create_bucket().bucket("sig-v2").send().await.unwrap();
+    t.root_client()
+        .create_bucket()
+        .bucket("sig-v2")
+        .send()
+        .await
+        .unwrap();
     let (status, body) = sigv2_get(&t, None).await;
     assert_eq!((status, xml_code(&body)), (403, "AccessDenied"), "{body}");
     let (status, body) = sigv2_get(&t, Some("yesterday-ish")).await;
     assert_eq!((status, xml_code(&body)), (403, "AccessDenied"), "{body}");
     let skewed = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(3600));
     let (status, body) = sigv2_get(&t, Some(&skewed)).await;
-    assert_eq!((status, xml_code(&body)), (403, "RequestTimeTooSkewed"), "{body}");
+    assert_eq!(
+        (status, xml_code(&body)),
+        (403, "RequestTimeTooSkewed"),
+        "{body}"
+    );
     let now = httpdate::fmt_http_date(SystemTime::now());
     let (status, body) = sigv2_get(&t, Some(&now)).await;
-    assert_eq!((status, xml_code(&body)), (403, "SignatureDoesNotMatch"), "{body}");
+    assert_eq!(
+        (status, xml_code(&body)),
+        (403, "SignatureDoesNotMatch"),
+        "{body}"
+    );
     t.stop().await;
 }
 
@@ -871,12 +955,20 @@ async fn head_carries_what_get_carries(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let got = s3.get_object().bucket("heads").key("tagged").send().await.unwrap();
+    let got = s3
+        .get_object()
+        .bucket("heads")
+        .key("tagged")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.tag_count(), Some(2));
     let (status, headers, _) = raw(&t, "HEAD", "/heads/tagged", &[], Vec::new()).await;
     assert_eq!(status, 200);
     assert_eq!(
-        headers.get("x-amz-tagging-count").map(|v| v.to_str().unwrap()),
+        headers
+            .get("x-amz-tagging-count")
+            .map(|v| v.to_str().unwrap()),
         Some("2")
     );
     put(&s3, "heads", "plain", b"y").await;
@@ -910,7 +1002,9 @@ async fn head_carries_what_get_carries(backend: Backend) {
         let (status, headers, _) = raw(&t, method, &path, &[], Vec::new()).await;
         assert_eq!(status, expected, "{method} {path}");
         assert_eq!(
-            headers.get("x-amz-delete-marker").map(|v| v.to_str().unwrap()),
+            headers
+                .get("x-amz-delete-marker")
+                .map(|v| v.to_str().unwrap()),
             Some("true"),
             "{method} {path}"
         );
@@ -942,7 +1036,13 @@ async fn content_encoding_never_keeps_aws_chunked(backend: Backend) {
         )
         .await;
         assert_eq!(status, 200, "{sent}: {body}");
-        let head = s3.head_object().bucket("enc").key("k").send().await.unwrap();
+        let head = s3
+            .head_object()
+            .bucket("enc")
+            .key("k")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(head.content_encoding(), kept, "{sent}");
         let got = s3.get_object().bucket("enc").key("k").send().await.unwrap();
         assert_eq!(got.content_encoding(), kept, "{sent}");
@@ -959,7 +1059,13 @@ async fn content_encoding_never_keeps_aws_chunked(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let head = s3.head_object().bucket("enc").key("streamed").send().await.unwrap();
+    let head = s3
+        .head_object()
+        .bucket("enc")
+        .key("streamed")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_encoding(), None);
     assert_eq!(head.content_length(), Some(100_000));
     t.stop().await;
@@ -1008,7 +1114,13 @@ async fn chunked_transfer_encoding_without_content_length(backend: Backend) {
     let stored = body_of(&s3, "chunked", "streamed").await;
     assert_eq!(stored.len(), decoded_len);
     assert!(stored.ends_with(b"end"));
-    let head = s3.head_object().bucket("chunked").key("streamed").send().await.unwrap();
+    let head = s3
+        .head_object()
+        .bucket("chunked")
+        .key("streamed")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_encoding(), None);
     // A plain body of unknown length: 411 MissingContentLength, as on AWS;
     // nothing is stored.
@@ -1017,7 +1129,11 @@ async fn chunked_transfer_encoding_without_content_length(backend: Backend) {
         .unwrap();
     sign(&mut request, &root.id, &root.secret, true);
     let (status, body) = send_chunked(request).await;
-    assert_eq!((status, xml_code(&body)), (411, "MissingContentLength"), "{body}");
+    assert_eq!(
+        (status, xml_code(&body)),
+        (411, "MissingContentLength"),
+        "{body}"
+    );
     assert_eq!(
         code(s3.head_object().bucket("chunked").key("plain").send().await),
         "NotFound"

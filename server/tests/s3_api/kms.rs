@@ -5,8 +5,8 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    CompletedMultipartUpload, CompletedPart, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 use base64::Engine as _;
 use coffer_server::kms::{BuiltinKms, KeyProvider as _};
@@ -40,7 +40,12 @@ async fn read(s3: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-fn kms_put(s3: &Client, bucket: &str, key: &str, body: &'static [u8]) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+fn kms_put(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    body: &'static [u8],
+) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
     s3.put_object()
         .bucket(bucket)
         .key(key)
@@ -54,21 +59,46 @@ async fn kms_objects_round_trip_under_named_and_default_keys(backend: Backend) {
     s3.create_bucket().bucket("kms").send().await.unwrap();
     let (id, arn) = new_key(&t, "tenant-a").await;
     // By id, by ARN, by alias: the response names the key by its ARN.
-    for (object, named) in [("by-id", id.as_str()), ("by-arn", arn.as_str()), ("by-alias", "alias/tenant-a")] {
+    for (object, named) in [
+        ("by-id", id.as_str()),
+        ("by-arn", arn.as_str()),
+        ("by-alias", "alias/tenant-a"),
+    ] {
         let put = kms_put(&s3, "kms", object, b"kms protected bytes")
             .ssekms_key_id(named)
             .send()
             .await
             .unwrap();
-        assert_eq!(put.server_side_encryption(), Some(&ServerSideEncryption::AwsKms));
+        assert_eq!(
+            put.server_side_encryption(),
+            Some(&ServerSideEncryption::AwsKms)
+        );
         assert_eq!(put.ssekms_key_id(), Some(arn.as_str()), "{object}");
-        let got = s3.get_object().bucket("kms").key(object).send().await.unwrap();
-        assert_eq!(got.server_side_encryption(), Some(&ServerSideEncryption::AwsKms));
+        let got = s3
+            .get_object()
+            .bucket("kms")
+            .key(object)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            got.server_side_encryption(),
+            Some(&ServerSideEncryption::AwsKms)
+        );
         assert_eq!(got.ssekms_key_id(), Some(arn.as_str()));
         let bytes = got.body.collect().await.unwrap().into_bytes();
         assert_eq!(&bytes[..], b"kms protected bytes");
-        let head = s3.head_object().bucket("kms").key(object).send().await.unwrap();
-        assert_eq!(head.server_side_encryption(), Some(&ServerSideEncryption::AwsKms));
+        let head = s3
+            .head_object()
+            .bucket("kms")
+            .key(object)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.server_side_encryption(),
+            Some(&ServerSideEncryption::AwsKms)
+        );
         assert_eq!(head.ssekms_key_id(), Some(arn.as_str()));
     }
     // The bytes on disk are not the plaintext (a large object, stored as a blob).
@@ -91,12 +121,18 @@ async fn kms_objects_round_trip_under_named_and_default_keys(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(&ranged.body.collect().await.unwrap().into_bytes()[..], b"PPPPPPPPPP");
+    assert_eq!(
+        &ranged.body.collect().await.unwrap().into_bytes()[..],
+        b"PPPPPPPPPP"
+    );
     // No key named: the default aws/s3 key, made on first use.
     let put = kms_put(&s3, "kms", "default", b"d").send().await.unwrap();
     let default_arn = put.ssekms_key_id().unwrap().to_owned();
     assert_ne!(default_arn, arn);
-    assert!(default_arn.starts_with("arn:aws:kms:us-east-1:"), "{default_arn}");
+    assert!(
+        default_arn.starts_with("arn:aws:kms:us-east-1:"),
+        "{default_arn}"
+    );
     let again = kms_put(&s3, "kms", "default-2", b"d").send().await.unwrap();
     assert_eq!(again.ssekms_key_id(), Some(default_arn.as_str()));
     // An encryption context is bound to the data key and echoed.
@@ -145,8 +181,14 @@ async fn unknown_disabled_and_deleted_keys_get_kms_errors(backend: Backend) {
         .unwrap();
     // Disabled: unreadable, and no new writes under it, until re-enabled.
     set_state(&t, &id, KmsKeyState::Disabled, None).await;
-    assert_eq!(read(&s3, "kms", "secret").await, Err("KMS.DisabledException".to_owned()));
-    let refused = kms_put(&s3, "kms", "more", b"x").ssekms_key_id(&id).send().await;
+    assert_eq!(
+        read(&s3, "kms", "secret").await,
+        Err("KMS.DisabledException".to_owned())
+    );
+    let refused = kms_put(&s3, "kms", "more", b"x")
+        .ssekms_key_id(&id)
+        .send()
+        .await;
     assert_eq!(code(refused), "KMS.DisabledException");
     set_state(&t, &id, KmsKeyState::Enabled, None).await;
     assert_eq!(read(&s3, "kms", "secret").await.unwrap(), b"tenant data");
@@ -217,7 +259,10 @@ async fn multipart_copy_form_and_bucket_default_use_kms(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(done.server_side_encryption(), Some(&ServerSideEncryption::AwsKms));
+    assert_eq!(
+        done.server_side_encryption(),
+        Some(&ServerSideEncryption::AwsKms)
+    );
     assert_eq!(done.ssekms_key_id(), Some(arn.as_str()));
     assert_eq!(read(&s3, "kms", "mpu").await.unwrap(), b"one part");
     // Copy: an unencrypted source to a KMS-encrypted copy.
@@ -239,7 +284,13 @@ async fn multipart_copy_form_and_bucket_default_use_kms(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(copy.ssekms_key_id(), Some(arn.as_str()));
-    let head = s3.head_object().bucket("kms").key("copy").send().await.unwrap();
+    let head = s3
+        .head_object()
+        .bucket("kms")
+        .key("copy")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.ssekms_key_id(), Some(arn.as_str()));
     assert_eq!(read(&s3, "kms", "copy").await.unwrap(), b"copied");
     // A browser form asks for it with fields.
@@ -257,10 +308,19 @@ async fn multipart_copy_form_and_bucket_default_use_kms(backend: Backend) {
     );
     fields.insert(0, ("key".into(), "form".into()));
     fields.push(("x-amz-server-side-encryption".into(), "aws:kms".into()));
-    fields.push(("x-amz-server-side-encryption-aws-kms-key-id".into(), id.clone()));
+    fields.push((
+        "x-amz-server-side-encryption-aws-kms-key-id".into(),
+        id.clone(),
+    ));
     let (status, body) = post_form(&t, "kms", &fields, b"form bytes").await;
     assert_eq!(status, 204, "{body}");
-    let head = s3.head_object().bucket("kms").key("form").send().await.unwrap();
+    let head = s3
+        .head_object()
+        .bucket("kms")
+        .key("form")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.ssekms_key_id(), Some(arn.as_str()));
     // The bucket default: every write without its own SSE headers.
     s3.put_bucket_encryption()
@@ -285,8 +345,16 @@ async fn multipart_copy_form_and_bucket_default_use_kms(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let config = s3.get_bucket_encryption().bucket("kms").send().await.unwrap();
-    let rule = &config.server_side_encryption_configuration().unwrap().rules()[0];
+    let config = s3
+        .get_bucket_encryption()
+        .bucket("kms")
+        .send()
+        .await
+        .unwrap();
+    let rule = &config
+        .server_side_encryption_configuration()
+        .unwrap()
+        .rules()[0];
     let default = rule.apply_server_side_encryption_by_default().unwrap();
     assert_eq!(default.sse_algorithm(), &ServerSideEncryption::AwsKms);
     assert_eq!(default.kms_master_key_id(), Some(arn.as_str()));
@@ -299,7 +367,10 @@ async fn multipart_copy_form_and_bucket_default_use_kms(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(put.server_side_encryption(), Some(&ServerSideEncryption::AwsKms));
+    assert_eq!(
+        put.server_side_encryption(),
+        Some(&ServerSideEncryption::AwsKms)
+    );
     assert_eq!(put.ssekms_key_id(), Some(arn.as_str()));
     assert_eq!(put.bucket_key_enabled(), Some(true));
     assert_eq!(read(&s3, "kms", "defaulted").await.unwrap(), b"by default");
@@ -386,7 +457,10 @@ async fn policies_can_require_a_kms_key(backend: Backend) {
         .send()
         .await;
     assert_eq!(code(plain), "AccessDenied");
-    let wrong = kms_put(&tenant, "kms", "wrong", b"x").ssekms_key_id(&other).send().await;
+    let wrong = kms_put(&tenant, "kms", "wrong", b"x")
+        .ssekms_key_id(&other)
+        .send()
+        .await;
     assert_eq!(code(wrong), "AccessDenied");
     kms_put(&tenant, "kms", "right", b"allowed")
         .ssekms_key_id(&arn)
@@ -443,10 +517,16 @@ async fn kms_commands_create_list_disable_enable_and_schedule_deletion() {
         .await
         .unwrap();
     let (ok, out) = cli(&t, &["list"]);
-    assert!(ok && out.contains(&id) && out.contains("cli-key") && out.contains("Enabled"), "{out}");
+    assert!(
+        ok && out.contains(&id) && out.contains("cli-key") && out.contains("Enabled"),
+        "{out}"
+    );
     let (ok, out) = cli(&t, &["disable", &id]);
     assert!(ok, "{out}");
-    assert_eq!(read(&s3, "kms", "obj").await, Err("KMS.DisabledException".to_owned()));
+    assert_eq!(
+        read(&s3, "kms", "obj").await,
+        Err("KMS.DisabledException".to_owned())
+    );
     let (ok, out) = cli(&t, &["enable", &id]);
     assert!(ok, "{out}");
     assert_eq!(read(&s3, "kms", "obj").await.unwrap(), b"cli keyed");

@@ -12,6 +12,7 @@ pub mod console;
 pub mod crypto;
 pub mod http;
 pub mod iam;
+pub mod kms;
 pub mod lifecycle;
 pub mod limits;
 pub mod meta;

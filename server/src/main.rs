@@ -17,6 +17,8 @@ const NODE_REMOVE_SILENCE_MS: i64 = 10_000;
 use coffer_server::serve::{self, ServeConfig};
 use coffer_server::tls::TlsFiles;
 
+mod kms_cli;
+
 #[derive(Parser)]
 #[command(
     name = "coffer-server",
@@ -52,6 +54,21 @@ enum Command {
         store: StoreArgs,
         #[command(subcommand)]
         command: MasterKeyCommand,
+    },
+    /// Manage the built-in key service's SSE-KMS keys (see docs/encryption.md).
+    Kms {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The region in the keys' ARNs (as `serve --region`).
+        #[arg(
+            long,
+            env = "COFFER_REGION",
+            default_value = "us-east-1",
+            global = true
+        )]
+        region: String,
+        #[command(subcommand)]
+        command: kms_cli::KmsCommand,
     },
 }
 
@@ -323,6 +340,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Key { store, command } => run_key(store, command).await,
         Command::Node { store, command } => run_node(store, command).await,
         Command::MasterKey { store, command } => run_master_key(store, command).await,
+        Command::Kms {
+            store,
+            region,
+            command,
+        } => {
+            let meta = serve::open_meta(&config_of(&store)?).await?;
+            kms_cli::run(meta, region, command).await
+        }
     }
 }
 

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 
 use crate::conditions::{self, Conditions};
 use crate::crd::{
-    Bucket, BucketSpec, BucketStatus, BucketUsage, DeletionPolicy, RuleStatus, VersioningState,
+    Bucket, BucketSpec, BucketStatus, BucketUsage, DeletionPolicy, ObjectOwnershipSetting, RuleStatus,
+    VersioningState,
 };
 use crate::names::validate_bucket_name;
 use crate::tenancy::{BucketOrigin, default_bucket_name, legacy_bucket_name};
@@ -219,7 +220,7 @@ async fn provision(
     let namespace = bucket.namespace().unwrap_or_default();
     let owner = owner_of(&namespace, &bucket.name_any());
     let provisioned = ensure_bucket(bucket, name, &owner, ctx).await?;
-    enforce_acls_off(name, ctx).await?;
+    enforce_object_ownership(name, bucket.spec.object_ownership, ctx).await?;
     let mut not_enforced = Vec::new();
     for (kind, desired) in documents {
         let current = ctx.store.get_bucket_config(name, kind).await?;
@@ -337,25 +338,32 @@ fn name_taken(name: &str, namespace: &str, owner: &str, adopt: Option<bool>) -> 
     Error::invalid("BucketNameTaken", message)
 }
 
-/// ACLs stay off on managed buckets (`BucketOwnerEnforced`, bucket ACL
-/// `private`): a Bucket declares no ACLs, so none may make its data public.
-async fn enforce_acls_off(name: &str, ctx: &Context) -> Result<()> {
+/// Object Ownership as `spec.objectOwnership` says; unset, ACLs stay off
+/// (`BucketOwnerEnforced`, bucket ACL `private`) so no ACL a Bucket does not
+/// declare can make its data public. With ACLs on, the bucket's own ACL is the
+/// application's to set.
+async fn enforce_object_ownership(
+    name: &str,
+    wanted: Option<ObjectOwnershipSetting>,
+    ctx: &Context,
+) -> Result<()> {
+    let wanted = match wanted {
+        None | Some(ObjectOwnershipSetting::BucketOwnerEnforced) => {
+            ObjectOwnership::BucketOwnerEnforced
+        }
+        Some(ObjectOwnershipSetting::BucketOwnerPreferred) => ObjectOwnership::BucketOwnerPreferred,
+        Some(ObjectOwnershipSetting::ObjectWriter) => ObjectOwnership::ObjectWriter,
+    };
     let current = ctx.store.bucket_acl(name).await?;
-    if current.ownership != ObjectOwnership::BucketOwnerEnforced {
-        ctx.store
-            .set_object_ownership(name, ObjectOwnership::BucketOwnerEnforced)
-            .await?;
-        tracing::warn!(bucket = name, was = ?current.ownership, "object ownership reset to BucketOwnerEnforced");
-    }
-    if current.acl != CannedAcl::Private {
+    if !wanted.acls_enabled() && current.acl.shares(&current.owner) {
         ctx.store
             .set_bucket_canned_acl(name, CannedAcl::Private)
             .await?;
-        tracing::warn!(
-            bucket = name,
-            was = current.acl.as_str(),
-            "bucket ACL reset to private"
-        );
+        tracing::warn!(bucket = name, "bucket ACL reset to private");
+    }
+    if current.ownership != wanted {
+        ctx.store.set_object_ownership(name, wanted).await?;
+        tracing::info!(bucket = name, was = ?current.ownership, now = ?wanted, "object ownership set");
     }
     Ok(())
 }

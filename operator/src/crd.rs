@@ -115,6 +115,12 @@ pub struct BucketSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
 
+    /// Object Ownership: `BucketOwnerEnforced` turns ACLs off (every object
+    /// belongs to the bucket owner); `BucketOwnerPreferred` and `ObjectWriter`
+    /// turn them on for applications that send `x-amz-acl`. Unset: ACLs off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_ownership: Option<ObjectOwnershipSetting>,
+
     /// Lifecycle rules in the S3 shape (expiration, noncurrent version expiration,
     /// aborting incomplete multipart uploads).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,6 +150,13 @@ pub struct BucketSpec {
     /// Who else may use this bucket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<BucketAccess>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ObjectOwnershipSetting {
+    BucketOwnerEnforced,
+    BucketOwnerPreferred,
+    ObjectWriter,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

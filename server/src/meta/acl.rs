@@ -191,7 +191,7 @@ pub struct AclGrant {
 pub struct Acl {
     /// The owner when it is not the bucket owner (an object written by another
     /// key under `ObjectWriter`/`BucketOwnerPreferred`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
     pub grants: Vec<AclGrant>,
 }
@@ -359,12 +359,12 @@ impl MetaStore {
             Some(text) => ObjectOwnership::parse(text)
                 .ok_or_else(|| MetaError::Corrupt(format!("object ownership {text:?}")))?,
         };
-        let acl = found
+        let acl: Acl = found
             .config(BUCKET_ACL)
             .map(from_json)
             .transpose()?
             .unwrap_or_default();
-        let public_access_block = found
+        let public_access_block: Option<PublicAccessBlock> = found
             .config(PUBLIC_ACCESS_BLOCK)
             .map(from_json)
             .transpose()?;

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::conditions::{self, Conditions};
 use crate::crd::{
-    Bucket, BucketSpec, BucketStatus, BucketUsage, DeletionPolicy, ObjectOwnershipSetting, RuleStatus,
-    VersioningState,
+    Bucket, BucketSpec, BucketStatus, BucketUsage, DeletionPolicy, ObjectOwnershipSetting,
+    RuleStatus, VersioningState,
 };
 use crate::names::validate_bucket_name;
 use crate::tenancy::{BucketOrigin, default_bucket_name, legacy_bucket_name};

@@ -21,8 +21,8 @@ use s3s::dto::{CopyObjectInput, CopySource, PutObjectTaggingInput, UploadPartCop
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
-use crate::iam::{self, Decision, PolicyDocument, RequestContext};
 use self::grants::{AccessDefaults, AclTarget};
+use crate::iam::{self, Decision, PolicyDocument, RequestContext};
 use crate::meta::{
     AccessKey, BucketAcl, BucketWithConfigs, ENCRYPTION, MetaStore, ObjectMeta, ObjectOwnership,
     PublicAccessBlock, QUOTA, now_millis,

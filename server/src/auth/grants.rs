@@ -91,22 +91,70 @@ mod tests {
                 },
             ],
         };
-        assert!(acl_allows(&acl, "writer", Some("writer"), false, AclPermission::Read));
-        assert!(acl_allows(&acl, "writer", Some("reader"), false, AclPermission::Read));
-        assert!(!acl_allows(&acl, "writer", Some("reader"), false, AclPermission::ReadAcp));
-        assert!(!acl_allows(&acl, "writer", None, false, AclPermission::Read));
+        assert!(acl_allows(
+            &acl,
+            "writer",
+            Some("writer"),
+            false,
+            AclPermission::Read
+        ));
+        assert!(acl_allows(
+            &acl,
+            "writer",
+            Some("reader"),
+            false,
+            AclPermission::Read
+        ));
+        assert!(!acl_allows(
+            &acl,
+            "writer",
+            Some("reader"),
+            false,
+            AclPermission::ReadAcp
+        ));
+        assert!(!acl_allows(
+            &acl,
+            "writer",
+            None,
+            false,
+            AclPermission::Read
+        ));
         let public = Acl::canned(CannedAcl::PublicRead);
         assert!(acl_allows(&public, "o", None, false, AclPermission::Read));
         assert!(!acl_allows(&public, "o", None, true, AclPermission::Read));
         let authenticated = Acl::canned(CannedAcl::AuthenticatedRead);
-        assert!(!acl_allows(&authenticated, "o", None, false, AclPermission::Read));
-        assert!(acl_allows(&authenticated, "o", Some("k"), false, AclPermission::Read));
+        assert!(!acl_allows(
+            &authenticated,
+            "o",
+            None,
+            false,
+            AclPermission::Read
+        ));
+        assert!(acl_allows(
+            &authenticated,
+            "o",
+            Some("k"),
+            false,
+            AclPermission::Read
+        ));
         // The owner keeps READ_ACP and WRITE_ACP even with an empty list.
         let empty = Acl {
             owner: None,
             grants: vec![],
         };
-        assert!(acl_allows(&empty, "o", Some("o"), false, AclPermission::WriteAcp));
-        assert!(!acl_allows(&empty, "o", Some("o"), false, AclPermission::Read));
+        assert!(acl_allows(
+            &empty,
+            "o",
+            Some("o"),
+            false,
+            AclPermission::WriteAcp
+        ));
+        assert!(!acl_allows(
+            &empty,
+            "o",
+            Some("o"),
+            false,
+            AclPermission::Read
+        ));
     }
 }

@@ -67,7 +67,9 @@ impl Statement {
 fn names_everyone(principal: &Principal) -> bool {
     match principal {
         Principal::Wildcard(w) => w == "*",
-        Principal::Map(map) => map.values().any(|ids| ids.iter().any(|id| id.contains('*'))),
+        Principal::Map(map) => map
+            .values()
+            .any(|ids| ids.iter().any(|id| id.contains('*'))),
     }
 }
 

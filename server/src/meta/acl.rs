@@ -80,7 +80,10 @@ impl CannedAcl {
                 grants.push(grant(&group(Group::AllUsers), AclPermission::Write));
             }
             Self::AuthenticatedRead => {
-                grants.push(grant(&group(Group::AuthenticatedUsers), AclPermission::Read));
+                grants.push(grant(
+                    &group(Group::AuthenticatedUsers),
+                    AclPermission::Read,
+                ));
             }
             Self::BucketOwnerRead if others_bucket => {
                 grants.push(grant(bucket_owner, AclPermission::Read));

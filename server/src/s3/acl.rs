@@ -113,9 +113,12 @@ fn parse_canned(name: &str) -> S3Result<CannedAcl> {
 /// One grantee of an `x-amz-grant-*` value: `id="..."`, `uri="..."` or
 /// `emailAddress="..."` (quotes optional).
 fn parse_grantee(item: &str) -> S3Result<AclGrantee> {
-    let (kind, value) = item
-        .split_once('=')
-        .ok_or_else(|| s3_error!(InvalidArgument, "Invalid grant {item:?}: expected type=value"))?;
+    let (kind, value) = item.split_once('=').ok_or_else(|| {
+        s3_error!(
+            InvalidArgument,
+            "Invalid grant {item:?}: expected type=value"
+        )
+    })?;
     let value = value.trim().trim_matches('"');
     match kind.trim().to_ascii_lowercase().as_str() {
         "id" if !value.is_empty() => Ok(AclGrantee::User(value.to_owned())),
@@ -339,7 +342,10 @@ pub(super) async fn bucket_settings_for_create(
     if acl.is_public() && s3.keyring.public_access_block(&settings).block_public_acls {
         return Err(public_acl_blocked());
     }
-    Ok((ownership, (!is_plain_private(&acl, &settings.owner)).then_some(acl)))
+    Ok((
+        ownership,
+        (!is_plain_private(&acl, &settings.owner)).then_some(acl),
+    ))
 }
 
 /// Stores what [`bucket_settings_for_create`] decided, once the bucket exists.

@@ -30,7 +30,11 @@ pub(super) async fn check_policy_allowed(
         return Ok(());
     }
     let settings = s3.meta.bucket_acl(bucket).await.map_err(meta_error)?;
-    if s3.keyring.public_access_block(&settings).block_public_policy {
+    if s3
+        .keyring
+        .public_access_block(&settings)
+        .block_public_policy
+    {
         return Err(s3_error!(
             AccessDenied,
             "Access Denied: Block Public Access (BlockPublicPolicy) refuses public bucket policies"

@@ -4,8 +4,8 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    AccessControlPolicy, BucketVersioningStatus, Grant, Grantee, ObjectCannedAcl,
-    ObjectOwnership, Owner, Permission, Tag, Tagging, Type, VersioningConfiguration,
+    AccessControlPolicy, BucketVersioningStatus, Grant, Grantee, ObjectCannedAcl, ObjectOwnership,
+    Owner, Permission, Tag, Tagging, Type, VersioningConfiguration,
 };
 use coffer_server::meta::ObjectOwnership as Ownership;
 
@@ -111,7 +111,10 @@ async fn grant_headers_name_keys_groups_and_refuse_emails(backend: Backend) {
     s3.put_object_acl()
         .bucket("grants")
         .key("doc")
-        .grant_read(format!("uri=\"{AUTHENTICATED_USERS}\", id=\"{}\"", reader.id))
+        .grant_read(format!(
+            "uri=\"{AUTHENTICATED_USERS}\", id=\"{}\"",
+            reader.id
+        ))
         .send()
         .await
         .unwrap();
@@ -123,7 +126,9 @@ async fn grant_headers_name_keys_groups_and_refuse_emails(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        anonymous_get(format!("{}/grants/doc", t.endpoint())).await.0,
+        anonymous_get(format!("{}/grants/doc", t.endpoint()))
+            .await
+            .0,
         403
     );
     // What cannot be resolved is refused, as on AWS, and changes nothing.
@@ -630,7 +635,13 @@ async fn concurrent_acl_updates_never_lose_one(backend: Backend) {
                 .key("k")
                 .tagging(
                     Tagging::builder()
-                        .tag_set(Tag::builder().key("round").value(i.to_string()).build().unwrap())
+                        .tag_set(
+                            Tag::builder()
+                                .key("round")
+                                .value(i.to_string())
+                                .build()
+                                .unwrap(),
+                        )
                         .build()
                         .unwrap(),
                 )

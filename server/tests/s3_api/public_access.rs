@@ -16,12 +16,7 @@ async fn anonymous_status(url: String) -> u16 {
     reqwest::get(url).await.unwrap().status().as_u16()
 }
 
-fn block(
-    acls: bool,
-    ignore: bool,
-    policy: bool,
-    restrict: bool,
-) -> PublicAccessBlockConfiguration {
+fn block(acls: bool, ignore: bool, policy: bool, restrict: bool) -> PublicAccessBlockConfiguration {
     PublicAccessBlockConfiguration::builder()
         .block_public_acls(acls)
         .ignore_public_acls(ignore)

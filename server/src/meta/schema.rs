@@ -186,6 +186,18 @@ const MIGRATIONS: &[Migration] = &[
             name TEXT PRIMARY KEY,
             value TEXT NOT NULL)"],
     },
+    Migration {
+        version: 11,
+        // KMS keys of the built-in key service: material sealed with the master
+        // key, state, and the date a scheduled deletion takes effect.
+        statements: &["CREATE TABLE kms_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            material TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            deletion_date BIGINT)"],
+    },
 ];
 
 /// Applies every migration the database has not seen yet.

@@ -121,6 +121,14 @@ pub struct BucketSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object_ownership: Option<ObjectOwnershipSetting>,
 
+    /// Default server-side encryption of new objects: `SSE-S3` (each object's
+    /// data key wrapped by the servers' master key) or `SSE-KMS` (data keys
+    /// under a KMS key of the bucket's own, `bucket/<bucket name>`, which the
+    /// operator creates; disabling it makes the bucket's objects unreadable).
+    /// Unset: objects are encrypted only when their writers ask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<BucketEncryption>,
+
     /// Lifecycle rules in the S3 shape (expiration, noncurrent version expiration,
     /// aborting incomplete multipart uploads).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,6 +165,22 @@ pub enum ObjectOwnershipSetting {
     BucketOwnerEnforced,
     BucketOwnerPreferred,
     ObjectWriter,
+}
+
+/// Default encryption of a bucket's new objects.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct BucketEncryption {
+    /// `SSE-S3` or `SSE-KMS`.
+    #[serde(rename = "type")]
+    pub type_: EncryptionType,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum EncryptionType {
+    #[serde(rename = "SSE-S3")]
+    SseS3,
+    #[serde(rename = "SSE-KMS")]
+    SseKms,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

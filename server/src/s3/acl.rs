@@ -63,6 +63,10 @@ impl AclHeaders<'_> {
     }
 }
 
+/// The most grants one ACL holds, as on AWS: an ACL travels with every
+/// version's metadata row, so its size stays bounded.
+const MAX_GRANTS: usize = 100;
+
 /// An ACL as asked for, before it is resolved against its owners.
 #[derive(Debug)]
 enum Requested {
@@ -232,6 +236,13 @@ async fn resolve(
         }
         Requested::Grants(grants) => grants,
     };
+    if grants.len() > MAX_GRANTS {
+        return Err(s3_error!(
+            MalformedACLError,
+            "An ACL can have up to {MAX_GRANTS} grants; this one has {}",
+            grants.len()
+        ));
+    }
     for grant in &grants {
         if let AclGrantee::User(id) = &grant.grantee
             && id != owner

@@ -500,6 +500,43 @@ async fn access_control_policy_body_sets_a_versions_acl(backend: Backend) {
         ),
         "UnresolvableGrantByEmailAddress"
     );
+    // An ACL holds at most 100 grants, as on AWS; the version keeps its ACL.
+    let mut crowded = AccessControlPolicy::builder().owner(Owner::builder().id(&root).build());
+    for _ in 0..101 {
+        crowded = crowded.grants(
+            Grant::builder()
+                .grantee(
+                    Grantee::builder()
+                        .r#type(Type::Group)
+                        .uri(AUTHENTICATED_USERS)
+                        .build()
+                        .unwrap(),
+                )
+                .permission(Permission::Read)
+                .build(),
+        );
+    }
+    assert_eq!(
+        code(
+            s3.put_object_acl()
+                .bucket("body")
+                .key("k")
+                .version_id(&v1)
+                .access_control_policy(crowded.build())
+                .send()
+                .await
+        ),
+        "MalformedACLError"
+    );
+    let kept = s3
+        .get_object_acl()
+        .bucket("body")
+        .key("k")
+        .version_id(&v1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.grants().len(), acl.grants().len());
     t.stop().await;
 }
 

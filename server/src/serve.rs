@@ -69,6 +69,8 @@ pub struct ServeConfig {
     pub peer_ca: Option<PathBuf>,
     /// Bounds on what clients control (connections, slow heads, stalls).
     pub connection_limits: ConnectionLimits,
+    /// Default Object Ownership and the server-wide Block Public Access.
+    pub access: crate::auth::grants::AccessDefaults,
     /// The web console's listener (off unless `console.listen` is set).
     pub console: crate::console::ConsoleConfig,
 }
@@ -96,6 +98,7 @@ impl ServeConfig {
             tls: None,
             peer_ca: None,
             connection_limits: ConnectionLimits::default(),
+            access: Default::default(),
             console: crate::console::ConsoleConfig::default(),
         }
     }
@@ -338,7 +341,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let plane = DataPlane::new(cluster_config, meta.clone(), blobs, &config.data_dir, view)
         .with_context(|| format!("cannot prepare {}", config.data_dir.display()))?;
 
-    let keyring = KeyRing::new(meta.clone());
+    let keyring = KeyRing::with_defaults(meta.clone(), config.access);
     let coffer = Coffer::new(
         meta.clone(),
         plane.clone(),

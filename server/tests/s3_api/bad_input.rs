@@ -427,6 +427,60 @@ async fn xml_bodies_that_cannot_be_read_get_a_client_error(backend: Backend) {
     t.stop().await;
 }
 
+/// Dates with bytes below '0' where digits belong (found by the `request`
+/// fuzz target: s3s's digit parser overflowed and the request's connection
+/// died in debug builds): each is an authentication error like any other
+/// malformed date, and the server keeps serving.
+async fn malformed_sigv4_dates_are_refused_not_crashed(backend: Backend) {
+    let t = TestServer::start(backend).await;
+    let endpoint = t.endpoint();
+    let zeros = "0".repeat(64);
+    let credential = |date: &str| {
+        format!(
+            "AWS4-HMAC-SHA256 Credential=AKID/{date}/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature={zeros}"
+        )
+    };
+    let attempts = [
+        ("21261205T000 00Z", credential("20261205")),
+        ("20261205T000000Z", credential("2026!205")),
+        ("2026-2-5T00:00:0Z", credential("20261205")),
+    ];
+    let client = reqwest::Client::new();
+    for (date, authorization) in attempts {
+        let response = client
+            .get(format!("{endpoint}/"))
+            .header("x-amz-date", date)
+            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+            .header("authorization", &authorization)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{date} / {authorization}: connection failed: {e}"));
+        let status = response.status().as_u16();
+        assert!(
+            (400..500).contains(&status),
+            "{date} / {authorization}: {status}"
+        );
+    }
+    let presigned = format!(
+        "{endpoint}/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F2026%2F205%2Fus-east-1%2Fs3%2Faws4_request\
+         &X-Amz-Date=2026120%20T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature={zeros}"
+    );
+    let status = client
+        .get(&presigned)
+        .send()
+        .await
+        .expect("presigned request answered")
+        .status()
+        .as_u16();
+    assert!((400..500).contains(&status), "presigned: {status}");
+    t.root_client()
+        .list_buckets()
+        .send()
+        .await
+        .expect("still serving");
+    t.stop().await;
+}
+
 on_both_backends!(
     presigned_urls_longer_than_seven_days_are_refused,
     unsupported_encryption_acl_and_lock_headers_are_refused_not_ignored,
@@ -438,4 +492,5 @@ on_both_backends!(
     truncated_body_leaves_no_object_and_no_temp_file,
     streaming_chunk_signatures_are_verified_in_chain,
     xml_bodies_that_cannot_be_read_get_a_client_error,
+    malformed_sigv4_dates_are_refused_not_crashed,
 );

@@ -18,4 +18,5 @@ pub mod metrics;
 pub mod s3;
 pub mod serve;
 pub mod storage;
+pub mod sts;
 pub mod tls;

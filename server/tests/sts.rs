@@ -292,8 +292,8 @@ async fn sdk_web_identity_provider_reads_and_writes_within_the_role_grants() {
     let (server, idp) = setup().await;
     let token_file = server.data_dir.join("sa-token");
     std::fs::write(&token_file, idp.token()).expect("token file");
-    let provider_config = ProviderConfig::empty()
-        .with_region(Some(aws_config::Region::new("us-east-1")))
+    let provider_config = ProviderConfig::without_region()
+        .with_region(Some(aws_sdk_s3::config::Region::new("us-east-1")))
         .with_http_client(redirecting_client(server.endpoint()));
     let provider = WebIdentityTokenCredentialsProvider::builder()
         .static_configuration(StaticConfiguration {

@@ -239,7 +239,7 @@ impl Sts {
             StsError::access_denied("Not authorized to perform sts:AssumeRoleWithWebIdentity")
         };
         let role = self.role(&request.role_name).await?.ok_or_else(denied)?;
-        let trust = trust::parse(&role.trust).map_err(|_| denied())?;
+        let trust_policy = trust::parse(&role.trust).map_err(|_| denied())?;
         let host_path = oidc::issuer_host_path(&verified.issuer);
         let mut context = RequestContext::default();
         context.insert(&format!("{host_path}:sub"), verified.subject.clone());
@@ -253,7 +253,7 @@ impl Sts {
         };
         let arn = trust::role_arn(&role.name);
         if !trust::allows(
-            &trust,
+            &trust_policy,
             &assumer,
             "sts:AssumeRoleWithWebIdentity",
             &arn,

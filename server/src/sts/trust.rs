@@ -59,7 +59,7 @@ pub fn parse(json: &str) -> Result<PolicyDocument, TrustError> {
     }
     // The engine validates versions and condition operators of identity
     // policies; a trust policy has no Resource, so give it one for that check.
-    iam::PolicyDocument::parse(&as_identity_policy(&doc, |_| true).to_json())
+    iam::PolicyDocument::parse(&as_identity_policy(&doc, |_: &Principal| true).to_json())
         .map_err(|e| TrustError(e.to_string()))?;
     Ok(doc)
 }
@@ -141,18 +141,16 @@ pub fn allows(
 /// ServiceAccounts: exactly these subjects of `issuer`, with `audience`.
 pub fn service_account_trust(issuer: &str, subjects: &[String], audience: &str) -> String {
     let host_path = issuer_host_path(issuer);
+    let mut claims = serde_json::Map::new();
+    claims.insert(format!("{host_path}:sub"), serde_json::json!(subjects));
+    claims.insert(format!("{host_path}:aud"), serde_json::json!(audience));
     serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
             "Principal": {"Federated": issuer},
             "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {
-                "StringEquals": {
-                    format!("{host_path}:sub"): subjects,
-                    format!("{host_path}:aud"): audience,
-                }
-            }
+            "Condition": {"StringEquals": claims}
         }]
     })
     .to_string()

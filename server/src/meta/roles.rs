@@ -114,7 +114,7 @@ fn session_key_id() -> String {
 
 fn session_token() -> String {
     use base64::Engine as _;
-    let bytes: [u8; 48] = rand::random();
+    let bytes: [u8; 32] = rand::random();
     format!(
         "CFST{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -597,7 +597,11 @@ impl Authorizer {
         };
         let mut identity =
             identity_policy.map_or(Decision::NotApplicable, |p| p.evaluate(&request, false));
-        if let Some(key) = caller.key.as_ref().filter(|k| session::is_session_key(&k.id)) {
+        if let Some(key) = caller
+            .key
+            .as_ref()
+            .filter(|k| session::is_session_key(&k.id))
+        {
             let active = self.keyring.session(&key.id).await?;
             let narrowing = active
                 .as_ref()

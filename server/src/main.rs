@@ -226,13 +226,21 @@ struct LimitArgs {
 #[derive(Args)]
 struct OidcArgs {
     /// Trusted OIDC issuer URL (repeatable; the Nth pairs with the Nth --oidc-jwks).
-    #[arg(long = "oidc-issuer", env = "COFFER_OIDC_ISSUER", value_delimiter = ',')]
+    #[arg(
+        long = "oidc-issuer",
+        env = "COFFER_OIDC_ISSUER",
+        value_delimiter = ','
+    )]
     oidc_issuer: Vec<String>,
     /// The issuer's signing keys: a JWKS file or URL (repeatable).
     #[arg(long = "oidc-jwks", env = "COFFER_OIDC_JWKS", value_delimiter = ',')]
     oidc_jwks: Vec<String>,
     /// Extra CA certificates (PEM) for JWKS URLs, e.g. the in-cluster CA.
-    #[arg(long = "oidc-ca-file", env = "COFFER_OIDC_CA_FILE", value_delimiter = ',')]
+    #[arg(
+        long = "oidc-ca-file",
+        env = "COFFER_OIDC_CA_FILE",
+        value_delimiter = ','
+    )]
     oidc_ca_file: Vec<PathBuf>,
     /// A bearer token file sent to JWKS URLs (the pod's own ServiceAccount token).
     #[arg(long = "oidc-token-file", env = "COFFER_OIDC_TOKEN_FILE")]

@@ -52,8 +52,7 @@ impl TestKey {
     fn jwk(&self, kid: &str) -> Value {
         match self {
             TestKey::Rsa(key) => {
-                let public =
-                    signature::RsaPublicKeyComponents::<Vec<u8>>::from(key.public());
+                let public = signature::RsaPublicKeyComponents::<Vec<u8>>::from(key.public());
                 json!({"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
                        "n": URL_SAFE_NO_PAD.encode(&public.n),
                        "e": URL_SAFE_NO_PAD.encode(&public.e)})
@@ -82,8 +81,13 @@ impl TestKey {
         let signature = match self {
             TestKey::Rsa(key) => {
                 let mut sig = vec![0; key.public().modulus_len()];
-                key.sign(&signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig)
-                    .expect("sign");
+                key.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    input.as_bytes(),
+                    &mut sig,
+                )
+                .expect("sign");
                 sig
             }
             TestKey::Ec(key) => key
@@ -176,7 +180,11 @@ async fn setup() -> (TestServer, Idp) {
     .await;
     let root = server.root_client();
     for bucket in ["team-a", "other"] {
-        root.create_bucket().bucket(bucket).send().await.expect("bucket");
+        root.create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("bucket");
     }
     create_role(
         &server,
@@ -235,7 +243,10 @@ fn redirecting_client(endpoint: String) -> aws_smithy_runtime_api::client::http:
     })
 }
 
-fn sts_client(server: &TestServer, credentials: Option<aws_credential_types::Credentials>) -> aws_sdk_sts::Client {
+fn sts_client(
+    server: &TestServer,
+    credentials: Option<aws_credential_types::Credentials>,
+) -> aws_sdk_sts::Client {
     let mut config = aws_sdk_sts::Config::builder()
         .behavior_version_latest()
         .region(aws_sdk_sts::config::Region::new("us-east-1"))
@@ -288,7 +299,9 @@ async fn exchange(
 #[tokio::test]
 async fn sdk_web_identity_provider_reads_and_writes_within_the_role_grants() {
     use aws_config::provider_config::ProviderConfig;
-    use aws_config::web_identity_token::{StaticConfiguration, WebIdentityTokenCredentialsProvider};
+    use aws_config::web_identity_token::{
+        StaticConfiguration, WebIdentityTokenCredentialsProvider,
+    };
     let (server, idp) = setup().await;
     let token_file = server.data_dir.join("sa-token");
     std::fs::write(&token_file, idp.token()).expect("token file");
@@ -345,13 +358,21 @@ async fn sdk_web_identity_provider_reads_and_writes_within_the_role_grants() {
 async fn tokens_outside_the_trust_or_the_issuer_keys_are_refused() {
     let (server, idp) = setup().await;
     let future = now() + 600;
-    let wrong_aud = idp.rsa1.sign("rsa-1", &claims(SUBJECT, "someone-else", future));
-    assert_eq!(exchange(&server, &wrong_aud, None).await.err().as_deref(), Some("AccessDenied"));
+    let wrong_aud = idp
+        .rsa1
+        .sign("rsa-1", &claims(SUBJECT, "someone-else", future));
+    assert_eq!(
+        exchange(&server, &wrong_aud, None).await.err().as_deref(),
+        Some("AccessDenied")
+    );
     let wrong_sub = idp.rsa1.sign(
         "rsa-1",
         &claims("system:serviceaccount:team-a:other", AUDIENCE, future),
     );
-    assert_eq!(exchange(&server, &wrong_sub, None).await.err().as_deref(), Some("AccessDenied"));
+    assert_eq!(
+        exchange(&server, &wrong_sub, None).await.err().as_deref(),
+        Some("AccessDenied")
+    );
     let expired = idp
         .rsa1
         .sign("rsa-1", &claims(SUBJECT, AUDIENCE, now() - 3600));
@@ -362,9 +383,8 @@ async fn tokens_outside_the_trust_or_the_issuer_keys_are_refused() {
     // The payload changed after signing: the signature no longer covers it.
     let good = idp.token();
     let mut parts: Vec<&str> = good.split('.').collect();
-    let forged = URL_SAFE_NO_PAD.encode(
-        claims("system:serviceaccount:team-a:admin", AUDIENCE, future).to_string(),
-    );
+    let forged = URL_SAFE_NO_PAD
+        .encode(claims("system:serviceaccount:team-a:admin", AUDIENCE, future).to_string());
     parts[1] = &forged;
     let tampered = parts.join(".");
     assert_eq!(
@@ -372,7 +392,9 @@ async fn tokens_outside_the_trust_or_the_issuer_keys_are_refused() {
         Some("InvalidIdentityToken")
     );
     // Signed by a key the issuer never published.
-    let stranger = idp.rsa2.sign("rsa-unknown", &claims(SUBJECT, AUDIENCE, future));
+    let stranger = idp
+        .rsa2
+        .sign("rsa-unknown", &claims(SUBJECT, AUDIENCE, future));
     assert_eq!(
         exchange(&server, &stranger, None).await.err().as_deref(),
         Some("InvalidIdentityToken")
@@ -381,25 +403,36 @@ async fn tokens_outside_the_trust_or_the_issuer_keys_are_refused() {
     other_issuer["iss"] = json!("https://evil.example");
     let other_issuer = idp.rsa1.sign("rsa-1", &other_issuer);
     assert_eq!(
-        exchange(&server, &other_issuer, None).await.err().as_deref(),
+        exchange(&server, &other_issuer, None)
+            .await
+            .err()
+            .as_deref(),
         Some("InvalidIdentityToken")
     );
     // ES256 tokens verify too, and the right RS256 token does after all that.
     let ec = idp.ec.sign("ec-1", &claims(SUBJECT, AUDIENCE, future));
     exchange(&server, &ec, None).await.expect("ES256 token");
-    exchange(&server, &idp.token(), None).await.expect("RS256 token");
+    exchange(&server, &idp.token(), None)
+        .await
+        .expect("RS256 token");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_rotated_jwks_key_is_picked_up_and_the_retired_one_refused() {
     let (server, idp) = setup().await;
-    exchange(&server, &idp.token(), None).await.expect("first key");
+    exchange(&server, &idp.token(), None)
+        .await
+        .expect("first key");
     idp.publish(vec![idp.rsa2.jwk("rsa-2")]);
     // Unknown kids refresh the keys at most once a second.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let rotated = idp.rsa2.sign("rsa-2", &claims(SUBJECT, AUDIENCE, now() + 600));
-    exchange(&server, &rotated, None).await.expect("rotated key");
+    let rotated = idp
+        .rsa2
+        .sign("rsa-2", &claims(SUBJECT, AUDIENCE, now() + 600));
+    exchange(&server, &rotated, None)
+        .await
+        .expect("rotated key");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
         exchange(&server, &idp.token(), None).await.err().as_deref(),
@@ -412,16 +445,25 @@ async fn a_rotated_jwks_key_is_picked_up_and_the_retired_one_refused() {
 async fn temporary_credentials_expire_and_get_caller_identity_names_the_subject() {
     use aws_sdk_sts::error::ProvideErrorMetadata as _;
     let (server, idp) = setup().await;
-    let creds = exchange(&server, &idp.token(), Some(2)).await.expect("creds");
+    let creds = exchange(&server, &idp.token(), Some(2))
+        .await
+        .expect("creds");
     let who = sts_client(&server, Some(creds.clone()))
         .get_caller_identity()
         .send()
         .await
         .expect("GetCallerIdentity");
     assert!(who.user_id().unwrap_or("").contains(SUBJECT), "{who:?}");
-    assert!(who.arn().unwrap_or("").contains(":assumed-role/app/"), "{who:?}");
+    assert!(
+        who.arn().unwrap_or("").contains(":assumed-role/app/"),
+        "{who:?}"
+    );
     let s3 = s3_with(&server, &creds);
-    s3.list_objects_v2().bucket("team-a").send().await.expect("fresh");
+    s3.list_objects_v2()
+        .bucket("team-a")
+        .send()
+        .await
+        .expect("fresh");
     // Out of range for the role: more than its maximum.
     let too_long = exchange(&server, &idp.token(), Some(7200)).await;
     assert_eq!(too_long.err().as_deref(), Some("ValidationError"));
@@ -430,8 +472,17 @@ async fn temporary_credentials_expire_and_get_caller_identity_names_the_subject(
         common::code(s3.list_objects_v2().bucket("team-a").send().await),
         "ExpiredToken"
     );
-    let expired = sts_client(&server, Some(creds)).get_caller_identity().send().await;
-    assert_eq!(expired.err().and_then(|e| e.code().map(str::to_owned)).as_deref(), Some("ExpiredToken"));
+    let expired = sts_client(&server, Some(creds))
+        .get_caller_identity()
+        .send()
+        .await;
+    assert_eq!(
+        expired
+            .err()
+            .and_then(|e| e.code().map(str::to_owned))
+            .as_deref(),
+        Some("ExpiredToken")
+    );
     server.stop().await;
 }
 
@@ -478,7 +529,12 @@ async fn an_access_key_assumes_a_role_it_is_allowed_to_and_a_session_policy_narr
         .send()
         .await
         .expect("seed");
-    s3.get_object().bucket("team-a").key("doc").send().await.expect("role ∩ session allows GetObject");
+    s3.get_object()
+        .bucket("team-a")
+        .key("doc")
+        .send()
+        .await
+        .expect("role ∩ session allows GetObject");
     let put = s3
         .put_object()
         .bucket("team-a")
@@ -486,14 +542,24 @@ async fn an_access_key_assumes_a_role_it_is_allowed_to_and_a_session_policy_narr
         .body(ByteStream::from_static(b"x"))
         .send()
         .await;
-    assert_eq!(common::code(put), "AccessDenied", "the session policy allows reads only");
+    assert_eq!(
+        common::code(put),
+        "AccessDenied",
+        "the session policy allows reads only"
+    );
     let refused = sts_client(&server, Some(key_creds(&not_allowed)))
         .assume_role()
         .role_arn(trust::role_arn("ops"))
         .role_session_name("deploy")
         .send()
         .await;
-    assert_eq!(refused.err().and_then(|e| e.code().map(str::to_owned)).as_deref(), Some("AccessDenied"));
+    assert_eq!(
+        refused
+            .err()
+            .and_then(|e| e.code().map(str::to_owned))
+            .as_deref(),
+        Some("AccessDenied")
+    );
     let malformed = sts_client(&server, Some(key_creds(&allowed)))
         .assume_role()
         .role_arn(trust::role_arn("ops"))
@@ -502,7 +568,10 @@ async fn an_access_key_assumes_a_role_it_is_allowed_to_and_a_session_policy_narr
         .send()
         .await;
     assert_eq!(
-        malformed.err().and_then(|e| e.code().map(str::to_owned)).as_deref(),
+        malformed
+            .err()
+            .and_then(|e| e.code().map(str::to_owned))
+            .as_deref(),
         Some("MalformedPolicyDocument")
     );
     server.stop().await;
@@ -537,7 +606,9 @@ async fn presigned_urls_carry_the_session_token() {
     assert_eq!(ok.status(), 200);
     assert_eq!(&ok.bytes().await.expect("body")[..], b"presigned");
     // Another session's token with these keys is refused.
-    let other = exchange(&server, &idp.token(), None).await.expect("other creds");
+    let other = exchange(&server, &idp.token(), None)
+        .await
+        .expect("other creds");
     let swapped = url.replace(
         &urlencoding::encode(creds.session_token().unwrap_or("")).into_owned(),
         &urlencoding::encode(other.session_token().unwrap_or("")).into_owned(),
@@ -553,8 +624,17 @@ async fn deleting_the_role_revokes_its_sessions_within_seconds() {
     let (server, idp) = setup().await;
     let creds = exchange(&server, &idp.token(), None).await.expect("creds");
     let s3 = s3_with(&server, &creds);
-    s3.list_objects_v2().bucket("team-a").send().await.expect("before");
-    server.server.meta().delete_role("app").await.expect("delete role");
+    s3.list_objects_v2()
+        .bucket("team-a")
+        .send()
+        .await
+        .expect("before");
+    server
+        .server
+        .meta()
+        .delete_role("app")
+        .await
+        .expect("delete role");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let after = common::code(s3.list_objects_v2().bucket("team-a").send().await);
     assert_eq!(after, "InvalidAccessKeyId");

@@ -132,18 +132,13 @@ impl Sts {
             .collect()
             .await
             .map_err(|_| {
-                StsError::validation(format!(
-                    "The request body exceeds {MAX_BODY_BYTES} bytes."
-                ))
+                StsError::validation(format!("The request body exceeds {MAX_BODY_BYTES} bytes."))
             })?
             .to_bytes();
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
             .map_err(|_| StsError::validation("The request body is not a valid form."))?;
         let form: HashMap<String, String> = pairs.into_iter().collect();
-        if form
-            .get("Version")
-            .is_some_and(|v| v != "2011-06-15")
-        {
+        if form.get("Version").is_some_and(|v| v != "2011-06-15") {
             return Err(StsError::validation("Version must be 2011-06-15."));
         }
         let action = form.get("Action").map(String::as_str).unwrap_or("");
@@ -155,7 +150,10 @@ impl Sts {
             ),
             "AssumeRole" => {
                 let signer = self.authenticate(&parts, &body).await?;
-                ("AssumeRole", self.assume_role(&form, signer, request_id).await?)
+                (
+                    "AssumeRole",
+                    self.assume_role(&form, signer, request_id).await?,
+                )
             }
             "GetCallerIdentity" => {
                 let signer = self.authenticate(&parts, &body).await?;
@@ -181,8 +179,8 @@ impl Sts {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(StsError::missing_authentication)?;
-        let authorization = sigv4::Authorization::parse(header)
-            .map_err(|e| StsError::signature(e.to_string()))?;
+        let authorization =
+            sigv4::Authorization::parse(header).map_err(|e| StsError::signature(e.to_string()))?;
         let id = authorization.access_key_id.as_str();
         let (signer, secret) = if is_session_key(id) {
             let active = self
@@ -235,9 +233,8 @@ impl Sts {
             TokenError::Expired { .. } => StsError::expired_identity_token(e.to_string()),
             TokenError::RejectedClaim(m) => StsError::idp_rejected_claim(m),
         })?;
-        let denied = || {
-            StsError::access_denied("Not authorized to perform sts:AssumeRoleWithWebIdentity")
-        };
+        let denied =
+            || StsError::access_denied("Not authorized to perform sts:AssumeRoleWithWebIdentity");
         let role = self.role(&request.role_name).await?.ok_or_else(denied)?;
         let trust_policy = trust::parse(&role.trust).map_err(|_| denied())?;
         let host_path = oidc::issuer_host_path(&verified.issuer);
@@ -278,7 +275,11 @@ impl Sts {
             provider: verified.issuer,
             audience: verified.audiences.join(","),
         };
-        Ok(response::success("AssumeRoleWithWebIdentity", &result, request_id))
+        Ok(response::success(
+            "AssumeRoleWithWebIdentity",
+            &result,
+            request_id,
+        ))
     }
 
     async fn assume_role(
@@ -326,9 +327,7 @@ impl Sts {
         if !identity_allows || !trusted {
             return Err(denied());
         }
-        let (session, token) = self
-            .issue(&role, &request, &key.id, "access-key")
-            .await?;
+        let (session, token) = self.issue(&role, &request, &key.id, "access-key").await?;
         tracing::info!(role = %role.name, subject = %key.id, session = %session.id, "issued temporary credentials for an access key");
         let result = AssumeRoleResult {
             assumed_role_user: assumed_role_user(&session),

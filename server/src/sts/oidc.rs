@@ -316,11 +316,7 @@ pub struct Issuers {
 }
 
 impl Issuers {
-    pub fn new(
-        configs: Vec<IssuerConfig>,
-        fetch: JwksFetch,
-        refresh_every: Duration,
-    ) -> Arc<Self> {
+    pub fn new(configs: Vec<IssuerConfig>, fetch: JwksFetch, refresh_every: Duration) -> Arc<Self> {
         Arc::new(Self {
             issuers: configs
                 .into_iter()
@@ -355,7 +351,9 @@ impl Issuers {
             .ok_or_else(|| invalid("The JWT claims are malformed."))?;
         let signature = decode(sig).ok_or_else(|| invalid("The JWT signature is malformed."))?;
         if header.alg != "RS256" && header.alg != "ES256" {
-            return Err(invalid("The JWT algorithm is not supported (RS256, ES256)."));
+            return Err(invalid(
+                "The JWT algorithm is not supported (RS256, ES256).",
+            ));
         }
         let iss = claims
             .iss

@@ -35,7 +35,10 @@ impl Authorization {
             .ok_or(SignatureError::Malformed)?;
         let (mut credential, mut signed, mut signature) = (None, None, None);
         for part in rest.split(',') {
-            let (name, value) = part.trim().split_once('=').ok_or(SignatureError::Malformed)?;
+            let (name, value) = part
+                .trim()
+                .split_once('=')
+                .ok_or(SignatureError::Malformed)?;
             match name {
                 "Credential" => credential = Some(value),
                 "SignedHeaders" => signed = Some(value),
@@ -71,9 +74,8 @@ impl Authorization {
         now: time::OffsetDateTime,
     ) -> Result<(), SignatureError> {
         let amz_date = header(parts, "x-amz-date").ok_or(SignatureError::Malformed)?;
-        let format = time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        );
+        let format =
+            time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
         let when = time::PrimitiveDateTime::parse(amz_date, &format)
             .map_err(|_| SignatureError::Malformed)?
             .assume_utc();
@@ -122,7 +124,8 @@ impl Authorization {
             key = hmac(&key, part.as_bytes());
         }
         let given = hex::decode(&self.signature).map_err(|_| SignatureError::DoesNotMatch)?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| SignatureError::Malformed)?;
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&key).map_err(|_| SignatureError::Malformed)?;
         mac.update(string_to_sign.as_bytes());
         // `verify_slice` compares in constant time.
         mac.verify_slice(&given)

@@ -47,8 +47,7 @@ pub struct TrustError(pub String);
 /// Parses and validates a trust policy: every statement has an Action and a
 /// Principal, and its conditions are ones the IAM engine knows.
 pub fn parse(json: &str) -> Result<PolicyDocument, TrustError> {
-    let doc: PolicyDocument =
-        serde_json::from_str(json).map_err(|e| TrustError(e.to_string()))?;
+    let doc: PolicyDocument = serde_json::from_str(json).map_err(|e| TrustError(e.to_string()))?;
     for (i, statement) in doc.statements().enumerate() {
         if statement.action.is_none() && statement.not_action.is_none() {
             return Err(TrustError(format!("statement {i} has no Action")));
@@ -207,7 +206,13 @@ mod tests {
         let two = Assumer::AccessKey { id: "CFKA2" };
         assert!(allows(&trust, &one, "sts:AssumeRole", &arn, &ctx));
         assert!(!allows(&trust, &two, "sts:AssumeRole", &arn, &ctx));
-        assert!(!allows(&trust, &one, "sts:AssumeRoleWithWebIdentity", &arn, &ctx));
+        assert!(!allows(
+            &trust,
+            &one,
+            "sts:AssumeRoleWithWebIdentity",
+            &arn,
+            &ctx
+        ));
     }
 
     #[test]

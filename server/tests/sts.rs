@@ -71,7 +71,11 @@ impl TestKey {
             TestKey::Rsa(_) => "RS256",
             TestKey::Ec(_) => "ES256",
         };
-        let header = json!({"alg": alg, "kid": kid, "typ": "JWT"});
+        self.sign_with_header(&json!({"alg": alg, "kid": kid, "typ": "JWT"}), claims)
+    }
+
+    /// Signs with this key whatever the header says (to lie about `alg`/`kid`).
+    fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -98,6 +102,39 @@ impl TestKey {
         };
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
+}
+
+/// Every log line the servers of this test binary write (all levels of
+/// `coffer_server`, debug of `s3s`), to check that no secret is in one.
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().expect("logs").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "coffer_server=trace,s3s=debug",
+            ))
+            .with_ansi(false)
+            .with_writer(|| LogSink)
+            .try_init();
+    });
+}
+
+fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().expect("logs")).into_owned()
 }
 
 fn now() -> i64 {
@@ -168,16 +205,29 @@ const TEAM_A_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[
 /// A server trusting the test IdP, buckets `team-a` and `other`, and role
 /// `app` for `SUBJECT` with access to `team-a` only.
 async fn setup() -> (TestServer, Idp) {
-    let idp = Idp::start().await;
-    let jwks = idp.url.clone();
-    let server = TestServer::start_with(Backend::Sqlite, |config| {
+    setup_on(Backend::Sqlite).await
+}
+
+/// A server trusting the test IdP's JWKS at `jwks`, on `database_url` (or
+/// the backend's default).
+async fn server_trusting(backend: Backend, jwks: String, database_url: Option<String>) -> TestServer {
+    capture_logs();
+    TestServer::start_with(backend, |config| {
         config.sts.issuers = vec![IssuerConfig {
             issuer: ISSUER.to_owned(),
             jwks: JwksSource::Url(jwks),
         }];
         config.sts.min_session_seconds = 1;
+        if database_url.is_some() {
+            config.database_url = database_url;
+        }
     })
-    .await;
+    .await
+}
+
+async fn setup_on(backend: Backend) -> (TestServer, Idp) {
+    let idp = Idp::start().await;
+    let server = server_trusting(backend, idp.url.clone(), None).await;
     let root = server.root_client();
     for bucket in ["team-a", "other"] {
         root.create_bucket()
@@ -298,11 +348,20 @@ async fn exchange(
 
 #[tokio::test]
 async fn sdk_web_identity_provider_reads_and_writes_within_the_role_grants() {
+    sdk_web_identity_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn sdk_web_identity_provider_reads_and_writes_within_the_role_grants_on_postgres() {
+    sdk_web_identity_flow(Backend::Postgres).await;
+}
+
+async fn sdk_web_identity_flow(backend: Backend) {
     use aws_config::provider_config::ProviderConfig;
     use aws_config::web_identity_token::{
         StaticConfiguration, WebIdentityTokenCredentialsProvider,
     };
-    let (server, idp) = setup().await;
+    let (server, idp) = setup_on(backend).await;
     let token_file = server.data_dir.join("sa-token");
     std::fs::write(&token_file, idp.token()).expect("token file");
     let provider_config = ProviderConfig::without_region()
@@ -464,12 +523,30 @@ async fn temporary_credentials_expire_and_get_caller_identity_names_the_subject(
         .send()
         .await
         .expect("fresh");
+    // A URL presigned for longer than the session lives dies with it.
+    let presigned = s3
+        .list_objects_v2()
+        .bucket("team-a")
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(600))
+                .expect("config"),
+        )
+        .await
+        .expect("presign")
+        .uri()
+        .to_owned();
     // Out of range for the role: more than its maximum.
     let too_long = exchange(&server, &idp.token(), Some(7200)).await;
     assert_eq!(too_long.err().as_deref(), Some("ValidationError"));
     tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(
         common::code(s3.list_objects_v2().bucket("team-a").send().await),
+        "ExpiredToken"
+    );
+    let late = reqwest::get(&presigned).await.expect("GET");
+    assert_eq!(late.status(), 400);
+    assert_eq!(
+        common::xml_code(&late.text().await.expect("body")),
         "ExpiredToken"
     );
     let expired = sts_client(&server, Some(creds))
@@ -546,6 +623,94 @@ async fn an_access_key_assumes_a_role_it_is_allowed_to_and_a_session_policy_narr
         common::code(put),
         "AccessDenied",
         "the session policy allows reads only"
+    );
+    // A session policy wider than the role grants nothing beyond the role.
+    let wide = sts_client(&server, Some(key_creds(&allowed)))
+        .assume_role()
+        .role_arn(trust::role_arn("ops"))
+        .role_session_name("wide")
+        .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("AssumeRole with a wide session policy");
+    let c = wide.credentials.expect("credentials");
+    let wide = s3_with(
+        &server,
+        &aws_credential_types::Credentials::new(
+            c.access_key_id,
+            c.secret_access_key,
+            Some(c.session_token),
+            None,
+            "wide",
+        ),
+    );
+    wide.put_object()
+        .bucket("team-a")
+        .key("wide")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect("role ∩ session allows writes to team-a");
+    assert_eq!(
+        common::code(wide.list_objects_v2().bucket("other").send().await),
+        "AccessDenied",
+        "the session policy cannot widen the role"
+    );
+    assert_eq!(
+        common::code(wide.create_bucket().bucket("new-bucket").send().await),
+        "AccessDenied"
+    );
+    // A session policy that denies wins over the role's allow.
+    let deny = sts_client(&server, Some(key_creds(&allowed)))
+        .assume_role()
+        .role_arn(trust::role_arn("ops"))
+        .role_session_name("deny")
+        .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"},{"Effect":"Deny","Action":"s3:GetObject","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("AssumeRole with a denying session policy");
+    let c = deny.credentials.expect("credentials");
+    let deny = s3_with(
+        &server,
+        &aws_credential_types::Credentials::new(
+            c.access_key_id,
+            c.secret_access_key,
+            Some(c.session_token),
+            None,
+            "deny",
+        ),
+    );
+    assert_eq!(
+        common::code(deny.get_object().bucket("team-a").key("doc").send().await),
+        "AccessDenied"
+    );
+    deny.list_objects_v2()
+        .bucket("team-a")
+        .send()
+        .await
+        .expect("what the session policy does not deny");
+    // Temporary credentials cannot assume a role in turn.
+    let chained = sts_client(
+        &server,
+        Some(aws_credential_types::Credentials::new(
+            creds.access_key_id(),
+            creds.secret_access_key(),
+            creds.session_token().map(str::to_owned),
+            None,
+            "chain",
+        )),
+    )
+    .assume_role()
+    .role_arn(trust::role_arn("ops"))
+    .role_session_name("chain")
+    .send()
+    .await;
+    assert_eq!(
+        chained
+            .err()
+            .and_then(|e| e.code().map(str::to_owned))
+            .as_deref(),
+        Some("AccessDenied")
     );
     let refused = sts_client(&server, Some(key_creds(&not_allowed)))
         .assume_role()
@@ -642,5 +807,286 @@ async fn deleting_the_role_revokes_its_sessions_within_seconds() {
         exchange(&server, &idp.token(), None).await.err().as_deref(),
         Some("AccessDenied")
     );
+    server.stop().await;
+}
+
+/// A JWT with any header and signature bytes (for tokens no honest IdP makes).
+fn forge(header: &Value, claims: &Value, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = sign(input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+#[tokio::test]
+async fn jwt_time_claims_algorithms_and_key_ids_are_checked() {
+    let (server, idp) = setup().await;
+    let future = now() + 600;
+    let refused = |token: String| {
+        let server = &server;
+        async move { exchange(server, &token, None).await.err() }
+    };
+    // Time claims, with a minute of tolerated skew.
+    let mut not_yet = claims(SUBJECT, AUDIENCE, future);
+    not_yet["nbf"] = json!(now() + 300);
+    assert_eq!(
+        refused(idp.rsa1.sign("rsa-1", &not_yet)).await.as_deref(),
+        Some("InvalidIdentityToken"),
+        "nbf in the future"
+    );
+    let mut issued_later = claims(SUBJECT, AUDIENCE, future);
+    issued_later["iat"] = json!(now() + 300);
+    assert_eq!(
+        refused(idp.rsa1.sign("rsa-1", &issued_later)).await.as_deref(),
+        Some("InvalidIdentityToken"),
+        "iat in the future"
+    );
+    let mut slightly_fast = claims(SUBJECT, AUDIENCE, future);
+    slightly_fast["iat"] = json!(now() + 20);
+    slightly_fast["nbf"] = json!(now() + 20);
+    assert_eq!(
+        refused(idp.rsa1.sign("rsa-1", &slightly_fast)).await,
+        None,
+        "an IdP clock 20 s ahead is tolerated"
+    );
+    assert_eq!(
+        refused(idp.rsa1.sign("rsa-1", &claims(SUBJECT, AUDIENCE, now() - 120)))
+            .await
+            .as_deref(),
+        Some("ExpiredTokenException"),
+        "expired beyond the skew"
+    );
+    let mut no_exp = claims(SUBJECT, AUDIENCE, future);
+    no_exp.as_object_mut().expect("claims").remove("exp");
+    assert_eq!(
+        refused(idp.rsa1.sign("rsa-1", &no_exp)).await.as_deref(),
+        Some("IDPRejectedClaim")
+    );
+    let mut no_aud = claims(SUBJECT, AUDIENCE, future);
+    no_aud.as_object_mut().expect("claims").remove("aud");
+    assert_eq!(
+        refused(idp.rsa1.sign("rsa-1", &no_aud)).await.as_deref(),
+        Some("IDPRejectedClaim")
+    );
+    let mut no_sub = claims(SUBJECT, AUDIENCE, future);
+    no_sub.as_object_mut().expect("claims").remove("sub");
+    assert_eq!(
+        refused(idp.rsa1.sign("rsa-1", &no_sub)).await.as_deref(),
+        Some("IDPRejectedClaim")
+    );
+    // A string `aud` is one audience; the role's is not among others.
+    let mut aud_string = claims(SUBJECT, AUDIENCE, future);
+    aud_string["aud"] = json!(AUDIENCE);
+    assert_eq!(refused(idp.rsa1.sign("rsa-1", &aud_string)).await, None);
+    let mut aud_others = claims(SUBJECT, AUDIENCE, future);
+    aud_others["aud"] = json!(["https://kubernetes.default.svc", "vault"]);
+    assert_eq!(
+        refused(idp.rsa1.sign("rsa-1", &aud_others)).await.as_deref(),
+        Some("AccessDenied")
+    );
+    // Algorithm confusion: unsigned, HMAC keyed with the public RSA key, an
+    // RSA signature presented as the EC key's, an RS384 label.
+    let good = claims(SUBJECT, AUDIENCE, future);
+    let unsigned = forge(&json!({"alg": "none", "kid": "rsa-1"}), &good, |_| Vec::new());
+    assert_eq!(
+        refused(unsigned).await.as_deref(),
+        Some("InvalidIdentityToken"),
+        "alg none"
+    );
+    let unsigned = forge(&json!({"alg": "none"}), &good, |_| Vec::new());
+    assert_eq!(
+        refused(unsigned).await.as_deref(),
+        Some("InvalidIdentityToken")
+    );
+    let TestKey::Rsa(rsa1) = &idp.rsa1 else {
+        unreachable!("rsa1 is an RSA key")
+    };
+    let public_der = rsa1.public().as_ref().to_vec();
+    let jwk_text = idp.rsa1.jwk("rsa-1").to_string();
+    for secret in [public_der, jwk_text.into_bytes()] {
+        let hs = forge(&json!({"alg": "HS256", "kid": "rsa-1"}), &good, |input| {
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+            ring::hmac::sign(&key, input).as_ref().to_vec()
+        });
+        assert_eq!(
+            refused(hs).await.as_deref(),
+            Some("InvalidIdentityToken"),
+            "HS256 keyed with the RSA public key"
+        );
+    }
+    let rsa_as_ec = idp
+        .rsa1
+        .sign_with_header(&json!({"alg": "ES256", "kid": "rsa-1"}), &good);
+    assert_eq!(
+        refused(rsa_as_ec).await.as_deref(),
+        Some("InvalidIdentityToken")
+    );
+    let rsa_under_ec_kid = idp
+        .rsa1
+        .sign_with_header(&json!({"alg": "RS256", "kid": "ec-1"}), &good);
+    assert_eq!(
+        refused(rsa_under_ec_kid).await.as_deref(),
+        Some("InvalidIdentityToken")
+    );
+    let rs384 = idp
+        .rsa1
+        .sign_with_header(&json!({"alg": "RS384", "kid": "rsa-1"}), &good);
+    assert_eq!(
+        refused(rs384).await.as_deref(),
+        Some("InvalidIdentityToken")
+    );
+    // Key ids: a published key under an unknown kid, and garbage.
+    let wrong_kid = idp.rsa1.sign("no-such-kid", &good);
+    assert_eq!(
+        refused(wrong_kid).await.as_deref(),
+        Some("InvalidIdentityToken")
+    );
+    for garbage in ["x", "a.b.c", "a.b.c.d", "..."] {
+        assert_eq!(
+            refused(garbage.to_owned()).await.as_deref(),
+            Some("InvalidIdentityToken"),
+            "{garbage}"
+        );
+    }
+    // Without a kid every published key is tried: the honest token passes.
+    let no_kid = idp
+        .rsa1
+        .sign_with_header(&json!({"alg": "RS256", "typ": "JWT"}), &good);
+    assert_eq!(refused(no_kid).await, None);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_trust_policy_that_does_not_pin_the_audience_is_refused() {
+    let (server, idp) = setup().await;
+    let loose = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Federated": ISSUER}, "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {"oidc.test.coffer:sub": SUBJECT}}}]});
+    assert!(trust::parse(&loose.to_string()).is_err());
+    // Even stored directly (not through `role create`), it admits nobody.
+    create_role(&server, "loose", &loose.to_string()).await;
+    use aws_sdk_sts::error::ProvideErrorMetadata as _;
+    let out = sts_client(&server, None)
+        .assume_role_with_web_identity()
+        .role_arn(trust::role_arn("loose"))
+        .role_session_name("s")
+        .web_identity_token(idp.token())
+        .send()
+        .await;
+    assert_eq!(
+        out.err().and_then(|e| e.code().map(str::to_owned)).as_deref(),
+        Some("AccessDenied")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn credentials_issued_by_one_server_work_on_another_and_outlive_it() {
+    // Two servers on one metadata store: sessions are rows there, so a
+    // second node (or the first after a restart) accepts them.
+    let idp = Idp::start().await;
+    let url = coffer_testkit::postgres_url().await;
+    let first = server_trusting(Backend::Postgres, idp.url.clone(), Some(url.clone())).await;
+    first
+        .root_client()
+        .create_bucket()
+        .bucket("team-a")
+        .send()
+        .await
+        .expect("bucket");
+    create_role(
+        &first,
+        "app",
+        &trust::service_account_trust(ISSUER, &[SUBJECT.to_owned()], AUDIENCE),
+    )
+    .await;
+    let creds = exchange(&first, &idp.token(), None).await.expect("creds");
+    let second = server_trusting(Backend::Postgres, idp.url.clone(), Some(url)).await;
+    first.stop().await;
+    let who = sts_client(&second, Some(creds.clone()))
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity on the other server");
+    assert!(who.user_id().unwrap_or("").contains(SUBJECT), "{who:?}");
+    s3_with(&second, &creds)
+        .list_objects_v2()
+        .bucket("team-a")
+        .send()
+        .await
+        .expect("S3 on the other server");
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn no_secret_reaches_a_log_line_and_the_subject_does() {
+    let (server, idp) = setup().await;
+    let token = idp.token();
+    let creds = exchange(&server, &token, None).await.expect("creds");
+    let s3 = s3_with(&server, &creds);
+    s3.put_object()
+        .bucket("team-a")
+        .key("audited")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect("put");
+    let _ = s3.list_objects_v2().bucket("other").send().await;
+    let presigned = s3
+        .get_object()
+        .bucket("team-a")
+        .key("audited")
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60))
+                .expect("config"),
+        )
+        .await
+        .expect("presign");
+    let _ = reqwest::get(presigned.uri()).await.expect("GET");
+    let _ = sts_client(&server, Some(creds.clone()))
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity");
+    // Refused attempts log too; their tokens must not appear either.
+    let mut wrong_sub = claims("system:serviceaccount:team-b:intruder", AUDIENCE, now() + 600);
+    wrong_sub["jti"] = json!("refused-token");
+    let refused_token = idp.rsa1.sign("rsa-1", &wrong_sub);
+    assert!(exchange(&server, &refused_token, None).await.is_err());
+    let bad_token = aws_credential_types::Credentials::new(
+        creds.access_key_id(),
+        creds.secret_access_key(),
+        Some("CFSTnot-the-token".to_owned()),
+        None,
+        "bad",
+    );
+    let _ = s3_with(&server, &bad_token)
+        .list_objects_v2()
+        .bucket("team-a")
+        .send()
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = captured_logs();
+    let secrets = [
+        ("web identity token", token.as_str()),
+        ("its signature", token.rsplit('.').next().unwrap_or("")),
+        ("refused token", refused_token.as_str()),
+        ("session secret", creds.secret_access_key()),
+        ("session token", creds.session_token().unwrap_or("")),
+    ];
+    for (what, secret) in secrets {
+        assert!(secret.len() > 10, "{what} is empty");
+        assert!(!logs.contains(secret), "the {what} is in a log line");
+    }
+    // The audit trail: the subject with the session's key id on a request line.
+    let audited = logs.lines().any(|line| {
+        line.contains("request with temporary credentials")
+            && line.contains(SUBJECT)
+            && line.contains(creds.access_key_id())
+    });
+    assert!(audited, "no log line names the session's subject");
     server.stop().await;
 }

@@ -98,10 +98,18 @@ impl KeyRing {
             else {
                 return Ok(None);
             };
-            let session_policy = session
-                .session_policy
-                .as_deref()
-                .and_then(|text| PolicyDocument::parse(text).ok());
+            // Fail closed: a session policy that no longer parses must not
+            // leave the session with the role's whole policy.
+            let session_policy = match session.session_policy.as_deref() {
+                None => None,
+                Some(text) => match PolicyDocument::parse(text) {
+                    Ok(policy) => Some(policy),
+                    Err(e) => {
+                        tracing::warn!(session = %session.id, error = %e, "session policy unreadable: session refused");
+                        return Ok(None);
+                    }
+                },
+            };
             let key = AccessKey {
                 id: session.id.clone(),
                 secret: session.secret.clone(),

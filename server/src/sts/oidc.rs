@@ -269,14 +269,16 @@ impl Issuer {
         {
             request = request.bearer_auth(token.trim());
         }
-        let response = request.send().await?.error_for_status()?;
-        if response
-            .content_length()
-            .is_some_and(|l| l > MAX_JWKS_BYTES as u64)
-        {
-            anyhow::bail!("JWKS larger than {MAX_JWKS_BYTES} bytes");
+        let mut response = request.send().await?.error_for_status()?;
+        // Read in chunks: a chunked answer has no length to check up front.
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                anyhow::bail!("JWKS larger than {MAX_JWKS_BYTES} bytes");
+            }
+            body.extend_from_slice(&chunk);
         }
-        Ok(response.bytes().await?.to_vec())
+        Ok(body)
     }
 
     /// The keys a token with `kid` may be signed with: refreshed when stale,

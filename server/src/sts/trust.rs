@@ -56,11 +56,37 @@ pub fn parse(json: &str) -> Result<PolicyDocument, TrustError> {
             return Err(TrustError(format!("statement {i} has no Principal")));
         }
     }
+    for (i, statement) in doc.statements().enumerate() {
+        let federated = statement
+            .principal
+            .as_ref()
+            .is_some_and(|p| !principal_values(p, "Federated").is_empty());
+        if federated && statement.effect == iam::Effect::Allow && !constrains_audience(statement) {
+            return Err(TrustError(format!(
+                "statement {i} trusts a web identity provider without a condition on its \
+                 audience (<issuer>:aud): any token of that issuer would be accepted"
+            )));
+        }
+    }
     // The engine validates versions and condition operators of identity
     // policies; a trust policy has no Resource, so give it one for that check.
     iam::PolicyDocument::parse(&as_identity_policy(&doc, |_: &Principal| true).to_json())
         .map_err(|e| TrustError(e.to_string()))?;
     Ok(doc)
+}
+
+/// Whether an Allow statement pins the token's audience: a `StringEquals` or
+/// `StringLike` (possibly `ForAnyValue:`) on `<issuer>:aud`. Without it every
+/// token the issuer signs for anyone (a Kubernetes API token, say) would do.
+fn constrains_audience(statement: &iam::Statement) -> bool {
+    statement.condition.as_ref().is_some_and(|block| {
+        block.iter().any(|(operator, keys)| {
+            let operator = operator.to_ascii_lowercase();
+            let operator = operator.strip_prefix("foranyvalue:").unwrap_or(&operator);
+            matches!(operator, "stringequals" | "stringlike")
+                && keys.keys().any(|k| k.to_ascii_lowercase().ends_with(":aud"))
+        })
+    })
 }
 
 /// The statements whose principal matches, without principal and on every
@@ -223,6 +249,19 @@ mod tests {
                 "Condition":{"StringEqualz":{"a":"b"}}}]}"#
         )
         .is_err());
+        // A web identity trust must pin the audience.
+        assert!(parse(
+            r#"{"Statement":[{"Effect":"Allow","Principal":{"Federated":"https://i"},
+                "Action":"sts:AssumeRoleWithWebIdentity",
+                "Condition":{"StringEquals":{"i:sub":"s"}}}]}"#
+        )
+        .is_err());
+        assert!(parse(
+            r#"{"Statement":[{"Effect":"Allow","Principal":{"Federated":"https://i"},
+                "Action":"sts:AssumeRoleWithWebIdentity",
+                "Condition":{"StringEquals":{"i:sub":"s","i:aud":"a"}}}]}"#
+        )
+        .is_ok());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod iam;
 pub mod kms;
 pub mod lifecycle;
 pub mod limits;
+pub mod logging;
 pub mod meta;
 pub mod metrics;
 pub mod s3;

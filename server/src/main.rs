@@ -410,10 +410,9 @@ enum KeyCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
-                .unwrap_or_else(|_| "info,s3s=warn,s3s::ops=off".into()),
-        )
+        .with_env_filter(coffer_server::logging::filter(
+            std::env::var("COFFER_LOG").ok().as_deref(),
+        ))
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {

@@ -84,7 +84,9 @@ fn constrains_audience(statement: &iam::Statement) -> bool {
             let operator = operator.to_ascii_lowercase();
             let operator = operator.strip_prefix("foranyvalue:").unwrap_or(&operator);
             matches!(operator, "stringequals" | "stringlike")
-                && keys.keys().any(|k| k.to_ascii_lowercase().ends_with(":aud"))
+                && keys
+                    .keys()
+                    .any(|k| k.to_ascii_lowercase().ends_with(":aud"))
         })
     })
 }
@@ -250,18 +252,22 @@ mod tests {
         )
         .is_err());
         // A web identity trust must pin the audience.
-        assert!(parse(
-            r#"{"Statement":[{"Effect":"Allow","Principal":{"Federated":"https://i"},
+        assert!(
+            parse(
+                r#"{"Statement":[{"Effect":"Allow","Principal":{"Federated":"https://i"},
                 "Action":"sts:AssumeRoleWithWebIdentity",
                 "Condition":{"StringEquals":{"i:sub":"s"}}}]}"#
-        )
-        .is_err());
-        assert!(parse(
-            r#"{"Statement":[{"Effect":"Allow","Principal":{"Federated":"https://i"},
+            )
+            .is_err()
+        );
+        assert!(
+            parse(
+                r#"{"Statement":[{"Effect":"Allow","Principal":{"Federated":"https://i"},
                 "Action":"sts:AssumeRoleWithWebIdentity",
                 "Condition":{"StringEquals":{"i:sub":"s","i:aud":"a"}}}]}"#
-        )
-        .is_ok());
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -798,7 +798,7 @@ async fn presigned_urls_carry_the_session_token() {
         .expect("other creds");
     let swapped = url.replace(
         &urlencoding::encode(creds.session_token().unwrap_or("")).into_owned(),
-        &urlencoding::encode(other.session_token().unwrap_or("")).into_owned(),
+        &urlencoding::encode(other.session_token().unwrap_or("")),
     );
     assert_ne!(swapped, url);
     let refused = http.get(&swapped).send().await.expect("GET");

@@ -289,7 +289,7 @@ impl Issuer {
             .fetched
             .is_none_or(|at| at.elapsed() >= self.refresh_every);
         if stale {
-            self.refresh(&mut *set).await;
+            self.refresh(&mut set).await;
         }
         let matching = |set: &KeySet| -> Vec<KeyEntry> {
             set.keys
@@ -298,14 +298,14 @@ impl Issuer {
                 .cloned()
                 .collect()
         };
-        let found = matching(&*set);
+        let found = matching(&set);
         if found.is_empty()
             && set
                 .fetched
                 .is_none_or(|at| at.elapsed() >= MIN_REFRESH_INTERVAL)
         {
-            self.refresh(&mut *set).await;
-            return matching(&*set);
+            self.refresh(&mut set).await;
+            return matching(&set);
         }
         found
     }

@@ -30,6 +30,7 @@ use crate::crd::{
 use crate::duration::parse_go_duration;
 use crate::names::validate_object_name;
 use crate::policy::{Grant, fail_closed_policy, identity_policy};
+use crate::workload_identity;
 use crate::{Context, Error, MANAGER, Result};
 
 pub const FINALIZER: &str = "coffer.dev/access-key";
@@ -122,6 +123,7 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
     let action = match result {
         Ok(Provisioned {
             problems,
+            workload_identity: workload,
             overlap_until,
         }) => {
             if let Some(old) = previous.secret_name.as_deref()
@@ -141,6 +143,23 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
                 Some(p) => conditions.ready(false, p.reason, join_messages(&problems)),
             };
             warn_new_problems(ctx, key, &previous, &problems).await;
+            match &workload {
+                Some(w) => conditions.set(
+                    workload_identity::CONDITION,
+                    true,
+                    "Provisioned",
+                    format!(
+                        "Role {} for the listed ServiceAccounts; environment in ConfigMap {}",
+                        w.role_arn, w.config_map
+                    ),
+                ),
+                None => conditions.set(
+                    workload_identity::CONDITION,
+                    false,
+                    "NotRequested",
+                    "Static credentials only (spec.workloadIdentity is not set)",
+                ),
+            };
             set_rotating(&mut conditions, overlap_until);
             let next = next_reconcile(key, &status, ctx, overlap_until, !problems.is_empty());
             Ok(Action::requeue(next))
@@ -157,6 +176,13 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
                 )
                 .await;
             }
+            if reason.contains("WorkloadIdentity")
+                || matches!(reason, "RoleConflict" | "ConfigMapConflict")
+            {
+                conditions.set(workload_identity::CONDITION, false, reason, message.clone());
+            } else {
+                conditions.keep(workload_identity::CONDITION);
+            }
             conditions.ready(false, reason, message);
             conditions.keep(ROTATING);
             Ok(Action::requeue(ctx.settings.resync))
@@ -164,6 +190,7 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
         Err(other) => {
             conditions.ready(false, other.reason(), other.to_string());
             conditions.keep(ROTATING);
+            conditions.keep(workload_identity::CONDITION);
             Err(other)
         }
     };
@@ -248,6 +275,8 @@ fn join_messages(problems: &[GrantProblem]) -> String {
 
 struct Provisioned {
     problems: Vec<GrantProblem>,
+    /// The role and ConfigMap of `spec.workloadIdentity`, when asked for.
+    workload_identity: Option<workload_identity::Provisioned>,
     /// Until when a previous key still authenticates (ms since epoch).
     overlap_until: Option<i64>,
 }
@@ -386,8 +415,16 @@ async fn provision(
             Some(until) => overlap_until = Some(overlap_until.map_or(until, |u| u.max(until))),
         }
     }
+    // Last: a workload-identity problem must not hold up retiring old keys.
+    let single_bucket = match grants.as_slice() {
+        [only] => Some(only.bucket.as_str()),
+        _ => None,
+    };
+    let workload = workload_identity::reconcile(key, ctx, &policy, single_bucket).await?;
+    status.role_arn = workload.as_ref().map(|w| w.role_arn.clone());
     Ok(Provisioned {
         problems,
+        workload_identity: workload,
         overlap_until,
     })
 }
@@ -735,6 +772,7 @@ async fn cleanup(key: &AccessKey, ctx: &Context) -> Result<Action> {
         }
     }
     delete_secret_if_ours(ctx, key, &secret_name(key)).await?;
+    workload_identity::remove(key, ctx).await?;
     ctx.publish(
         &key.object_ref(&()),
         EventType::Normal,

@@ -1138,3 +1138,109 @@ async fn no_secret_reaches_a_log_line_and_the_subject_does() {
     assert!(audited, "no log line names the session's subject");
     server.stop().await;
 }
+
+/// `coffer-server role ...` against the data directory of a running server.
+fn role_cli(server: &TestServer, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_coffer-server"))
+        .arg("role")
+        .args(args)
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .env_remove("COFFER_DATABASE_URL")
+        .env_remove("COFFER_MASTER_KEY")
+        .env_remove("COFFER_MASTER_KEY_FILE")
+        .output()
+        .expect("run coffer-server role");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_cli_creates_lists_and_deletes_roles_and_refuses_loose_trust() {
+    let (server, idp) = setup().await;
+    let dir = coffer_testkit::temp_dir("role-cli");
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, TEAM_A_POLICY).expect("policy");
+    let trust_file = dir.join("trust.json");
+    std::fs::write(
+        &trust_file,
+        trust::service_account_trust(ISSUER, &[SUBJECT.to_owned()], AUDIENCE),
+    )
+    .expect("trust");
+    let loose_file = dir.join("loose.json");
+    std::fs::write(
+        &loose_file,
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"Federated": ISSUER}, "Action": "sts:AssumeRoleWithWebIdentity"}]})
+        .to_string(),
+    )
+    .expect("loose trust");
+    let path = |p: &std::path::Path| p.display().to_string();
+
+    let (ok, out) = role_cli(
+        &server,
+        &[
+            "create",
+            "ci-role",
+            "--policy",
+            &path(&policy),
+            "--trust",
+            &path(&trust_file),
+        ],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "arn:aws:iam::coffer:role/ci-role");
+    let (ok, out) = role_cli(
+        &server,
+        &[
+            "create",
+            "loose",
+            "--policy",
+            &path(&policy),
+            "--trust",
+            &path(&loose_file),
+        ],
+    );
+    assert!(!ok && out.contains("audience"), "{out}");
+    let (ok, out) = role_cli(
+        &server,
+        &[
+            "create",
+            "ci-role",
+            "--policy",
+            &path(&policy),
+            "--trust",
+            &path(&trust_file),
+        ],
+    );
+    assert!(!ok, "a second role of that name: {out}");
+    let (ok, out) = role_cli(&server, &["list"]);
+    assert!(
+        ok && out.contains("ci-role") && !out.contains("loose"),
+        "{out}"
+    );
+
+    // The running server sees the role the CLI made.
+    let out = sts_client(&server, None)
+        .assume_role_with_web_identity()
+        .role_arn("arn:aws:iam::coffer:role/ci-role")
+        .role_session_name("cli-made")
+        .web_identity_token(idp.token())
+        .send()
+        .await
+        .expect("AssumeRoleWithWebIdentity on a CLI-made role");
+    assert!(out.credentials.is_some());
+
+    let (ok, out) = role_cli(&server, &["delete", "ci-role"]);
+    assert!(ok, "{out}");
+    let (ok, out) = role_cli(&server, &["list"]);
+    assert!(ok && !out.contains("ci-role"), "{out}");
+    let (ok, _) = role_cli(&server, &["delete", "ci-role"]);
+    assert!(!ok, "deleting a missing role fails");
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -49,6 +49,7 @@ impl Node {
         std::fs::create_dir_all(&self.data_dir).expect("data dir");
         let child = Command::new(env!("CARGO_BIN_EXE_coffer-server"))
             .arg("serve")
+            .args(["--console-listen", "off"])
             .args(["--listen", &self.addr.to_string()])
             .args(["--advertise-url", &self.endpoint()])
             .args(["--node-id", &self.id])

@@ -301,9 +301,11 @@ impl DataPlane {
     /// A local replica failed verification: set it aside, forget it in the store,
     /// and let the healer fetch a good copy.
     pub(crate) async fn quarantine(&self, blob: &str) {
+        let objects = self.objects_using(blob).await;
         tracing::warn!(
             blob,
             node = self.node_id(),
+            objects = %objects,
             "replica failed verification; quarantined"
         );
         self.inner
@@ -326,6 +328,16 @@ impl DataPlane {
             tracing::warn!(blob, error = %e, "cannot forget a bad replica; the inventory will");
         }
         self.inner.heal_now.notify_one();
+    }
+
+    /// The objects whose bytes are in `blob`, for a warning about it (at most
+    /// five; `"?"` when the store cannot say).
+    pub(crate) async fn objects_using(&self, blob: &str) -> String {
+        match self.inner.meta.objects_using_blob(blob, 5).await {
+            Ok(objects) if objects.is_empty() => "none".to_owned(),
+            Ok(objects) => objects.join(", "),
+            Err(_) => "?".to_owned(),
+        }
     }
 
     /// Removes a blob written for a request that then failed to commit, from

@@ -135,7 +135,19 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
                 None => conditions.ready(
                     true,
                     "Provisioned",
-                    format!("Credentials are in Secret {}", secret_name(key)),
+                    match &workload {
+                        Some(w) if !workload_identity::static_key_wanted(key) => format!(
+                            "Workload identity only: role {} (ConfigMap {})",
+                            w.role_arn, w.config_map
+                        ),
+                        Some(w) => format!(
+                            "Credentials are in Secret {}; workload identity: role {} (ConfigMap {})",
+                            secret_name(key),
+                            w.role_arn,
+                            w.config_map
+                        ),
+                        None => format!("Credentials are in Secret {}", secret_name(key)),
+                    },
                 ),
                 Some(p) if matches!(p.reason, "BucketNotFound" | "BucketNotReady") => {
                     conditions.progressing(p.reason, join_messages(&problems))
@@ -299,9 +311,42 @@ async fn provision(
     // in the spec can stop this reconcile.
     let policy = identity_policy(&grants, key.spec.policy.as_deref());
     narrow_keys(&mut keys, &grants, policy.as_ref().ok(), now, ctx).await?;
+    let role_policy = match &policy {
+        Ok(policy) => policy.to_json(),
+        Err(_) => {
+            let role = workload_identity::role_name(&namespace, &key.name_any());
+            let previous = ctx.store.get_role(&role).await?.map(|r| r.policy);
+            fail_closed_policy(&grants, previous.as_deref()).to_json()
+        }
+    };
+    workload_identity::narrow(key, ctx, &role_policy).await?;
     let policy = policy
         .map_err(|e| Error::invalid(e.reason(), format!("spec.policy: {e}")))?
         .to_json();
+    let single_bucket = match grants.as_slice() {
+        [only] => Some(only.bucket.as_str()),
+        _ => None,
+    };
+    if !workload_identity::static_key_wanted(key) {
+        // Workload identity only: no key, no Secret.
+        for stored in &keys {
+            match ctx.store.delete_access_key(&stored.id).await {
+                Ok(()) | Err(MetaError::NoSuchAccessKey(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        delete_secret_if_ours(ctx, key, &secret_name).await?;
+        status.access_key_id = None;
+        status.secret_name = None;
+        status.last_rotated = None;
+        let workload = workload_identity::reconcile(key, ctx, &policy, single_bucket).await?;
+        status.role_arn = workload.as_ref().map(|w| w.role_arn.clone());
+        return Ok(Provisioned {
+            problems,
+            workload_identity: workload,
+            overlap_until: None,
+        });
+    }
     validate_object_name(&secret_name)
         .map_err(|m| Error::invalid("InvalidSecretName", format!("spec.secretName: {m}")))?;
     let overlap = overlap_of(key)?;
@@ -380,10 +425,6 @@ async fn provision(
         coffer_server::meta::millis_to_datetime(current.created_at),
     ));
 
-    let single_bucket = match grants.as_slice() {
-        [only] => Some(only.bucket.as_str()),
-        _ => None,
-    };
     let desired = desired_secret(key, &secret_name, &current, single_bucket, ctx)?;
     write_secret(&secrets, existing_secret, desired).await?;
 
@@ -416,10 +457,6 @@ async fn provision(
         }
     }
     // Last: a workload-identity problem must not hold up retiring old keys.
-    let single_bucket = match grants.as_slice() {
-        [only] => Some(only.bucket.as_str()),
-        _ => None,
-    };
     let workload = workload_identity::reconcile(key, ctx, &policy, single_bucket).await?;
     status.role_arn = workload.as_ref().map(|w| w.role_arn.clone());
     Ok(Provisioned {

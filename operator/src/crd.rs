@@ -519,6 +519,11 @@ pub struct WorkloadIdentity {
     /// ServiceAccount names in the AccessKey's namespace.
     #[schemars(length(min = 1))]
     pub service_accounts: Vec<String>,
+    /// Whether the static key Secret is written too (unset: yes). `false`:
+    /// workload identity only; any key this AccessKey had is revoked and its
+    /// Secret deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_key: Option<bool>,
 }
 
 /// Access to one Bucket resource.

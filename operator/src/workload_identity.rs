@@ -47,6 +47,40 @@ pub fn role_name(namespace: &str, name: &str) -> String {
     }
 }
 
+/// Whether the AccessKey wants a static key as well (the default).
+pub fn static_key_wanted(key: &AccessKey) -> bool {
+    key.spec
+        .workload_identity
+        .as_ref()
+        .and_then(|w| w.static_key)
+        .unwrap_or(true)
+}
+
+/// Gives an existing role of this AccessKey `policy` at once, before anything
+/// else in the spec can stop the reconcile (as the keys get theirs): a grant
+/// taken away must not live on in the role.
+pub async fn narrow(key: &AccessKey, ctx: &Context, policy: &str) -> Result<()> {
+    let namespace = key.namespace().unwrap_or_default();
+    let name = role_name(&namespace, &key.name_any());
+    let owner = owner_of(&namespace, &key.name_any());
+    let Some(role) = ctx.store.get_role(&name).await? else {
+        return Ok(());
+    };
+    if role.owner != owner || role.policy == policy {
+        return Ok(());
+    }
+    let updated = NewRole {
+        name: role.name,
+        policy: policy.to_owned(),
+        trust: role.trust,
+        max_session_seconds: role.max_session_seconds,
+        owner,
+    };
+    ctx.store.put_role(&updated, true).await?;
+    tracing::info!(role = %name, "workload identity role policy updated");
+    Ok(())
+}
+
 pub fn config_map_name(key: &AccessKey) -> String {
     format!("{}-workload-identity", key.name_any())
 }

@@ -227,6 +227,32 @@ async fn workload_identity_gives_listed_service_accounts_the_grants_and_no_one_e
         Some("AccessDenied")
     );
 
+    // A grant narrowed in the spec narrows the role, and so live sessions.
+    h.keys()
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"buckets": [{"name": "photos", "access": "ReadOnly"}]}})),
+        )
+        .await
+        .expect("patch");
+    h.reconcile_key(NS, "app").await.expect("key reconciles");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let denied = s3
+        .put_object()
+        .bucket("team-a.photos")
+        .key("dog.jpg")
+        .body(b"woof".to_vec().into())
+        .send()
+        .await;
+    assert!(denied.is_err(), "the session lost the write grant");
+    s3.get_object()
+        .bucket("team-a.photos")
+        .key("cat.jpg")
+        .send()
+        .await
+        .expect("reads still granted");
+
     // Dropping workloadIdentity removes the role (and its sessions) and the ConfigMap.
     h.keys()
         .patch(
@@ -278,4 +304,82 @@ async fn workload_identity_without_an_issuer_is_reported_not_half_done() {
         Some("WorkloadIdentityUnavailable".into())
     );
     assert!(config_map(&h, "app-workload-identity").await.is_none());
+}
+
+#[tokio::test]
+async fn workload_identity_only_revokes_the_static_key_and_deletes_its_secret() {
+    let issuer = Issuer::new();
+    let jwks = issuer.jwks_file.clone();
+    let mut h = Harness::start_with(|config| {
+        config.sts.issuers = vec![IssuerConfig {
+            issuer: ISSUER.to_owned(),
+            jwks: JwksSource::File(jwks),
+        }];
+    })
+    .await;
+    h.set_oidc_issuer(ISSUER);
+    h.create::<Bucket>(&format!(
+        "apiVersion: coffer.dev/v1alpha1\nkind: Bucket\nmetadata:\n  name: photos\n  namespace: {NS}\nspec: {{}}\n"
+    ))
+    .await;
+    h.reconcile_bucket(NS, "photos")
+        .await
+        .expect("bucket reconciles");
+    // First both, then workload identity only.
+    h.create::<AccessKey>(&format!(
+        "apiVersion: coffer.dev/v1alpha1\nkind: AccessKey\nmetadata:\n  name: app\n  namespace: {NS}\n\
+         spec:\n  buckets:\n  - name: photos\n    access: ReadWrite\n  workloadIdentity:\n    serviceAccounts: [app]\n"
+    ))
+    .await;
+    h.reconcile_key(NS, "app").await.expect("key reconciles");
+    let static_env = h.secret_env(NS, "app").await;
+    h.keys()
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"workloadIdentity": {"staticKey": false}}})),
+        )
+        .await
+        .expect("patch");
+    h.reconcile_key(NS, "app").await.expect("key reconciles");
+
+    assert_eq!(
+        h.key_condition(NS, "app", "Ready").await,
+        Some(("True".into(), "Provisioned".into()))
+    );
+    let key = h.keys().get("app").await.expect("key");
+    let status = key.status.expect("status");
+    assert_eq!(status.access_key_id, None);
+    assert!(status.role_arn.is_some());
+    assert!(
+        h.secrets().get_opt("app").await.expect("get").is_none(),
+        "the static key Secret is deleted"
+    );
+    assert!(
+        h.store
+            .list_access_keys_by_owner("k8s:team-a/app")
+            .await
+            .expect("store")
+            .is_empty(),
+        "the static key is revoked"
+    );
+    let old_key = common::s3_client(&static_env)
+        .list_objects_v2()
+        .bucket("team-a.photos")
+        .send()
+        .await;
+    assert!(old_key.is_err(), "the revoked key no longer works");
+
+    let env = config_map(&h, "app-workload-identity")
+        .await
+        .expect("ConfigMap written");
+    let creds = exchange(&env, &issuer.token("app", "sts.coffer.dev"))
+        .await
+        .expect("credentials from the token");
+    s3_with(&env, creds)
+        .list_objects_v2()
+        .bucket("team-a.photos")
+        .send()
+        .await
+        .expect("workload identity works on its own");
 }

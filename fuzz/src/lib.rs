@@ -165,13 +165,20 @@ impl TextRequest {
         })
     }
 
-    /// The request as the client wrote it (Host added when missing).
+    /// The request as the client wrote it (Host and Content-Length added when
+    /// missing).
     pub fn unsigned(&self) -> Request<Bytes> {
         let mut request = Request::builder()
             .method(self.method.clone())
             .uri(self.target.clone());
         if !self.has_header(&http::header::HOST) {
             request = request.header(http::header::HOST, HOST);
+        }
+        // A client that knows its body's size says so, as hyper's does.
+        let sized = self.has_header(&http::header::CONTENT_LENGTH)
+            || self.has_header(&http::header::TRANSFER_ENCODING);
+        if !sized && (!self.body.is_empty() || matches!(self.method, Method::PUT | Method::POST)) {
+            request = request.header(http::header::CONTENT_LENGTH, self.body.len());
         }
         for (name, value) in &self.headers {
             request = request.header(name, value);

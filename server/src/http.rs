@@ -150,9 +150,73 @@ fn new_request_id() -> String {
     format!("{:016X}", rand::random::<u64>())
 }
 
+/// The body a request declared, to explain a failure to read it: s3s answers
+/// a body it could not collect for an XML operation (malformed aws-chunked
+/// framing, a payload that does not match its `x-amz-content-sha256`, a body
+/// cut short) with a bare `500 InternalError` that names nothing. (Streamed
+/// bodies, PutObject and UploadPart, are mapped in `s3::ingest`.)
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DeclaredBody {
+    None,
+    AwsChunked,
+    Sha256,
+    Plain,
+}
+
+impl DeclaredBody {
+    fn of(request: &Request) -> Self {
+        let headers = request.headers();
+        let sha256 = headers
+            .get("x-amz-content-sha256")
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        let chunked = sha256.starts_with(b"STREAMING-")
+            || headers
+                .get(header::CONTENT_ENCODING)
+                .is_some_and(|v| v.as_bytes().windows(11).any(|w| w == b"aws-chunked"));
+        let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+            || headers
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0");
+        if chunked {
+            Self::AwsChunked
+        } else if !has_body {
+            Self::None
+        } else if sha256.len() == 64 && sha256.iter().all(u8::is_ascii_hexdigit) {
+            Self::Sha256
+        } else {
+            Self::Plain
+        }
+    }
+
+    /// The client error behind s3s's bare InternalError for this body.
+    fn read_error(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::None => None,
+            Self::AwsChunked => Some((
+                "InvalidRequest",
+                "The aws-chunked body is malformed, incomplete, or a chunk signature does not match.",
+            )),
+            Self::Sha256 => Some((
+                "XAmzContentSHA256Mismatch",
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            )),
+            Self::Plain => Some((
+                "IncompleteBody",
+                "The request body terminated unexpectedly.",
+            )),
+        }
+    }
+}
+
 /// Errors from the S3 layer are small XML documents; add what clients log.
-async fn complete_error_body(response: Response, resource: &str, request_id: &str) -> Response {
-    let (parts, body) = response.into_parts();
+async fn complete_error_body(
+    response: Response,
+    resource: &str,
+    request_id: &str,
+    declared: DeclaredBody,
+) -> Response {
+    let (mut parts, body) = response.into_parts();
     let bytes = match http_body_util::Limited::new(body, 64 * 1024)
         .collect()
         .await
@@ -160,7 +224,18 @@ async fn complete_error_body(response: Response, resource: &str, request_id: &st
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Response::from_parts(parts, Body::empty()),
     };
-    let text = String::from_utf8_lossy(&bytes);
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if parts.status == StatusCode::INTERNAL_SERVER_ERROR
+        && text.contains("<Code>InternalError</Code>")
+        && !text.contains("<Message>")
+        && let Some((code, message)) = declared.read_error()
+    {
+        tracing::debug!(code, "s3s could not read the request body");
+        parts.status = StatusCode::BAD_REQUEST;
+        text = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+        );
+    }
     let completed = if text.contains("</Error>") && !text.contains("<RequestId>") {
         // Errors raised inside s3s may lack a Message; clients print "Unknown" then.
         let message = if text.contains("<Message>") {
@@ -184,9 +259,8 @@ async fn complete_error_body(response: Response, resource: &str, request_id: &st
             ),
         )
     } else {
-        text.into_owned()
+        text
     };
-    let mut parts = parts;
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(completed))
 }
@@ -196,6 +270,7 @@ async fn front_door(State(front): State<FrontDoor>, request: Request, next: Next
     let request_id = new_request_id();
     let method = request.method().clone();
     let resource = request.uri().path().to_owned();
+    let declared = DeclaredBody::of(&request);
     let empty_expect_continue = request
         .headers()
         .get(header::EXPECT)
@@ -248,7 +323,7 @@ async fn front_door(State(front): State<FrontDoor>, request: Request, next: Next
         response = Response::from_parts(parts, Body::empty());
     } else if (status.is_client_error() || status.is_server_error()) && method != http::Method::HEAD
     {
-        response = complete_error_body(response, &resource, &request_id).await;
+        response = complete_error_body(response, &resource, &request_id, declared).await;
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response

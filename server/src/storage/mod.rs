@@ -172,7 +172,10 @@ impl BlobStore {
             return Err(corrupt(format!("blob {id} has no valid trailer")));
         }
         let expected_blocks = len.div_ceil(block_size as u64) as usize;
-        if blocks != expected_blocks || total != len + 4 * blocks as u64 + TAIL_LEN {
+        let expected_total = len
+            .checked_add(4 * blocks as u64)
+            .and_then(|n| n.checked_add(TAIL_LEN));
+        if blocks != expected_blocks || expected_total != Some(total) {
             return Err(corrupt(format!("blob {id} has an inconsistent trailer")));
         }
         let mut raw = vec![0u8; 4 * blocks];
@@ -468,6 +471,26 @@ mod tests {
 
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    /// A trailer whose sizes add up past `u64::MAX` is corruption, not a
+    /// panic (an overflow in debug builds, a wrapped check in release).
+    #[test]
+    fn a_trailer_with_impossible_sizes_is_corrupt() {
+        let (store, dir) = store();
+        let mut w = store.create().unwrap();
+        w.append(b"x").unwrap();
+        let info = w.finish().unwrap();
+        let max = u64::from(u32::MAX);
+        let mut tail = Vec::new();
+        tail.extend((max * max).to_le_bytes());
+        tail.extend(u32::MAX.to_le_bytes());
+        tail.extend(u32::MAX.to_le_bytes());
+        tail.extend(MAGIC);
+        std::fs::write(store.path_of(&info.id).unwrap(), &tail).unwrap();
+        let err = store.open_blob(&info.id).err().expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]

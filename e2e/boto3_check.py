@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """boto3 against a running Coffer server: put/get/head, ListObjectsV2 pagination,
-multipart through upload_file, additional checksums, presigned GET/PUT/POST, delete.
+multipart through upload_file, additional checksums, presigned GET/PUT/POST, a
+legacy-ACL application (ACL='public-read', then an anonymous GET), delete.
 
 Called by e2e/clients.sh with AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY and AWS_REGION set, and COFFER_E2E_CA (the private CA's
@@ -283,6 +284,29 @@ def check_delete(s3, bucket):
     ok(f"delete_objects emptied {len(remaining)} keys, delete_bucket removed the bucket")
 
 
+def check_legacy_acl(s3, bucket):
+    """What Mastodon, PeerTube and backup tools do: write with ACL='public-read'
+    into a bucket whose ownership enables ACLs, then serve it to anyone."""
+    acl_bucket = f"{bucket}-acl"
+    s3.create_bucket(Bucket=acl_bucket, ObjectOwnership="ObjectWriter")
+    s3.put_object(Bucket=acl_bucket, Key="media/avatar.png", Body=b"public avatar", ACL="public-read")
+    s3.put_object(Bucket=acl_bucket, Key="media/private.png", Body=b"private")
+    base = os.environ["AWS_ENDPOINT_URL"].rstrip("/")
+    with urlopen(urllib.request.Request(f"{base}/{acl_bucket}/media/avatar.png")) as response:
+        assert response.status == 200 and response.read() == b"public avatar"
+    try:
+        urlopen(urllib.request.Request(f"{base}/{acl_bucket}/media/private.png"))
+        raise AssertionError("an object without a public ACL was served anonymously")
+    except urllib.error.HTTPError as e:
+        assert e.code == 403, e.code
+    grants = s3.get_object_acl(Bucket=acl_bucket, Key="media/avatar.png")["Grants"]
+    assert any(g["Grantee"].get("URI", "").endswith("/AllUsers") and g["Permission"] == "READ" for g in grants), grants
+    for key in ("media/avatar.png", "media/private.png"):
+        s3.delete_object(Bucket=acl_bucket, Key=key)
+    s3.delete_bucket(Bucket=acl_bucket)
+    ok("put_object ACL='public-read' into an ObjectWriter bucket is readable anonymously")
+
+
 def main():
     bucket, workdir = sys.argv[1], sys.argv[2]
     s3 = client()
@@ -295,6 +319,7 @@ def main():
     check_multipart(s3, bucket, workdir)
     check_presigned(s3, bucket)
     check_presigned_post(s3, bucket)
+    check_legacy_acl(s3, bucket)
     check_delete(s3, bucket)
 
 

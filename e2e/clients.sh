@@ -405,6 +405,8 @@ check_aws_cli() {
 
 check_boto3() {
     say "boto3"
+    # Includes a legacy-ACL application: ACL='public-read' into an ObjectWriter
+    # bucket, then an anonymous GET (check_legacy_acl).
     python3 "$ROOT/e2e/boto3_check.py" boto3-bucket "$WORK"
 }
 

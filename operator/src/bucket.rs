@@ -7,7 +7,10 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use coffer_server::iam::PolicyDocument;
-use coffer_server::meta::{CannedAcl, ListQuery, MetaError, NewBucket, ObjectOwnership};
+use coffer_server::kms::{BuiltinKms, KeyProvider, KmsError};
+use coffer_server::meta::{
+    CannedAcl, ENCRYPTION, ListQuery, MetaError, NewBucket, ObjectOwnership,
+};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -17,7 +20,8 @@ use serde_json::{Value, json};
 
 use crate::conditions::{self, Conditions};
 use crate::crd::{
-    Bucket, BucketSpec, BucketStatus, BucketUsage, DeletionPolicy, RuleStatus, VersioningState,
+    Bucket, BucketEncryption, BucketSpec, BucketStatus, BucketUsage, DeletionPolicy,
+    EncryptionType, ObjectOwnershipSetting, RuleStatus, VersioningState,
 };
 use crate::names::validate_bucket_name;
 use crate::tenancy::{BucketOrigin, default_bucket_name, legacy_bucket_name};
@@ -39,6 +43,7 @@ const ENFORCED_BY_SERVER: &[&str] = &[
     "quota",
     "cors",
     "lifecycle",
+    ENCRYPTION,
 ];
 
 /// The owner recorded in the store for a resource: `k8s:<namespace>/<name>`.
@@ -215,11 +220,16 @@ async fn provision(
     ctx: &Context,
 ) -> Result<(Provisioned, Vec<&'static str>)> {
     validate_bucket_name(name).map_err(|m| Error::invalid("InvalidBucketName", m))?;
-    let documents = setting_documents(&bucket.spec)?;
+    let mut documents = setting_documents(&bucket.spec)?;
     let namespace = bucket.namespace().unwrap_or_default();
     let owner = owner_of(&namespace, &bucket.name_any());
     let provisioned = ensure_bucket(bucket, name, &owner, ctx).await?;
-    enforce_acls_off(name, ctx).await?;
+    enforce_object_ownership(name, bucket.spec.object_ownership, ctx).await?;
+    // After the bucket is ours: a refused name never gets a KMS key.
+    documents.push((
+        ENCRYPTION,
+        encryption_document(bucket.spec.encryption.as_ref(), name, ctx).await?,
+    ));
     let mut not_enforced = Vec::new();
     for (kind, desired) in documents {
         let current = ctx.store.get_bucket_config(name, kind).await?;
@@ -337,27 +347,80 @@ fn name_taken(name: &str, namespace: &str, owner: &str, adopt: Option<bool>) -> 
     Error::invalid("BucketNameTaken", message)
 }
 
-/// ACLs stay off on managed buckets (`BucketOwnerEnforced`, bucket ACL
-/// `private`): a Bucket declares no ACLs, so none may make its data public.
-async fn enforce_acls_off(name: &str, ctx: &Context) -> Result<()> {
+/// Object Ownership as `spec.objectOwnership` says; unset, ACLs stay off
+/// (`BucketOwnerEnforced`, bucket ACL `private`) so no ACL a Bucket does not
+/// declare can make its data public. With ACLs on, the bucket's own ACL is the
+/// application's to set.
+async fn enforce_object_ownership(
+    name: &str,
+    wanted: Option<ObjectOwnershipSetting>,
+    ctx: &Context,
+) -> Result<()> {
+    let wanted = match wanted {
+        None | Some(ObjectOwnershipSetting::BucketOwnerEnforced) => {
+            ObjectOwnership::BucketOwnerEnforced
+        }
+        Some(ObjectOwnershipSetting::BucketOwnerPreferred) => ObjectOwnership::BucketOwnerPreferred,
+        Some(ObjectOwnershipSetting::ObjectWriter) => ObjectOwnership::ObjectWriter,
+    };
     let current = ctx.store.bucket_acl(name).await?;
-    if current.ownership != ObjectOwnership::BucketOwnerEnforced {
-        ctx.store
-            .set_object_ownership(name, ObjectOwnership::BucketOwnerEnforced)
-            .await?;
-        tracing::warn!(bucket = name, was = ?current.ownership, "object ownership reset to BucketOwnerEnforced");
-    }
-    if current.acl != CannedAcl::Private {
+    if !wanted.acls_enabled() && current.acl.shares(&current.owner) {
         ctx.store
             .set_bucket_canned_acl(name, CannedAcl::Private)
             .await?;
-        tracing::warn!(
-            bucket = name,
-            was = current.acl.as_str(),
-            "bucket ACL reset to private"
-        );
+        tracing::warn!(bucket = name, "bucket ACL reset to private");
+    }
+    if current.ownership != wanted {
+        ctx.store.set_object_ownership(name, wanted).await?;
+        tracing::info!(bucket = name, was = ?current.ownership, now = ?wanted, "object ownership set");
     }
     Ok(())
+}
+
+/// The name of the KMS key the operator makes for a bucket with `SSE-KMS`
+/// (what `coffer-server kms list` shows; administrators disable it to make
+/// the bucket's objects unreadable).
+pub fn bucket_kms_key_name(bucket: &str) -> String {
+    format!("bucket/{bucket}")
+}
+
+/// The bucket's default encryption document, as PutBucketEncryption stores
+/// it: `AES256` for SSE-S3; for SSE-KMS the ARN of the bucket's own key,
+/// created on first use. An existing key is used in whatever state an
+/// administrator left it: the operator never re-enables a disabled key.
+async fn encryption_document(
+    wanted: Option<&BucketEncryption>,
+    bucket: &str,
+    ctx: &Context,
+) -> Result<Option<String>> {
+    let kms_key = match wanted.map(|e| e.type_) {
+        None => return Ok(None),
+        Some(EncryptionType::SseS3) => return Ok(Some("AES256".to_owned())),
+        Some(EncryptionType::SseKms) => bucket_kms_key_name(bucket),
+    };
+    let kms = BuiltinKms::new(ctx.store.clone(), ctx.settings.region.clone());
+    let key = match ctx.store.get_kms_key(&kms_key).await? {
+        Some(key) => key,
+        None => {
+            let key = kms.create_key(&kms_key).await.map_err(|e| match e {
+                KmsError::Store(e) => Error::Meta(e),
+                KmsError::NoMasterKey => Error::invalid(
+                    "EncryptionNeedsMasterKey",
+                    "encryption: SSE-KMS needs the servers' master key, and the operator has \
+                     none (COFFER_MASTER_KEY / --master-key-file)",
+                ),
+                other => Error::invalid("KmsKeyNotCreated", other.to_string()),
+            })?;
+            tracing::info!(bucket, kms_key = %key.id, "KMS key created");
+            key
+        }
+    };
+    let document = json!({
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": kms.arn(&key.id),
+        "BucketKeyEnabled": false,
+    });
+    Ok(Some(document.to_string()))
 }
 
 /// The per-bucket configuration documents the spec asks for, in the JSON shape of

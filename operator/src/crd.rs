@@ -115,6 +115,20 @@ pub struct BucketSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
 
+    /// Object Ownership: `BucketOwnerEnforced` turns ACLs off (every object
+    /// belongs to the bucket owner); `BucketOwnerPreferred` and `ObjectWriter`
+    /// turn them on for applications that send `x-amz-acl`. Unset: ACLs off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_ownership: Option<ObjectOwnershipSetting>,
+
+    /// Default server-side encryption of new objects: `SSE-S3` (each object's
+    /// data key wrapped by the servers' master key) or `SSE-KMS` (data keys
+    /// under a KMS key of the bucket's own, `bucket/<bucket name>`, which the
+    /// operator creates; disabling it makes the bucket's objects unreadable).
+    /// Unset: objects are encrypted only when their writers ask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<BucketEncryption>,
+
     /// Lifecycle rules in the S3 shape (expiration, noncurrent version expiration,
     /// aborting incomplete multipart uploads).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,6 +158,29 @@ pub struct BucketSpec {
     /// Who else may use this bucket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<BucketAccess>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ObjectOwnershipSetting {
+    BucketOwnerEnforced,
+    BucketOwnerPreferred,
+    ObjectWriter,
+}
+
+/// Default encryption of a bucket's new objects.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct BucketEncryption {
+    /// `SSE-S3` or `SSE-KMS`.
+    #[serde(rename = "type")]
+    pub type_: EncryptionType,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum EncryptionType {
+    #[serde(rename = "SSE-S3")]
+    SseS3,
+    #[serde(rename = "SSE-KMS")]
+    SseKms,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

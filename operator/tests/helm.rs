@@ -256,6 +256,41 @@ fn tenancy_values_become_the_operators_flags_and_are_off_by_default() {
 }
 
 #[test]
+fn access_values_become_the_servers_settings() {
+    let server_env = |objects: &[Value], name: &str| {
+        let container = &find(objects, "StatefulSet", "coffer-server")["spec"]["template"]["spec"]
+            ["containers"][0];
+        env(container, name).map(|e| e["value"].clone())
+    };
+    let defaults = render(&[]);
+    assert_eq!(
+        server_env(&defaults, "COFFER_DEFAULT_OBJECT_OWNERSHIP"),
+        Some("BucketOwnerEnforced".into()),
+        "ACLs stay off by default, as on AWS"
+    );
+    assert_eq!(
+        server_env(&defaults, "COFFER_BLOCK_PUBLIC_ACCESS"),
+        Some("false".into())
+    );
+    let objects = render(&[
+        "--set",
+        "server.defaultObjectOwnership=ObjectWriter",
+        "--set",
+        "server.blockPublicAccess=true",
+    ]);
+    assert_eq!(
+        server_env(&objects, "COFFER_DEFAULT_OBJECT_OWNERSHIP"),
+        Some("ObjectWriter".into())
+    );
+    assert_eq!(
+        server_env(&objects, "COFFER_BLOCK_PUBLIC_ACCESS"),
+        Some("true".into())
+    );
+    // The values schema refuses what the server could not parse.
+    assert!(template(&["--set", "server.defaultObjectOwnership=Anyone"]).is_err());
+}
+
+#[test]
 fn crds_are_kept_on_uninstall_and_postgres_is_optional() {
     let objects = render(&[]);
     for name in ["buckets.coffer.dev", "accesskeys.coffer.dev"] {

@@ -1053,3 +1053,131 @@ async fn object_lock_is_applied_on_the_server() {
         .expect("versioning");
     assert_eq!(versioning.status().map(|s| s.as_str()), Some("Enabled"));
 }
+
+#[tokio::test]
+async fn encryption_sse_kms_gives_the_bucket_its_own_key() {
+    use aws_sdk_s3::types::ServerSideEncryption;
+    use coffer_server::meta::{ENCRYPTION, KmsKeyState};
+
+    let h = Harness::start().await;
+    ready_bucket(&h, "sealed", "  encryption:\n    type: SSE-KMS\n").await;
+    assert_eq!(
+        h.bucket_condition(NS, "sealed", "SettingsEnforced").await,
+        Some(("True".into(), "Enforced".into()))
+    );
+    let bucket = "team-a.sealed";
+    let key = h
+        .store
+        .get_kms_key("bucket/team-a.sealed")
+        .await
+        .expect("kms lookup")
+        .expect("the bucket's KMS key was created");
+    let arn = format!("arn:aws:kms:us-east-1:000000000000:key/{}", key.id);
+    let s3 = s3_client(&h.root_env());
+    let config = s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket encryption");
+    let default = config
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .cloned()
+        .expect("a default");
+    assert_eq!(default.sse_algorithm(), &ServerSideEncryption::AwsKms);
+    assert_eq!(default.kms_master_key_id(), Some(arn.as_str()));
+
+    // Objects written without asking are sealed under the bucket's key.
+    let written = s3
+        .put_object()
+        .bucket(bucket)
+        .key("secret")
+        .body(b"payload".to_vec().into())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(
+        written.server_side_encryption(),
+        Some(&ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(written.ssekms_key_id(), Some(arn.as_str()));
+
+    // Reconciling again reuses the key, and never re-enables one an
+    // administrator disabled: the bucket's objects stay unreadable.
+    h.store
+        .set_kms_key_state(&key.id, KmsKeyState::Disabled, None)
+        .await
+        .expect("disable");
+    h.reconcile_bucket(NS, "sealed").await.expect("reconcile");
+    let named: Vec<_> = h
+        .store
+        .list_kms_keys()
+        .await
+        .expect("kms keys")
+        .into_iter()
+        .filter(|k| k.name == "bucket/team-a.sealed")
+        .collect();
+    assert_eq!(named.len(), 1, "one key per bucket: {named:?}");
+    assert_eq!(named[0].state, KmsKeyState::Disabled);
+    let refused = get(&s3, bucket, "secret").await;
+    assert!(
+        matches!(&refused, Err(e) if e.contains("KMS.DisabledException")),
+        "{refused:?}"
+    );
+    h.store
+        .set_kms_key_state(&key.id, KmsKeyState::Enabled, None)
+        .await
+        .expect("enable");
+    assert_eq!(get(&s3, bucket, "secret").await.as_deref(), Ok("payload"));
+
+    // SSE-S3 in the spec replaces the default; removing it removes it.
+    let patch = json!({"spec": {"encryption": {"type": "SSE-S3"}}});
+    h.buckets()
+        .patch("sealed", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    h.reconcile_bucket(NS, "sealed").await.expect("reconcile");
+    assert_eq!(
+        h.store
+            .get_bucket_config(bucket, ENCRYPTION)
+            .await
+            .expect("config")
+            .as_deref(),
+        Some("AES256")
+    );
+    // The server trusts bucket settings it read for a moment; wait it out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let written = s3
+            .put_object()
+            .bucket(bucket)
+            .key("plain-default")
+            .body(b"x".to_vec().into())
+            .send()
+            .await
+            .expect("put");
+        if written.server_side_encryption() == Some(&ServerSideEncryption::Aes256) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the SSE-S3 default never applied: {written:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let patch = json!({"spec": {"encryption": null}});
+    h.buckets()
+        .patch("sealed", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    h.reconcile_bucket(NS, "sealed").await.expect("reconcile");
+    assert_eq!(
+        h.store
+            .get_bucket_config(bucket, ENCRYPTION)
+            .await
+            .expect("config"),
+        None
+    );
+}

@@ -8,6 +8,7 @@
 //! SigV2 requests also meet the rules of [`sigv2`].
 
 pub mod session;
+pub mod grants;
 pub mod sigv2;
 
 use std::collections::HashMap;
@@ -21,10 +22,11 @@ use s3s::dto::{CopyObjectInput, CopySource, PutObjectTaggingInput, UploadPartCop
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
+use self::grants::{AccessDefaults, AclTarget};
 use crate::iam::{self, Decision, PolicyDocument, RequestContext};
 use crate::meta::{
-    AccessKey, BucketAcl, BucketWithConfigs, CannedAcl, ENCRYPTION, MetaStore, ObjectMeta, QUOTA,
-    now_millis,
+    AccessKey, BucketAcl, BucketWithConfigs, ENCRYPTION, MetaStore, ObjectMeta, ObjectOwnership,
+    PublicAccessBlock, QUOTA, now_millis,
 };
 
 /// How long a key or bucket policy read from the store is trusted. Changes made by
@@ -90,10 +92,16 @@ pub struct KeyRing {
     write_settings: TtlCache<Arc<BucketWithConfigs>>,
     /// STS sessions (`session.rs`); a deleted role's vanish within `CACHE_TTL`.
     sessions: TtlCache<Option<Arc<session::ActiveSession>>>,
+    defaults: AccessDefaults,
 }
 
 impl KeyRing {
     pub fn new(meta: MetaStore) -> Arc<Self> {
+        Self::with_defaults(meta, AccessDefaults::default())
+    }
+
+    /// A key ring that applies server-wide access settings.
+    pub fn with_defaults(meta: MetaStore, defaults: AccessDefaults) -> Arc<Self> {
         Arc::new(Self {
             meta,
             keys: TtlCache::new(),
@@ -101,10 +109,27 @@ impl KeyRing {
             acls: TtlCache::new(),
             write_settings: TtlCache::new(),
             sessions: TtlCache::new(),
+            defaults,
         })
     }
 
-    /// A bucket's Object Ownership and canned ACL (defaults for a missing bucket).
+    /// Object Ownership for buckets created without saying.
+    pub fn default_object_ownership(&self) -> ObjectOwnership {
+        self.defaults.object_ownership
+    }
+
+    /// The Block Public Access settings in force for a bucket: its own, made
+    /// stricter by the server-wide flag.
+    pub fn public_access_block(&self, settings: &BucketAcl) -> PublicAccessBlock {
+        let server = match self.defaults.block_public_access {
+            true => PublicAccessBlock::ALL,
+            false => PublicAccessBlock::default(),
+        };
+        settings.public_access_block.unwrap_or_default().or(server)
+    }
+
+    /// A bucket's owner, Object Ownership, ACL and Block Public Access
+    /// settings (defaults for a missing bucket).
     pub async fn bucket_acl(&self, bucket: &str) -> S3Result<BucketAcl> {
         let load = async {
             self.meta
@@ -150,7 +175,7 @@ impl KeyRing {
 
     /// The version a request names (the current one without `versionId`), for
     /// the checks that look at an object: its ACL, its tags. Not cached.
-    async fn object_version(
+    pub(crate) async fn object_version(
         &self,
         bucket: &str,
         key: &str,
@@ -296,6 +321,8 @@ pub fn action_for(operation: &str) -> &'static str {
         "PutBucketOwnershipControls" | "DeleteBucketOwnershipControls" => {
             "s3:PutBucketOwnershipControls"
         }
+        "GetPublicAccessBlock" => "s3:GetBucketPublicAccessBlock",
+        "PutPublicAccessBlock" | "DeletePublicAccessBlock" => "s3:PutBucketPublicAccessBlock",
         _ => "s3:Unsupported",
     }
 }
@@ -500,9 +527,8 @@ impl Authorizer {
         }
     }
 
-    /// Whether the canned ACLs grant the action: bucket `READ` lists, bucket
-    /// `WRITE` creates and deletes objects, object `READ` reads the object. Only
-    /// in buckets whose Object Ownership enables ACLs.
+    /// Whether ACL grants give the action (see [`grants`]): only in buckets
+    /// whose Object Ownership enables ACLs.
     async fn acl_allows(
         &self,
         caller: &Caller,
@@ -513,27 +539,26 @@ impl Authorizer {
         let Some(bucket) = bucket else {
             return Ok(false);
         };
-        let granted_by = |acl: CannedAcl, write: bool| {
-            if write {
-                acl.everyone_writes()
-            } else {
-                acl.everyone_reads() || (caller.key.is_some() && acl.authenticated_reads())
-            }
-        };
-        let on_bucket = match action {
-            "s3:ListBucket" | "s3:ListBucketVersions" | "s3:ListBucketMultipartUploads" => {
-                Some(false)
-            }
-            "s3:PutObject" | "s3:DeleteObject" => Some(true),
-            "s3:GetObject" | "s3:GetObjectVersion" => None,
-            _ => return Ok(false),
+        let Some((target, wanted)) = grants::required_permission(action) else {
+            return Ok(false);
         };
         let settings = self.keyring.bucket_acl(bucket).await?;
         if !settings.ownership.acls_enabled() {
             return Ok(false);
         }
-        if let Some(write) = on_bucket {
-            return Ok(granted_by(settings.acl, write));
+        let ignore_public = self
+            .keyring
+            .public_access_block(&settings)
+            .ignore_public_acls;
+        let caller_id = caller.key.as_ref().map(|k| k.id.as_str());
+        if target == AclTarget::Bucket {
+            return Ok(grants::acl_allows(
+                &settings.acl,
+                &settings.owner,
+                caller_id,
+                ignore_public,
+                wanted,
+            ));
         }
         let Some(key) = key else {
             return Ok(false);
@@ -546,9 +571,18 @@ impl Authorizer {
             .keyring
             .object_version(bucket, key, version.map(String::as_str))
             .await?;
-        Ok(object
-            .and_then(|o| o.headers.acl)
-            .is_some_and(|acl| granted_by(acl, false)))
+        let Some(object) = object else {
+            return Ok(false);
+        };
+        let acl = object.headers.acl.unwrap_or_default();
+        let owner = acl.owner.as_deref().unwrap_or(&settings.owner);
+        Ok(grants::acl_allows(
+            &acl,
+            owner,
+            caller_id,
+            ignore_public,
+            wanted,
+        ))
     }
 
     pub async fn decide(
@@ -609,8 +643,24 @@ impl Authorizer {
                 .map(|p| p.evaluate(&request, false));
             identity = session::narrow(identity, narrowing);
         }
-        let bucket_decision =
-            bucket_policy.map_or(Decision::NotApplicable, |p| p.evaluate(&request, true));
+        let mut bucket_decision = bucket_policy
+            .as_ref()
+            .map_or(Decision::NotApplicable, |p| p.evaluate(&request, true));
+        // RestrictPublicBuckets: a public policy lets in only this server's
+        // own keys (AWS: principals of the bucket owner's account).
+        if let (Decision::Allow, None, Some(b), Some(policy)) =
+            (bucket_decision, &caller.key, bucket, &bucket_policy)
+            && policy.is_public()
+        {
+            let settings = self.keyring.bucket_acl(b).await?;
+            if self
+                .keyring
+                .public_access_block(&settings)
+                .restrict_public_buckets
+            {
+                bucket_decision = Decision::NotApplicable;
+            }
+        }
         Ok(identity.and(bucket_decision))
     }
 

@@ -318,7 +318,11 @@ async fn front_door(State(front): State<FrontDoor>, request: Request, next: Next
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = response.status();
-    if status == StatusCode::NOT_MODIFIED {
+    // A HEAD response is its headers alone. HTTP/1 drops a body by itself, but
+    // HTTP/2 would send it as DATA frames, which clients treat as a protocol
+    // error (curl resets the stream; Go's http2, in rclone, logs it): an S3
+    // error's XML body must go here, its Content-Length stays.
+    if status == StatusCode::NOT_MODIFIED || method == http::Method::HEAD {
         let (parts, _) = response.into_parts();
         response = Response::from_parts(parts, Body::empty());
     } else if (status.is_client_error() || status.is_server_error()) && method != http::Method::HEAD

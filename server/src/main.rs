@@ -197,6 +197,8 @@ struct ServeArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
     #[command(flatten)]
+    access: AccessArgs,
+    #[command(flatten)]
     console: ConsoleArgs,
 }
 
@@ -526,6 +528,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.object_cache_bytes = args.object_cache_mib << 20;
     config.lifecycle_day = Duration::from_secs(args.lifecycle_day_seconds.max(1));
     config.allow_sigv2 = !args.disable_sigv2;
+    config.access = args.access.into_defaults();
     let delay = Duration::from_secs(args.shutdown_delay);
     let grace = Duration::from_secs(args.shutdown_grace.max(1));
     config.lifecycle_interval =
@@ -791,4 +794,38 @@ async fn run_node(store: StoreArgs, command: NodeCommand) -> anyhow::Result<()> 
     }
     meta.close().await;
     Ok(())
+}
+
+/// Who may see what, server-wide (see docs/s3-compatibility.md, ACLs).
+#[derive(Args)]
+struct AccessArgs {
+    /// Object Ownership of buckets created without `x-amz-object-ownership`:
+    /// BucketOwnerEnforced (ACLs off, AWS's default), BucketOwnerPreferred or
+    /// ObjectWriter (ACLs on, for applications that send `x-amz-acl`).
+    #[arg(
+        long,
+        env = "COFFER_DEFAULT_OBJECT_OWNERSHIP",
+        default_value = "BucketOwnerEnforced",
+        value_parser = parse_object_ownership
+    )]
+    default_object_ownership: coffer_server::meta::ObjectOwnership,
+    /// Block Public Access on every bucket, whatever its own settings: no
+    /// public ACL or bucket policy can be set or take effect.
+    #[arg(long, env = "COFFER_BLOCK_PUBLIC_ACCESS")]
+    block_public_access: bool,
+}
+
+impl AccessArgs {
+    fn into_defaults(self) -> coffer_server::auth::grants::AccessDefaults {
+        coffer_server::auth::grants::AccessDefaults {
+            object_ownership: self.default_object_ownership,
+            block_public_access: self.block_public_access,
+        }
+    }
+}
+
+fn parse_object_ownership(text: &str) -> Result<coffer_server::meta::ObjectOwnership, String> {
+    coffer_server::meta::ObjectOwnership::parse(text).ok_or_else(|| {
+        "expected BucketOwnerEnforced, BucketOwnerPreferred or ObjectWriter".to_owned()
+    })
 }

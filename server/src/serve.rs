@@ -71,6 +71,8 @@ pub struct ServeConfig {
     pub connection_limits: ConnectionLimits,
     /// Workload identity: trusted OIDC issuers and session bounds.
     pub sts: crate::sts::StsConfig,
+    /// Default Object Ownership and the server-wide Block Public Access.
+    pub access: crate::auth::grants::AccessDefaults,
     /// The web console's listener (off unless `console.listen` is set).
     pub console: crate::console::ConsoleConfig,
 }
@@ -99,6 +101,7 @@ impl ServeConfig {
             peer_ca: None,
             connection_limits: ConnectionLimits::default(),
             sts: crate::sts::StsConfig::default(),
+            access: Default::default(),
             console: crate::console::ConsoleConfig::default(),
         }
     }
@@ -341,7 +344,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let plane = DataPlane::new(cluster_config, meta.clone(), blobs, &config.data_dir, view)
         .with_context(|| format!("cannot prepare {}", config.data_dir.display()))?;
 
-    let keyring = KeyRing::new(meta.clone());
+    let keyring = KeyRing::with_defaults(meta.clone(), config.access);
     let coffer = Coffer::new(
         meta.clone(),
         plane.clone(),

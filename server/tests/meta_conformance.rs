@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 
 use coffer_server::crypto::Key;
 use coffer_server::meta::{
-    BucketAcl, CannedAcl, ListQuery, MetaError, MetaStore, MultipartUpload, NewAccessKey,
+    Acl, CannedAcl, Grantee, ListQuery, MetaError, MetaStore, MultipartUpload, NewAccessKey,
     NewBucket, NodeProgress, NodeState, OBJECT_LOCK, ObjectChecksum, ObjectHeaders, ObjectLock,
-    ObjectMeta, ObjectOwnership, Part, Retention, RetentionMode, Segment, Versioning,
-    WriteCondition, now_millis,
+    ObjectMeta, ObjectOwnership, Part, PublicAccessBlock, Retention, RetentionMode, Segment,
+    Versioning, WriteCondition, now_millis,
 };
 
 async fn sqlite_store() -> MetaStore {
@@ -834,14 +834,17 @@ async fn background_writes_never_make_request_writes_fail(store: MetaStore) {
 
 async fn canned_acls_and_ownership(store: MetaStore) {
     store.create_bucket(&bucket("acl-b")).await.unwrap();
+    let fresh = store.bucket_acl("acl-b").await.unwrap();
     assert_eq!(
-        store.bucket_acl("acl-b").await.unwrap(),
-        BucketAcl {
-            ownership: ObjectOwnership::BucketOwnerEnforced,
-            acl: CannedAcl::Private
-        },
-        "new buckets: ACLs disabled, private"
+        (fresh.ownership, &fresh.acl, fresh.public_access_block),
+        (
+            ObjectOwnership::BucketOwnerEnforced,
+            &Acl::canned(CannedAcl::Private),
+            None
+        ),
+        "new buckets: ACLs disabled, private, no Block Public Access of their own"
     );
+    assert!(!fresh.owner.is_empty(), "the bucket's owner is reported");
     store
         .set_object_ownership("acl-b", ObjectOwnership::ObjectWriter)
         .await
@@ -852,7 +855,21 @@ async fn canned_acls_and_ownership(store: MetaStore) {
         .unwrap();
     let settings = store.bucket_acl("acl-b").await.unwrap();
     assert_eq!(settings.ownership, ObjectOwnership::ObjectWriter);
-    assert_eq!(settings.acl, CannedAcl::PublicRead);
+    assert_eq!(settings.acl, Acl::canned(CannedAcl::PublicRead));
+    assert!(settings.acl.is_public());
+    store
+        .set_public_access_block("acl-b", Some(PublicAccessBlock::ALL))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.bucket_acl("acl-b").await.unwrap().public_access_block,
+        Some(PublicAccessBlock::ALL)
+    );
+    store.set_public_access_block("acl-b", None).await.unwrap();
+    assert_eq!(
+        store.bucket_acl("acl-b").await.unwrap().public_access_block,
+        None
+    );
     store
         .set_object_ownership("acl-b", ObjectOwnership::Unset)
         .await
@@ -867,7 +884,10 @@ async fn canned_acls_and_ownership(store: MetaStore) {
         .await
         .unwrap();
     let mut first = object("acl-b", "k", "acl-blob-1");
-    first.headers.acl = Some(CannedAcl::PublicRead);
+    first.headers.acl = Some(Acl {
+        owner: Some("writer".into()),
+        grants: CannedAcl::PublicRead.grants(&Grantee::Owner, &Grantee::User("root".into())),
+    });
     let v1 = store
         .put_object(&first, &WriteCondition::None)
         .await
@@ -888,27 +908,47 @@ async fn canned_acls_and_ownership(store: MetaStore) {
                 .acl
         }
     };
-    assert_eq!(acl_of(v1.clone()).await, Some(CannedAcl::PublicRead));
+    assert_eq!(acl_of(v1.clone()).await, first.headers.acl);
     assert_eq!(acl_of(v2.clone()).await, None);
     store
-        .set_object_acl("acl-b", "k", None, CannedAcl::AuthenticatedRead)
+        .set_object_acl(
+            "acl-b",
+            "k",
+            None,
+            Acl::canned(CannedAcl::AuthenticatedRead).grants,
+        )
         .await
         .unwrap();
     store
-        .set_object_acl("acl-b", "k", Some(&v1), CannedAcl::Private)
+        .set_object_acl(
+            "acl-b",
+            "k",
+            Some(&v1),
+            Acl::canned(CannedAcl::Private).grants,
+        )
         .await
         .unwrap();
-    assert_eq!(acl_of(v1).await, None);
-    assert_eq!(acl_of(v2).await, Some(CannedAcl::AuthenticatedRead));
+    assert_eq!(
+        acl_of(v1).await,
+        Some(Acl {
+            owner: Some("writer".into()),
+            grants: Acl::canned(CannedAcl::Private).grants
+        }),
+        "replacing the grants keeps the writer as owner"
+    );
+    assert_eq!(
+        acl_of(v2).await,
+        Some(Acl::canned(CannedAcl::AuthenticatedRead))
+    );
     assert!(matches!(
         store
-            .set_object_acl("acl-b", "k", Some("nope"), CannedAcl::Private)
+            .set_object_acl("acl-b", "k", Some("nope"), Vec::new())
             .await,
         Err(MetaError::NoSuchVersion)
     ));
     assert!(matches!(
         store
-            .set_object_acl("acl-b", "missing", None, CannedAcl::Private)
+            .set_object_acl("acl-b", "missing", None, Vec::new())
             .await,
         Err(MetaError::NoSuchKey)
     ));

@@ -187,6 +187,49 @@ async fn alpn_offers_h2_and_http_1_1() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A HEAD answer over HTTP/2 is its headers alone, errors included: DATA on a
+/// HEAD is a protocol error to HTTP/2 clients (curl resets the stream, Go's
+/// http2 in rclone logs it), so a HEAD that fails would not even be a 403.
+#[tokio::test]
+async fn head_over_http2_is_headers_only_even_for_errors() {
+    let dir = coffer_testkit::temp_dir("tls-h2-head");
+    let ca = TestCa::new("Coffer test CA");
+    let volume = SecretVolume::new(&dir.join("secret"), &ca, &ca.leaf(&[]));
+    let server = start_tls(&dir.join("data"), &volume).await;
+    let (stream, _) = pki::connect(server.local_addr(), ca.client_config(&[b"h2"])).await;
+    let (client, connection) = h2::client::handshake(stream).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let authority = format!("https://{}", server.local_addr());
+    // An anonymous request for an object: an S3 error with an XML body on GET.
+    for (path, status) in [("/health/live", 200), ("/no-such-bucket/key", 403)] {
+        for method in [http::Method::GET, http::Method::HEAD] {
+            let request = http::Request::builder()
+                .method(method.clone())
+                .uri(format!("{authority}{path}"))
+                .body(())
+                .expect("request");
+            let mut ready = client.clone().ready().await.expect("h2 ready");
+            let (response, _) = ready.send_request(request, true).expect("send");
+            let response = response.await.expect("response headers");
+            assert_eq!(response.status().as_u16(), status, "{method} {path}");
+            let mut body = response.into_body();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+                let _ = body.flow_control().release_capacity(chunk.len());
+                bytes.extend_from_slice(&chunk);
+            }
+            if method == http::Method::HEAD {
+                assert!(bytes.is_empty(), "{method} {path} sent a body");
+            } else {
+                assert!(!bytes.is_empty(), "{method} {path} has a body to leave out");
+            }
+        }
+    }
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn rotated_certificate_reaches_new_connections_while_old_ones_keep_working() {
     let dir = coffer_testkit::temp_dir("tls-rotate");

@@ -4,6 +4,7 @@
 
 mod condition;
 mod document;
+mod public;
 
 pub use self::condition::RequestContext;
 pub use self::document::{Effect, OneOrMany, PolicyDocument, PolicyError, Principal, Statement};

@@ -20,7 +20,10 @@ mod schema;
 mod usage;
 mod versions;
 
-pub use self::acl::{BucketAcl, CannedAcl, ObjectOwnership};
+pub use self::acl::{
+    Acl, AclGrant, AclPermission, BucketAcl, CannedAcl, Grantee, Group, ObjectOwnership,
+    PublicAccessBlock,
+};
 pub use self::buckets::{Bucket, BucketUsage, BucketWithConfigs, ENCRYPTION, NewBucket};
 pub use self::cache::{CacheStats, OBJECT_CACHE_LEASE, ObjectCache};
 pub use self::keys::{AccessKey, NewAccessKey};

@@ -34,10 +34,11 @@ pub struct ObjectHeaders {
     /// `x-amz-meta-*` without the prefix.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub user_metadata: BTreeMap<String, String>,
-    /// The version's canned ACL (`None`: private). Not a header on reads; kept
-    /// here because it travels with the version exactly as the headers do.
+    /// The version's ACL and owner (`None`: private, the bucket owner's). Not a
+    /// header on reads; kept here because it travels with the version exactly
+    /// as the headers do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acl: Option<super::CannedAcl>,
+    pub acl: Option<super::Acl>,
     /// Server-side encryption of the object's bytes (SSE-S3, SSE-KMS or SSE-C).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,

@@ -1,72 +1,77 @@
-//! ACLs, the compatible minimum: canned ACLs (`private`, `public-read`,
-//! `public-read-write`, `authenticated-read`, `bucket-owner-read`,
-//! `bucket-owner-full-control`) on buckets and object versions, and Object
-//! Ownership. New buckets are `BucketOwnerEnforced` (ACLs disabled, AWS's default
-//! since 2023): then only private ACLs are accepted (`AccessControlListNotSupported`
-//! otherwise) and stored ACLs grant nothing. `ObjectWriter`/`BucketOwnerPreferred`
-//! enable them; `auth.rs` consults them when no policy allows a request.
-//! Per-grantee ACLs (`x-amz-grant-*`, grants to users) are refused with
-//! `NotImplemented` rather than half-honoured.
+//! ACLs and Object Ownership: canned ACLs (`x-amz-acl`), grant headers
+//! (`x-amz-grant-*` with `id=`, `uri=`, `emailAddress=`) and
+//! `AccessControlPolicy` bodies on buckets and object versions. New buckets get
+//! the server's default ownership (`--default-object-ownership`, AWS's
+//! `BucketOwnerEnforced` unless set): then only ACLs that give the bucket owner
+//! full control are accepted (`AccessControlListNotSupported` otherwise) and
+//! stored ACLs grant nothing. `ObjectWriter`/`BucketOwnerPreferred` enable them,
+//! and objects belong to their writer. `auth/grants.rs` says what grants allow;
+//! Block Public Access (`public_access.rs`) refuses public ACLs where set.
 
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::get::find_object;
 use super::{Coffer, meta_error};
-use crate::meta::{BucketAcl, CannedAcl, ObjectOwnership as Ownership};
+use crate::auth::Caller;
+use crate::meta::{
+    Acl, AclGrant, AclPermission, BucketAcl, CannedAcl, Grantee as AclGrantee, Group,
+    ObjectOwnership as Ownership,
+};
 
-const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
-const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
-
-fn owner(id: &str) -> Owner {
-    Owner {
-        display_name: Some(id.to_owned()),
-        id: Some(id.to_owned()),
-    }
+/// What a request asks an ACL to be: `x-amz-acl` and the `x-amz-grant-*`
+/// headers (or form fields).
+#[derive(Debug, Default)]
+pub(super) struct AclHeaders<'a> {
+    pub canned: Option<&'a str>,
+    pub full_control: Option<&'a str>,
+    pub read: Option<&'a str>,
+    pub read_acp: Option<&'a str>,
+    pub write: Option<&'a str>,
+    pub write_acp: Option<&'a str>,
 }
 
-fn user_grant(id: &str, permission: &'static str) -> Grant {
-    Grant {
-        grantee: Some(Grantee {
-            display_name: Some(id.to_owned()),
-            email_address: None,
-            id: Some(id.to_owned()),
-            type_: Type::from_static(Type::CANONICAL_USER),
-            uri: None,
-        }),
-        permission: Some(Permission::from_static(permission)),
-    }
-}
-
-fn group_grant(uri: &str, permission: &'static str) -> Grant {
-    Grant {
-        grantee: Some(Grantee {
-            display_name: None,
-            email_address: None,
-            id: None,
-            type_: Type::from_static(Type::GROUP),
-            uri: Some(uri.to_owned()),
-        }),
-        permission: Some(Permission::from_static(permission)),
-    }
-}
-
-/// The grants a canned ACL stands for. Coffer's objects are owned by the bucket
-/// owner, so the `bucket-owner-*` ACLs add nothing to the owner's FULL_CONTROL.
-fn grants(acl: CannedAcl, owner_id: &str) -> Vec<Grant> {
-    let mut grants = vec![user_grant(owner_id, Permission::FULL_CONTROL)];
-    match acl {
-        CannedAcl::PublicRead => grants.push(group_grant(ALL_USERS, Permission::READ)),
-        CannedAcl::PublicReadWrite => {
-            grants.push(group_grant(ALL_USERS, Permission::READ));
-            grants.push(group_grant(ALL_USERS, Permission::WRITE));
+/// The [`AclHeaders`] of an object write's input (PutObject, CopyObject,
+/// CreateMultipartUpload): objects have no `x-amz-grant-write`.
+macro_rules! object_acl_headers {
+    ($input:expr) => {
+        $crate::s3::acl::AclHeaders {
+            canned: $input.acl.as_ref().map(|a| a.as_str()),
+            full_control: $input.grant_full_control.as_deref(),
+            read: $input.grant_read.as_deref(),
+            read_acp: $input.grant_read_acp.as_deref(),
+            write: None,
+            write_acp: $input.grant_write_acp.as_deref(),
         }
-        CannedAcl::AuthenticatedRead => {
-            grants.push(group_grant(AUTHENTICATED_USERS, Permission::READ));
-        }
-        CannedAcl::Private | CannedAcl::BucketOwnerRead | CannedAcl::BucketOwnerFullControl => {}
+    };
+}
+pub(super) use object_acl_headers;
+
+impl AclHeaders<'_> {
+    fn grant_headers(&self) -> [(AclPermission, Option<&str>); 5] {
+        [
+            (AclPermission::FullControl, self.full_control),
+            (AclPermission::Read, self.read),
+            (AclPermission::ReadAcp, self.read_acp),
+            (AclPermission::Write, self.write),
+            (AclPermission::WriteAcp, self.write_acp),
+        ]
     }
-    grants
+
+    fn has_grants(&self) -> bool {
+        self.grant_headers().iter().any(|(_, v)| v.is_some())
+    }
+}
+
+/// The most grants one ACL holds, as on AWS: an ACL travels with every
+/// version's metadata row, so its size stays bounded.
+const MAX_GRANTS: usize = 100;
+
+/// An ACL as asked for, before it is resolved against its owners.
+#[derive(Debug)]
+enum Requested {
+    Canned(CannedAcl),
+    Grants(Vec<AclGrant>),
 }
 
 fn acl_not_supported() -> S3Error {
@@ -76,17 +81,31 @@ fn acl_not_supported() -> S3Error {
     )
 }
 
-fn grants_not_supported() -> S3Error {
+fn acl_with_enforced_ownership() -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::InvalidBucketAclWithObjectOwnership,
+        "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+    )
+}
+
+fn public_acl_blocked() -> S3Error {
     s3_error!(
-        NotImplemented,
-        "Only canned ACLs are supported: x-amz-grant-* headers and grants to individual users are not"
+        AccessDenied,
+        "Access Denied: Block Public Access (BlockPublicAcls) refuses public ACLs on this bucket"
+    )
+}
+
+fn unresolvable_email() -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::UnresolvableGrantByEmailAddress,
+        "The e-mail address you provided does not match any account on record.",
     )
 }
 
 /// Parses an `x-amz-acl` value.
-pub(super) fn parse_canned(name: &str) -> S3Result<CannedAcl> {
+fn parse_canned(name: &str) -> S3Result<CannedAcl> {
     match name {
-        "aws-exec-read" | "log-delivery-write" => Err(s3_error!(
+        "aws-exec-read" => Err(s3_error!(
             NotImplemented,
             "The canned ACL {name} is not supported"
         )),
@@ -95,109 +114,338 @@ pub(super) fn parse_canned(name: &str) -> S3Result<CannedAcl> {
     }
 }
 
-/// The ACL a new object version gets from `x-amz-acl` (PutObject, PostObject,
-/// CopyObject, CreateMultipartUpload), checked against the bucket's Object
-/// Ownership. The bucket's settings are read only when the ACL would share.
-pub(super) async fn acl_for_new_object(
-    s3: &Coffer,
-    bucket: &str,
-    requested: Option<&str>,
-) -> S3Result<Option<CannedAcl>> {
-    let Some(acl) = requested.map(parse_canned).transpose()? else {
-        return Ok(None);
-    };
-    if !acl.shares() {
-        return Ok(None);
+/// One grantee of an `x-amz-grant-*` value: `id="..."`, `uri="..."` or
+/// `emailAddress="..."` (quotes optional).
+fn parse_grantee(item: &str) -> S3Result<AclGrantee> {
+    let (kind, value) = item.split_once('=').ok_or_else(|| {
+        s3_error!(
+            InvalidArgument,
+            "Invalid grant {item:?}: expected type=value"
+        )
+    })?;
+    let value = value.trim().trim_matches('"');
+    match kind.trim().to_ascii_lowercase().as_str() {
+        "id" if !value.is_empty() => Ok(AclGrantee::User(value.to_owned())),
+        "uri" => Group::from_uri(value)
+            .map(AclGrantee::Group)
+            .ok_or_else(|| s3_error!(InvalidArgument, "Invalid group uri {value}")),
+        "emailaddress" => Err(unresolvable_email()),
+        _ => Err(s3_error!(InvalidArgument, "Invalid grant {item:?}")),
     }
-    let settings = s3.meta.bucket_acl(bucket).await.map_err(meta_error)?;
-    if !settings.ownership.acls_enabled() {
-        return Err(acl_not_supported());
-    }
-    Ok(Some(acl))
 }
 
-/// The canned ACL an `AccessControlPolicy` body expresses: the owner's grants
-/// plus the group grants of one canned ACL. Anything else cannot be kept.
-fn canned_from_policy(policy: &AccessControlPolicy, owner_id: &str) -> S3Result<CannedAcl> {
-    let mut all_read = false;
-    let mut all_write = false;
-    let mut authenticated_read = false;
+fn grants_from_headers(headers: &AclHeaders<'_>) -> S3Result<Vec<AclGrant>> {
+    let mut grants = Vec::new();
+    for (permission, value) in headers.grant_headers() {
+        let Some(value) = value else { continue };
+        for item in value.split(',').filter(|i| !i.trim().is_empty()) {
+            grants.push(AclGrant {
+                grantee: parse_grantee(item)?,
+                permission,
+            });
+        }
+    }
+    Ok(grants)
+}
+
+fn grants_from_policy(policy: &AccessControlPolicy) -> S3Result<Vec<AclGrant>> {
+    let malformed = || {
+        s3_error!(
+            MalformedACLError,
+            "The XML you provided was not well-formed or did not validate against our published schema"
+        )
+    };
+    let mut grants = Vec::new();
     for grant in policy.grants.as_deref().unwrap_or_default() {
-        let grantee = grant.grantee.as_ref().ok_or_else(grants_not_supported)?;
+        let grantee = grant.grantee.as_ref().ok_or_else(malformed)?;
         let permission = grant
             .permission
             .as_ref()
-            .map(Permission::as_str)
-            .unwrap_or_default();
-        if grantee.id.as_deref() == Some(owner_id) {
-            continue;
-        }
-        match (grantee.uri.as_deref(), permission) {
-            (Some(ALL_USERS), Permission::READ) => all_read = true,
-            (Some(ALL_USERS), Permission::WRITE) => all_write = true,
-            (Some(AUTHENTICATED_USERS), Permission::READ) => authenticated_read = true,
-            _ => return Err(grants_not_supported()),
-        }
+            .and_then(|p| AclPermission::parse(p.as_str()))
+            .ok_or_else(malformed)?;
+        let grantee = match grantee.type_.as_str() {
+            Type::CANONICAL_USER => match grantee.id.as_deref() {
+                Some(id) if !id.is_empty() => AclGrantee::User(id.to_owned()),
+                _ => return Err(malformed()),
+            },
+            Type::GROUP => {
+                let uri = grantee.uri.as_deref().ok_or_else(malformed)?;
+                AclGrantee::Group(
+                    Group::from_uri(uri)
+                        .ok_or_else(|| s3_error!(InvalidArgument, "Invalid group uri {uri}"))?,
+                )
+            }
+            Type::AMAZON_CUSTOMER_BY_EMAIL => return Err(unresolvable_email()),
+            _ => return Err(malformed()),
+        };
+        grants.push(AclGrant {
+            grantee,
+            permission,
+        });
     }
-    match (all_read, all_write, authenticated_read) {
-        (false, false, false) => Ok(CannedAcl::Private),
-        (true, false, false) => Ok(CannedAcl::PublicRead),
-        (true, true, false) => Ok(CannedAcl::PublicReadWrite),
-        (false, false, true) => Ok(CannedAcl::AuthenticatedRead),
-        _ => Err(grants_not_supported()),
+    Ok(grants)
+}
+
+/// The ACL a write asks for with headers, if any: a canned ACL or grants, not both.
+fn requested_by_headers(headers: &AclHeaders<'_>) -> S3Result<Option<Requested>> {
+    match (headers.canned, headers.has_grants()) {
+        (Some(_), true) => Err(s3_error!(
+            InvalidRequest,
+            "Specifying both Canned ACLs and Header Grants is not allowed"
+        )),
+        (Some(name), false) => Ok(Some(Requested::Canned(parse_canned(name)?))),
+        (None, true) => Ok(Some(Requested::Grants(grants_from_headers(headers)?))),
+        (None, false) => Ok(None),
     }
 }
 
-/// The ACL a Put*Acl request asks for: the `x-amz-acl` header or the body.
-fn requested_acl(
-    canned: Option<&str>,
+/// The ACL a Put*Acl request asks for: headers or the body, exactly one.
+fn requested_for_put(
+    headers: &AclHeaders<'_>,
     policy: Option<&AccessControlPolicy>,
-    grant_headers: bool,
-    owner_id: &str,
-) -> S3Result<CannedAcl> {
-    if grant_headers {
-        return Err(grants_not_supported());
-    }
-    match (canned, policy) {
+) -> S3Result<Requested> {
+    match (requested_by_headers(headers)?, policy) {
         (Some(_), Some(_)) => Err(s3_error!(
             UnexpectedContent,
-            "This request does not support content when x-amz-acl is given"
+            "This request does not support content when x-amz-acl or x-amz-grant-* is given"
         )),
-        (Some(name), None) => parse_canned(name),
-        (None, Some(policy)) => canned_from_policy(policy, owner_id),
+        (Some(requested), None) => Ok(requested),
+        (None, Some(policy)) => Ok(Requested::Grants(grants_from_policy(policy)?)),
         (None, None) => Err(s3_error!(
             MissingSecurityHeader,
-            "Your request was missing a required header: x-amz-acl or an AccessControlPolicy body"
+            "Your request was missing a required header: x-amz-acl, x-amz-grant-* or an AccessControlPolicy body"
         )),
     }
 }
 
-/// An ACL that shares needs ACLs enabled on the bucket.
-fn check_allowed(acl: CannedAcl, settings: BucketAcl) -> S3Result<()> {
-    if acl.shares() && !settings.ownership.acls_enabled() {
+/// The grants of a requested ACL on a resource owned by `owner` in a bucket
+/// owned by `bucket_owner`. Users named must be keys this server knows (or
+/// the bucket's owner), as AWS requires of canonical ids.
+async fn resolve(
+    s3: &Coffer,
+    requested: Requested,
+    owner: &str,
+    bucket_owner: &str,
+) -> S3Result<Vec<AclGrant>> {
+    let grants = match requested {
+        Requested::Canned(canned) => {
+            return Ok(canned.grants(
+                &AclGrantee::User(owner.to_owned()),
+                &AclGrantee::User(bucket_owner.to_owned()),
+            ));
+        }
+        Requested::Grants(grants) => grants,
+    };
+    if grants.len() > MAX_GRANTS {
+        return Err(s3_error!(
+            MalformedACLError,
+            "An ACL can have up to {MAX_GRANTS} grants; this one has {}",
+            grants.len()
+        ));
+    }
+    for grant in &grants {
+        if let AclGrantee::User(id) = &grant.grantee
+            && id != owner
+            && id != bucket_owner
+            && s3.keyring.access_key(id).await?.is_none()
+        {
+            return Err(s3_error!(InvalidArgument, "Invalid id {id}"));
+        }
+    }
+    Ok(grants)
+}
+
+/// Whether the bucket's settings let it hold `acl`: only owner-full-control
+/// ACLs without ACLs enabled, no public ACL under BlockPublicAcls.
+fn check_allowed(s3: &Coffer, settings: &BucketAcl, acl: &Acl) -> S3Result<()> {
+    if !settings.ownership.acls_enabled() && acl.shares(&settings.owner) {
         return Err(acl_not_supported());
     }
+    if acl.is_public() && s3.keyring.public_access_block(settings).block_public_acls {
+        return Err(public_acl_blocked());
+    }
     Ok(())
+}
+
+/// The ACL a resource of the bucket owner has when nothing shares it.
+fn is_plain_private(acl: &Acl, bucket_owner: &str) -> bool {
+    acl.owner.is_none() && !acl.shares(bucket_owner)
+}
+
+/// The ACL (and owner) a new object version gets from its request (PutObject,
+/// PostObject, CopyObject, CreateMultipartUpload), checked against the bucket's
+/// Object Ownership and Block Public Access. `None`: private, owned by the
+/// bucket owner.
+pub(super) async fn acl_for_new_object(
+    s3: &Coffer,
+    caller: &Caller,
+    bucket: &str,
+    headers: AclHeaders<'_>,
+) -> S3Result<Option<Acl>> {
+    let requested = requested_by_headers(&headers)?;
+    let settings = s3.keyring.bucket_acl(bucket).await?;
+    let writer = caller.owner_id();
+    let owner = match settings.ownership {
+        Ownership::BucketOwnerEnforced => settings.owner.clone(),
+        Ownership::BucketOwnerPreferred
+            if matches!(
+                requested,
+                Some(Requested::Canned(CannedAcl::BucketOwnerFullControl))
+            ) =>
+        {
+            settings.owner.clone()
+        }
+        _ => writer,
+    };
+    let grants = match requested {
+        Some(requested) => resolve(s3, requested, &owner, &settings.owner).await?,
+        None => CannedAcl::Private.grants(&AclGrantee::User(owner.clone()), &AclGrantee::Owner),
+    };
+    let acl = Acl {
+        owner: (owner != settings.owner).then_some(owner),
+        grants,
+    };
+    check_allowed(s3, &settings, &acl)?;
+    Ok((!is_plain_private(&acl, &settings.owner)).then_some(acl))
+}
+
+/// CreateBucket's ACL and ownership: the request's `x-amz-object-ownership`
+/// or the server's default; an ACL that shares needs ACLs enabled.
+pub(super) async fn bucket_settings_for_create(
+    s3: &Coffer,
+    caller: &Caller,
+    input: &CreateBucketInput,
+) -> S3Result<(Ownership, Option<Acl>)> {
+    let ownership = match &input.object_ownership {
+        None => s3.keyring.default_object_ownership(),
+        Some(o) => Ownership::parse(o.as_str()).ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "x-amz-object-ownership must be BucketOwnerEnforced, BucketOwnerPreferred or ObjectWriter"
+            )
+        })?,
+    };
+    let headers = AclHeaders {
+        canned: input.acl.as_ref().map(BucketCannedACL::as_str),
+        full_control: input.grant_full_control.as_deref(),
+        read: input.grant_read.as_deref(),
+        read_acp: input.grant_read_acp.as_deref(),
+        write: input.grant_write.as_deref(),
+        write_acp: input.grant_write_acp.as_deref(),
+    };
+    let Some(requested) = requested_by_headers(&headers)? else {
+        return Ok((ownership, None));
+    };
+    let owner = caller.owner_id();
+    let acl = Acl {
+        owner: None,
+        grants: resolve(s3, requested, &owner, &owner).await?,
+    };
+    if acl.shares(&owner) && !ownership.acls_enabled() {
+        return Err(acl_with_enforced_ownership());
+    }
+    // A new bucket has no settings of its own yet: only the server's apply.
+    let settings = BucketAcl {
+        owner,
+        ownership,
+        ..BucketAcl::default()
+    };
+    if acl.is_public() && s3.keyring.public_access_block(&settings).block_public_acls {
+        return Err(public_acl_blocked());
+    }
+    Ok((
+        ownership,
+        (!is_plain_private(&acl, &settings.owner)).then_some(acl),
+    ))
+}
+
+/// Stores what [`bucket_settings_for_create`] decided, once the bucket exists.
+/// A crash in between leaves it private with ACLs disabled, the safe default.
+pub(super) async fn apply_bucket_settings(
+    s3: &Coffer,
+    bucket: &str,
+    (ownership, acl): (Ownership, Option<Acl>),
+) -> S3Result<()> {
+    if ownership != Ownership::BucketOwnerEnforced {
+        s3.meta
+            .set_object_ownership(bucket, ownership)
+            .await
+            .map_err(meta_error)?;
+    }
+    if let Some(acl) = acl {
+        s3.meta
+            .set_bucket_acl(bucket, &acl)
+            .await
+            .map_err(meta_error)?;
+    }
+    s3.keyring.forget_bucket_acl(bucket);
+    Ok(())
+}
+
+/// An `Owner` as S3 shows it: the id, and the key's name as display name.
+pub(super) async fn owner_of(s3: &Coffer, id: &str) -> Owner {
+    let name = match s3.keyring.access_key(id).await {
+        Ok(Some(key)) => key.name.clone(),
+        _ => id.to_owned(),
+    };
+    Owner {
+        display_name: Some(name),
+        id: Some(id.to_owned()),
+    }
+}
+
+/// The grants as S3 shows them, `Owner` resolved to `owner`.
+async fn show_grants(s3: &Coffer, grants: &[AclGrant], owner: &str) -> Vec<Grant> {
+    let mut shown = Vec::with_capacity(grants.len());
+    for grant in grants {
+        let grantee = match &grant.grantee {
+            AclGrantee::Owner | AclGrantee::User(_) => {
+                let id = match &grant.grantee {
+                    AclGrantee::User(id) => id.as_str(),
+                    _ => owner,
+                };
+                let user = owner_of(s3, id).await;
+                Grantee {
+                    display_name: user.display_name,
+                    email_address: None,
+                    id: user.id,
+                    type_: Type::from_static(Type::CANONICAL_USER),
+                    uri: None,
+                }
+            }
+            AclGrantee::Group(group) => Grantee {
+                display_name: None,
+                email_address: None,
+                id: None,
+                type_: Type::from_static(Type::GROUP),
+                uri: Some(group.uri().to_owned()),
+            },
+        };
+        shown.push(Grant {
+            grantee: Some(grantee),
+            permission: Some(Permission::from_static(grant.permission.as_str())),
+        });
+    }
+    shown
+}
+
+/// The bucket's ACL settings, or `NoSuchBucket`.
+async fn require_settings(s3: &Coffer, bucket: &str) -> S3Result<BucketAcl> {
+    let settings = s3.meta.bucket_acl(bucket).await.map_err(meta_error)?;
+    if settings.owner.is_empty() {
+        s3.meta.require_bucket(bucket).await.map_err(meta_error)?;
+    }
+    Ok(settings)
 }
 
 pub async fn get_bucket_acl(
     s3: &Coffer,
     req: S3Request<GetBucketAclInput>,
 ) -> S3Result<S3Response<GetBucketAclOutput>> {
-    let bucket = s3
-        .meta
-        .require_bucket(&req.input.bucket)
-        .await
-        .map_err(meta_error)?;
-    let settings = s3.keyring.bucket_acl(&bucket.name).await?;
-    let acl = if settings.ownership.acls_enabled() {
-        settings.acl
-    } else {
-        CannedAcl::Private
-    };
+    let settings = require_settings(s3, &req.input.bucket).await?;
     Ok(S3Response::new(GetBucketAclOutput {
-        grants: Some(grants(acl, &bucket.owner)),
-        owner: Some(owner(&bucket.owner)),
+        grants: Some(show_grants(s3, &settings.acl.grants, &settings.owner).await),
+        owner: Some(owner_of(s3, &settings.owner).await),
     }))
 }
 
@@ -206,30 +454,36 @@ pub async fn put_bucket_acl(
     req: S3Request<PutBucketAclInput>,
 ) -> S3Result<S3Response<PutBucketAclOutput>> {
     let input = req.input;
-    let bucket = s3
-        .meta
-        .require_bucket(&input.bucket)
-        .await
-        .map_err(meta_error)?;
-    let grant_headers = input.grant_full_control.is_some()
-        || input.grant_read.is_some()
-        || input.grant_read_acp.is_some()
-        || input.grant_write.is_some()
-        || input.grant_write_acp.is_some();
-    let acl = requested_acl(
-        input.acl.as_ref().map(BucketCannedACL::as_str),
-        input.access_control_policy.as_ref(),
-        grant_headers,
-        &bucket.owner,
-    )?;
-    let settings = s3.meta.bucket_acl(&bucket.name).await.map_err(meta_error)?;
-    check_allowed(acl, settings)?;
+    let settings = require_settings(s3, &input.bucket).await?;
+    let headers = AclHeaders {
+        canned: input.acl.as_ref().map(BucketCannedACL::as_str),
+        full_control: input.grant_full_control.as_deref(),
+        read: input.grant_read.as_deref(),
+        read_acp: input.grant_read_acp.as_deref(),
+        write: input.grant_write.as_deref(),
+        write_acp: input.grant_write_acp.as_deref(),
+    };
+    let requested = requested_for_put(&headers, input.access_control_policy.as_ref())?;
+    let acl = Acl {
+        owner: None,
+        grants: resolve(s3, requested, &settings.owner, &settings.owner).await?,
+    };
+    check_allowed(s3, &settings, &acl)?;
     s3.meta
-        .set_bucket_canned_acl(&bucket.name, acl)
+        .set_bucket_acl(&input.bucket, &acl)
         .await
         .map_err(meta_error)?;
-    s3.keyring.forget_bucket_acl(&bucket.name);
+    s3.keyring.forget_bucket_acl(&input.bucket);
     Ok(S3Response::new(PutBucketAclOutput::default()))
+}
+
+/// Who owns an object version: its writer where ownership lets writers own,
+/// else the bucket owner.
+fn object_owner(stored: Option<&Acl>, settings: &BucketAcl) -> String {
+    match (settings.ownership, stored.and_then(|a| a.owner.as_deref())) {
+        (Ownership::BucketOwnerEnforced, _) | (_, None) => settings.owner.clone(),
+        (_, Some(owner)) => owner.to_owned(),
+    }
 }
 
 pub async fn get_object_acl(
@@ -238,19 +492,16 @@ pub async fn get_object_acl(
 ) -> S3Result<S3Response<GetObjectAclOutput>> {
     let input = req.input;
     let object = find_object(s3, &input.bucket, &input.key, input.version_id.as_deref()).await?;
-    let bucket = s3
-        .meta
-        .require_bucket(&input.bucket)
-        .await
-        .map_err(meta_error)?;
-    let settings = s3.keyring.bucket_acl(&bucket.name).await?;
-    let acl = match object.headers.acl {
-        Some(acl) if settings.ownership.acls_enabled() => acl,
-        _ => CannedAcl::Private,
+    let settings = s3.keyring.bucket_acl(&input.bucket).await?;
+    let owner = object_owner(object.headers.acl.as_ref(), &settings);
+    // With ACLs disabled the bucket owner has full control and no one else counts.
+    let grants = match object.headers.acl {
+        Some(acl) if settings.ownership.acls_enabled() => acl.grants,
+        _ => Acl::default().grants,
     };
     Ok(S3Response::new(GetObjectAclOutput {
-        grants: Some(grants(acl, &bucket.owner)),
-        owner: Some(owner(&bucket.owner)),
+        grants: Some(show_grants(s3, &grants, &owner).await),
+        owner: Some(owner_of(s3, &owner).await),
         request_charged: None,
     }))
 }
@@ -260,26 +511,32 @@ pub async fn put_object_acl(
     req: S3Request<PutObjectAclInput>,
 ) -> S3Result<S3Response<PutObjectAclOutput>> {
     let input = req.input;
-    let bucket = s3
-        .meta
-        .require_bucket(&input.bucket)
-        .await
-        .map_err(meta_error)?;
-    let grant_headers = input.grant_full_control.is_some()
-        || input.grant_read.is_some()
-        || input.grant_read_acp.is_some()
-        || input.grant_write.is_some()
-        || input.grant_write_acp.is_some();
-    let acl = requested_acl(
-        input.acl.as_ref().map(ObjectCannedACL::as_str),
-        input.access_control_policy.as_ref(),
-        grant_headers,
-        &bucket.owner,
-    )?;
-    let settings = s3.meta.bucket_acl(&bucket.name).await.map_err(meta_error)?;
-    check_allowed(acl, settings)?;
+    let settings = require_settings(s3, &input.bucket).await?;
+    let headers = AclHeaders {
+        canned: input.acl.as_ref().map(ObjectCannedACL::as_str),
+        full_control: input.grant_full_control.as_deref(),
+        read: input.grant_read.as_deref(),
+        read_acp: input.grant_read_acp.as_deref(),
+        write: input.grant_write.as_deref(),
+        write_acp: input.grant_write_acp.as_deref(),
+    };
+    let requested = requested_for_put(&headers, input.access_control_policy.as_ref())?;
+    let object = find_object(s3, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let owner = object_owner(object.headers.acl.as_ref(), &settings);
+    let acl = Acl {
+        owner: (owner != settings.owner).then(|| owner.clone()),
+        grants: resolve(s3, requested, &owner, &settings.owner).await?,
+    };
+    check_allowed(s3, &settings, &acl)?;
+    // The grants replace the version's in the transaction that locks its row:
+    // concurrent updates of the version (ACL, tags) each apply whole.
     s3.meta
-        .set_object_acl(&input.bucket, &input.key, input.version_id.as_deref(), acl)
+        .set_object_acl(
+            &input.bucket,
+            &input.key,
+            input.version_id.as_deref(),
+            acl.grants,
+        )
         .await
         .map_err(meta_error)?;
     Ok(S3Response::new(PutObjectAclOutput::default()))
@@ -289,15 +546,7 @@ pub async fn get_bucket_ownership_controls(
     s3: &Coffer,
     req: S3Request<GetBucketOwnershipControlsInput>,
 ) -> S3Result<S3Response<GetBucketOwnershipControlsOutput>> {
-    s3.meta
-        .require_bucket(&req.input.bucket)
-        .await
-        .map_err(meta_error)?;
-    let settings = s3
-        .meta
-        .bucket_acl(&req.input.bucket)
-        .await
-        .map_err(meta_error)?;
+    let settings = require_settings(s3, &req.input.bucket).await?;
     let Some(name) = settings.ownership.as_str() else {
         return Err(S3Error::with_message(
             S3ErrorCode::OwnershipControlsNotFoundError,
@@ -318,10 +567,7 @@ pub async fn put_bucket_ownership_controls(
     req: S3Request<PutBucketOwnershipControlsInput>,
 ) -> S3Result<S3Response<PutBucketOwnershipControlsOutput>> {
     let input = req.input;
-    s3.meta
-        .require_bucket(&input.bucket)
-        .await
-        .map_err(meta_error)?;
+    let settings = require_settings(s3, &input.bucket).await?;
     let [rule] = input.ownership_controls.rules.as_slice() else {
         return Err(s3_error!(
             MalformedXML,
@@ -334,19 +580,11 @@ pub async fn put_bucket_ownership_controls(
             "ObjectOwnership must be BucketOwnerEnforced, BucketOwnerPreferred or ObjectWriter"
         )
     })?;
-    let settings = s3
-        .meta
-        .bucket_acl(&input.bucket)
-        .await
-        .map_err(meta_error)?;
     // As on AWS: disabling ACLs while the bucket's own ACL shares would silently
     // revoke that access, so it must be made private first. Object ACLs simply
     // stop counting.
-    if !ownership.acls_enabled() && settings.acl.shares() {
-        return Err(S3Error::with_message(
-            S3ErrorCode::InvalidBucketAclWithObjectOwnership,
-            "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
-        ));
+    if !ownership.acls_enabled() && settings.acl.shares(&settings.owner) {
+        return Err(acl_with_enforced_ownership());
     }
     s3.meta
         .set_object_ownership(&input.bucket, ownership)
@@ -371,36 +609,4 @@ pub async fn delete_bucket_ownership_controls(
     let mut response = S3Response::new(DeleteBucketOwnershipControlsOutput::default());
     response.status = Some(http::StatusCode::NO_CONTENT);
     Ok(response)
-}
-
-/// CreateBucket's `x-amz-acl` and `x-amz-object-ownership`: a sharing ACL needs
-/// an ownership that enables ACLs, as on AWS since 2023.
-pub(super) fn bucket_settings_for_create(
-    acl: Option<&BucketCannedACL>,
-    ownership: Option<&ObjectOwnership>,
-    grant_headers: bool,
-) -> S3Result<BucketAcl> {
-    if grant_headers {
-        return Err(grants_not_supported());
-    }
-    let ownership = match ownership {
-        None => Ownership::BucketOwnerEnforced,
-        Some(o) => Ownership::parse(o.as_str()).ok_or_else(|| {
-            s3_error!(
-                InvalidArgument,
-                "x-amz-object-ownership must be BucketOwnerEnforced, BucketOwnerPreferred or ObjectWriter"
-            )
-        })?,
-    };
-    let acl = acl
-        .map(|a| parse_canned(a.as_str()))
-        .transpose()?
-        .unwrap_or_default();
-    if acl.shares() && !ownership.acls_enabled() {
-        return Err(S3Error::with_message(
-            S3ErrorCode::InvalidBucketAclWithObjectOwnership,
-            "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
-        ));
-    }
-    Ok(BucketAcl { ownership, acl })
 }

@@ -8,7 +8,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::{Coffer, meta_error, timestamp};
 use crate::auth::Authorizer;
 use crate::iam::Decision;
-use crate::meta::{MetaError, NewBucket, ObjectOwnership, Versioning};
+use crate::meta::{MetaError, NewBucket, Versioning};
 
 /// Names Coffer serves its own endpoints under (`/health/...`, `/metrics`).
 const RESERVED: &[&str] = &["health", "metrics"];
@@ -184,16 +184,8 @@ pub async fn create_bucket(
             constraint.as_str()
         ));
     }
-    let settings = super::acl::bucket_settings_for_create(
-        input.acl.as_ref(),
-        input.object_ownership.as_ref(),
-        input.grant_full_control.is_some()
-            || input.grant_read.is_some()
-            || input.grant_read_acp.is_some()
-            || input.grant_write.is_some()
-            || input.grant_write_acp.is_some(),
-    )?;
     let caller = Authorizer::caller_of(&req.extensions);
+    let settings = super::acl::bucket_settings_for_create(s3, &caller, &input).await?;
     let owner = caller.owner_id();
     let new = NewBucket {
         name: input.bucket.clone(),
@@ -231,21 +223,7 @@ pub async fn create_bucket(
         }
         Err(e) => return Err(meta_error(e)),
     }
-    // Written after the bucket exists: a crash in between leaves it private
-    // with ACLs disabled, the safe default.
-    if settings.ownership != ObjectOwnership::BucketOwnerEnforced {
-        s3.meta
-            .set_object_ownership(&input.bucket, settings.ownership)
-            .await
-            .map_err(meta_error)?;
-    }
-    if settings.acl.shares() {
-        s3.meta
-            .set_bucket_canned_acl(&input.bucket, settings.acl)
-            .await
-            .map_err(meta_error)?;
-    }
-    s3.keyring.forget_bucket_acl(&input.bucket);
+    super::acl::apply_bucket_settings(s3, &input.bucket, settings).await?;
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{}", input.bucket)),
     }))

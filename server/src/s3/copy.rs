@@ -122,9 +122,9 @@ pub async fn copy_object(
         headers
     };
     // An ACL is never copied: the copy gets the request's, as on S3.
-    headers.acl =
-        super::acl::acl_for_new_object(s3, &input.bucket, input.acl.as_ref().map(|a| a.as_str()))
-            .await?;
+    let acl = super::acl::object_acl_headers!(input);
+    let caller = crate::auth::Authorizer::caller_of(&req.extensions);
+    headers.acl = super::acl::acl_for_new_object(s3, &caller, &input.bucket, acl).await?;
     WriteEncryption::apply(target.as_ref(), &mut headers);
     let new_tags = input.tagging_directive.is_some();
     let onto_itself = source.bucket == input.bucket

@@ -54,9 +54,8 @@ pub async fn create_multipart_upload(
     let input = req.input;
     validate_key(&input.key)?;
     let mut headers = object_headers(header_input!(input), s3.limits.max_user_metadata)?;
-    headers.acl =
-        super::acl::acl_for_new_object(s3, &input.bucket, input.acl.as_ref().map(|a| a.as_str()))
-            .await?;
+    let acl = super::acl::object_acl_headers!(input);
+    headers.acl = super::acl::acl_for_new_object(s3, &caller, &input.bucket, acl).await?;
     let requested = encryption::requested(
         input.server_side_encryption.as_ref(),
         customer_key_of!(input)?,

@@ -45,8 +45,9 @@ pub async fn put_bucket_policy(
             "Policies must be at most {MAX_POLICY_SIZE} bytes"
         ));
     }
-    PolicyDocument::parse_bucket_policy(&input.policy)
+    let policy = PolicyDocument::parse_bucket_policy(&input.policy)
         .map_err(|e| s3_error!(MalformedPolicy, "{e}"))?;
+    super::public_access::check_policy_allowed(s3, &input.bucket, &policy).await?;
     s3.meta
         .set_bucket_policy(&input.bucket, Some(&input.policy))
         .await

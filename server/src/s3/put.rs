@@ -183,6 +183,9 @@ pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
     const REFUSED_PREFIXES: &[&str] = &["x-amz-grant-"];
     for name in headers.keys() {
         let name = name.as_str();
+        if name.starts_with("x-amz-grant-") {
+            continue; // ACL grants: `acl.rs`.
+        }
         if let Some(prefix) = REFUSED_PREFIXES.iter().find(|p| name.starts_with(**p)) {
             return Err(s3_error!(
                 NotImplemented,
@@ -238,21 +241,10 @@ pub async fn put_object(
     validate_key(&input.key)?;
     // Everything this write needs to know of its bucket, in one query.
     let bucket = s3.keyring.bucket_for_write(&input.bucket).await?;
-    if input.grant_full_control.is_some()
-        || input.grant_read.is_some()
-        || input.grant_read_acp.is_some()
-        || input.grant_write_acp.is_some()
-    {
-        // Form fields of a POST upload; headers were refused above.
-        return Err(s3_error!(
-            NotImplemented,
-            "x-amz-grant-* fields are not supported yet"
-        ));
-    }
     let mut headers = object_headers(header_input!(input), s3.limits.max_user_metadata)?;
-    headers.acl =
-        super::acl::acl_for_new_object(s3, &input.bucket, input.acl.as_ref().map(|a| a.as_str()))
-            .await?;
+    let caller = crate::auth::Authorizer::caller_of(&req.extensions);
+    let acl = super::acl::object_acl_headers!(input);
+    headers.acl = super::acl::acl_for_new_object(s3, &caller, &input.bucket, acl).await?;
     let requested = encryption::requested(
         input.server_side_encryption.as_ref(),
         customer_key_of!(input)?,

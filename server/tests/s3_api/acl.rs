@@ -9,7 +9,7 @@ use crate::on_both_backends;
 
 const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
 
-fn controls(ownership: ObjectOwnership) -> OwnershipControls {
+pub(crate) fn controls(ownership: ObjectOwnership) -> OwnershipControls {
     OwnershipControls::builder()
         .rules(
             OwnershipControlsRule::builder()
@@ -121,7 +121,7 @@ async fn new_buckets_enforce_ownership_and_refuse_sharing_acls(backend: Backend)
         ),
         "InvalidBucketAclWithObjectOwnership"
     );
-    // Per-grantee ACLs stay refused, not ignored.
+    // Grants to others are refused too, not ignored.
     assert_eq!(
         code(
             s3.put_object_acl()
@@ -131,7 +131,7 @@ async fn new_buckets_enforce_ownership_and_refuse_sharing_acls(backend: Backend)
                 .send()
                 .await
         ),
-        "NotImplemented"
+        "AccessControlListNotSupported"
     );
     assert_eq!(
         code(

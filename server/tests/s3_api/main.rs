@@ -4,6 +4,7 @@
 mod common;
 
 mod acl;
+mod acl_grants;
 mod attributes;
 mod auth;
 mod auth_attacks;
@@ -22,6 +23,7 @@ mod object_cache;
 mod object_lock;
 mod objects;
 mod post_object;
+mod public_access;
 mod quota;
 mod tagging;
 mod versioning;

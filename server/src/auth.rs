@@ -7,8 +7,8 @@
 //! for the checks only they can make (copy sources, each key of a batch delete).
 //! SigV2 requests also meet the rules of [`sigv2`].
 
-pub mod session;
 pub mod grants;
+pub mod session;
 pub mod sigv2;
 
 use std::collections::HashMap;

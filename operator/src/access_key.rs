@@ -30,6 +30,7 @@ use crate::crd::{
 use crate::duration::parse_go_duration;
 use crate::names::validate_object_name;
 use crate::policy::{Grant, fail_closed_policy, identity_policy};
+use crate::workload_identity;
 use crate::{Context, Error, MANAGER, Result};
 
 pub const FINALIZER: &str = "coffer.dev/access-key";
@@ -122,6 +123,7 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
     let action = match result {
         Ok(Provisioned {
             problems,
+            workload_identity: workload,
             overlap_until,
         }) => {
             if let Some(old) = previous.secret_name.as_deref()
@@ -133,7 +135,19 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
                 None => conditions.ready(
                     true,
                     "Provisioned",
-                    format!("Credentials are in Secret {}", secret_name(key)),
+                    match &workload {
+                        Some(w) if !workload_identity::static_key_wanted(key) => format!(
+                            "Workload identity only: role {} (ConfigMap {})",
+                            w.role_arn, w.config_map
+                        ),
+                        Some(w) => format!(
+                            "Credentials are in Secret {}; workload identity: role {} (ConfigMap {})",
+                            secret_name(key),
+                            w.role_arn,
+                            w.config_map
+                        ),
+                        None => format!("Credentials are in Secret {}", secret_name(key)),
+                    },
                 ),
                 Some(p) if matches!(p.reason, "BucketNotFound" | "BucketNotReady") => {
                     conditions.progressing(p.reason, join_messages(&problems))
@@ -141,6 +155,23 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
                 Some(p) => conditions.ready(false, p.reason, join_messages(&problems)),
             };
             warn_new_problems(ctx, key, &previous, &problems).await;
+            match &workload {
+                Some(w) => conditions.set(
+                    workload_identity::CONDITION,
+                    true,
+                    "Provisioned",
+                    format!(
+                        "Role {} for the listed ServiceAccounts; environment in ConfigMap {}",
+                        w.role_arn, w.config_map
+                    ),
+                ),
+                None => conditions.set(
+                    workload_identity::CONDITION,
+                    false,
+                    "NotRequested",
+                    "Static credentials only (spec.workloadIdentity is not set)",
+                ),
+            };
             set_rotating(&mut conditions, overlap_until);
             let next = next_reconcile(key, &status, ctx, overlap_until, !problems.is_empty());
             Ok(Action::requeue(next))
@@ -157,6 +188,13 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
                 )
                 .await;
             }
+            if reason.contains("WorkloadIdentity")
+                || matches!(reason, "RoleConflict" | "ConfigMapConflict")
+            {
+                conditions.set(workload_identity::CONDITION, false, reason, message.clone());
+            } else {
+                conditions.keep(workload_identity::CONDITION);
+            }
             conditions.ready(false, reason, message);
             conditions.keep(ROTATING);
             Ok(Action::requeue(ctx.settings.resync))
@@ -164,6 +202,7 @@ async fn apply(key: &AccessKey, api: &Api<AccessKey>, ctx: &Context) -> Result<A
         Err(other) => {
             conditions.ready(false, other.reason(), other.to_string());
             conditions.keep(ROTATING);
+            conditions.keep(workload_identity::CONDITION);
             Err(other)
         }
     };
@@ -248,6 +287,8 @@ fn join_messages(problems: &[GrantProblem]) -> String {
 
 struct Provisioned {
     problems: Vec<GrantProblem>,
+    /// The role and ConfigMap of `spec.workloadIdentity`, when asked for.
+    workload_identity: Option<workload_identity::Provisioned>,
     /// Until when a previous key still authenticates (ms since epoch).
     overlap_until: Option<i64>,
 }
@@ -270,9 +311,42 @@ async fn provision(
     // in the spec can stop this reconcile.
     let policy = identity_policy(&grants, key.spec.policy.as_deref());
     narrow_keys(&mut keys, &grants, policy.as_ref().ok(), now, ctx).await?;
+    let role_policy = match &policy {
+        Ok(policy) => policy.to_json(),
+        Err(_) => {
+            let role = workload_identity::role_name(&namespace, &key.name_any());
+            let previous = ctx.store.get_role(&role).await?.map(|r| r.policy);
+            fail_closed_policy(&grants, previous.as_deref()).to_json()
+        }
+    };
+    workload_identity::narrow(key, ctx, &role_policy).await?;
     let policy = policy
         .map_err(|e| Error::invalid(e.reason(), format!("spec.policy: {e}")))?
         .to_json();
+    let single_bucket = match grants.as_slice() {
+        [only] => Some(only.bucket.as_str()),
+        _ => None,
+    };
+    if !workload_identity::static_key_wanted(key) {
+        // Workload identity only: no key, no Secret.
+        for stored in &keys {
+            match ctx.store.delete_access_key(&stored.id).await {
+                Ok(()) | Err(MetaError::NoSuchAccessKey(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        delete_secret_if_ours(ctx, key, &secret_name).await?;
+        status.access_key_id = None;
+        status.secret_name = None;
+        status.last_rotated = None;
+        let workload = workload_identity::reconcile(key, ctx, &policy, single_bucket).await?;
+        status.role_arn = workload.as_ref().map(|w| w.role_arn.clone());
+        return Ok(Provisioned {
+            problems,
+            workload_identity: workload,
+            overlap_until: None,
+        });
+    }
     validate_object_name(&secret_name)
         .map_err(|m| Error::invalid("InvalidSecretName", format!("spec.secretName: {m}")))?;
     let overlap = overlap_of(key)?;
@@ -351,10 +425,6 @@ async fn provision(
         coffer_server::meta::millis_to_datetime(current.created_at),
     ));
 
-    let single_bucket = match grants.as_slice() {
-        [only] => Some(only.bucket.as_str()),
-        _ => None,
-    };
     let desired = desired_secret(key, &secret_name, &current, single_bucket, ctx)?;
     write_secret(&secrets, existing_secret, desired).await?;
 
@@ -386,8 +456,12 @@ async fn provision(
             Some(until) => overlap_until = Some(overlap_until.map_or(until, |u| u.max(until))),
         }
     }
+    // Last: a workload-identity problem must not hold up retiring old keys.
+    let workload = workload_identity::reconcile(key, ctx, &policy, single_bucket).await?;
+    status.role_arn = workload.as_ref().map(|w| w.role_arn.clone());
     Ok(Provisioned {
         problems,
+        workload_identity: workload,
         overlap_until,
     })
 }
@@ -735,6 +809,7 @@ async fn cleanup(key: &AccessKey, ctx: &Context) -> Result<Action> {
         }
     }
     delete_secret_if_ours(ctx, key, &secret_name(key)).await?;
+    workload_identity::remove(key, ctx).await?;
     ctx.publish(
         &key.object_ref(&()),
         EventType::Normal,

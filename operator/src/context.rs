@@ -24,6 +24,11 @@ pub struct Settings {
     pub resync: Duration,
     /// What an administrator allows namespaces beyond the strict defaults.
     pub tenancy: Tenancy,
+    /// The ServiceAccount token issuer Coffer's STS trusts (the server's
+    /// `--oidc-issuer`); workload identity is unavailable without it.
+    pub oidc_issuer: Option<String>,
+    /// The audience pods request for their projected token.
+    pub sts_audience: String,
 }
 
 impl Settings {
@@ -34,6 +39,8 @@ impl Settings {
             ca_bundle: None,
             resync: Duration::from_secs(300),
             tenancy: Tenancy::default(),
+            oidc_issuer: None,
+            sts_audience: "sts.coffer.dev".to_owned(),
         }
     }
 }

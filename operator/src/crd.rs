@@ -539,6 +539,28 @@ pub struct AccessKeySpec {
     /// Automatic rotation of the credentials.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<Rotation>,
+    /// Workload identity: pods running as these ServiceAccounts (of this
+    /// namespace) exchange their projected ServiceAccount token for
+    /// short-lived credentials with the same grants. The operator writes a
+    /// role and a ConfigMap `<name>-workload-identity` (`AWS_ROLE_ARN`,
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE`, ...; no secret in it). The static key
+    /// Secret is written as well.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentity>,
+}
+
+/// Who may use an AccessKey's grants through workload identity.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentity {
+    /// ServiceAccount names in the AccessKey's namespace.
+    #[schemars(length(min = 1))]
+    pub service_accounts: Vec<String>,
+    /// Whether the static key Secret is written too (unset: yes). `false`:
+    /// workload identity only; any key this AccessKey had is revoked and its
+    /// Secret deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_key: Option<bool>,
 }
 
 /// Access to one Bucket resource.
@@ -615,6 +637,9 @@ pub struct AccessKeyStatus {
     /// The value of the `coffer.dev/rotate` annotation last acted on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotate_token: Option<String>,
+    /// The role pods assume with workload identity (`AWS_ROLE_ARN`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
 }
 
 /// A status condition, as in `metav1.Condition`.

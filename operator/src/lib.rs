@@ -21,6 +21,7 @@ pub mod policy;
 pub mod run;
 pub mod secrets;
 pub mod tenancy;
+pub mod workload_identity;
 
 mod context;
 mod error;

@@ -94,6 +94,13 @@ struct RunArgs {
     /// `<namespace>` and `<namespace>.*`.
     #[arg(long, env = "COFFER_BUCKET_NAMES", value_delimiter = ',')]
     bucket_names: Vec<NameClaim>,
+    /// The ServiceAccount token issuer the servers trust (their --oidc-issuer);
+    /// enables `AccessKey.spec.workloadIdentity`.
+    #[arg(long, env = "COFFER_OIDC_ISSUER")]
+    oidc_issuer: Option<String>,
+    /// The audience pods request for the projected token they exchange.
+    #[arg(long, env = "COFFER_STS_AUDIENCE", default_value = "sts.coffer.dev")]
+    sts_audience: String,
     /// The master key itself, base64 (prefer the environment variable).
     #[arg(
         long,
@@ -124,6 +131,8 @@ async fn main() -> anyhow::Result<()> {
                 .init();
             let mut settings = Settings::new(args.s3_endpoint, args.region);
             settings.resync = Duration::from_secs(args.resync_seconds.max(1));
+            settings.oidc_issuer = args.oidc_issuer;
+            settings.sts_audience = args.sts_audience;
             settings.tenancy = Tenancy {
                 adopt_unowned: args.adopt_unowned,
                 adopt_retained: args.adopt_retained,

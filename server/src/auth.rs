@@ -8,6 +8,7 @@
 //! SigV2 requests also meet the rules of [`sigv2`].
 
 pub mod grants;
+pub mod session;
 pub mod sigv2;
 
 use std::collections::HashMap;
@@ -89,6 +90,8 @@ pub struct KeyRing {
     policies: TtlCache<Option<Arc<PolicyDocument>>>,
     acls: TtlCache<BucketAcl>,
     write_settings: TtlCache<Arc<BucketWithConfigs>>,
+    /// STS sessions (`session.rs`); a deleted role's vanish within `CACHE_TTL`.
+    sessions: TtlCache<Option<Arc<session::ActiveSession>>>,
     defaults: AccessDefaults,
 }
 
@@ -105,6 +108,7 @@ impl KeyRing {
             policies: TtlCache::new(),
             acls: TtlCache::new(),
             write_settings: TtlCache::new(),
+            sessions: TtlCache::new(),
             defaults,
         })
     }
@@ -187,6 +191,9 @@ impl KeyRing {
 
     /// A key that exists and has not expired.
     pub async fn access_key(&self, id: &str) -> S3Result<Option<Arc<AccessKey>>> {
+        if session::is_session_key(id) {
+            return self.session_key(id).await;
+        }
         let load = async {
             let key = self.meta.get_access_key(id).await;
             key.map(|k| k.map(Arc::new)).map_err(crate::s3::meta_error)
@@ -223,6 +230,12 @@ pub struct SignatureKeys(pub Arc<KeyRing>);
 #[async_trait::async_trait]
 impl S3Auth for SignatureKeys {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        if session::is_session_key(access_key)
+            && let Some(active) = self.0.session(access_key).await?
+            && active.session.is_expired_at(now_millis())
+        {
+            return Err(session::expired_token());
+        }
         match self.0.access_key(access_key).await? {
             Some(key) => Ok(SecretKey::from(key.secret.as_str())),
             None => Err(s3_error!(
@@ -616,8 +629,20 @@ impl Authorizer {
             principal: caller.key.as_ref().map(|k| k.id.as_str()),
             context: &context,
         };
-        let identity =
+        let mut identity =
             identity_policy.map_or(Decision::NotApplicable, |p| p.evaluate(&request, false));
+        if let Some(key) = caller
+            .key
+            .as_ref()
+            .filter(|k| session::is_session_key(&k.id))
+        {
+            let active = self.keyring.session(&key.id).await?;
+            let narrowing = active
+                .as_ref()
+                .and_then(|a| a.session_policy.as_ref())
+                .map(|p| p.evaluate(&request, false));
+            identity = session::narrow(identity, narrowing);
+        }
         let mut bucket_decision = bucket_policy
             .as_ref()
             .map_or(Decision::NotApplicable, |p| p.evaluate(&request, true));
@@ -683,6 +708,9 @@ impl S3Access for Authorizer {
             }
             None => None,
         };
+        if let Some(key) = key.as_ref().filter(|k| session::is_session_key(&k.id)) {
+            self.check_session(&key.id, cx).await?;
+        }
         check_presigned_expiry(cx.uri().query().unwrap_or(""))?;
         let context = Arc::new(request_context(cx));
         let caller = Caller { key, context };
@@ -754,6 +782,30 @@ impl S3Access for Authorizer {
 }
 
 impl Authorizer {
+    /// Temporary credentials are valid only with their session token; every
+    /// request they sign is logged with the session's subject (the audit trail).
+    async fn check_session(&self, id: &str, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let active = self
+            .keyring
+            .session(id)
+            .await?
+            .ok_or_else(session::invalid_token)?;
+        let token = session::request_token(cx.uri(), cx.headers());
+        if !token.is_some_and(|t| active.session.token_matches(&t)) {
+            return Err(session::invalid_token());
+        }
+        tracing::info!(
+            subject = %active.session.subject,
+            role = active.role(),
+            session = id,
+            operation = cx.s3_op().name(),
+            method = %cx.method(),
+            path = cx.uri().path(),
+            "request with temporary credentials"
+        );
+        Ok(())
+    }
+
     async fn authorize_copy_source(
         &self,
         extensions: &http::Extensions,

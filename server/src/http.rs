@@ -39,6 +39,8 @@ pub struct FrontDoor {
     /// Set when the server is shutting down: readiness turns false first, so a
     /// load balancer stops sending requests before the listener closes.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// STS (`POST /` with a form body), answered before s3s sees the request.
+    pub sts: Arc<crate::sts::Sts>,
 }
 
 /// Builds the router: health, metrics, and S3 for everything else. Node-to-node
@@ -62,6 +64,10 @@ pub fn router(front: FrontDoor, s3: s3s::service::S3Service, peers: Router) -> R
         .layer(axum::middleware::from_fn(browser_form))
         .layer(axum::middleware::from_fn_with_state(front.clone(), cors))
         .layer(axum::middleware::from_fn_with_state(
+            front.sts.clone(),
+            divert_sts,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             front.clone(),
             front_door,
         ))
@@ -75,6 +81,20 @@ async fn divert_peers(State(peers): State<Router>, request: Request, next: Next)
             Ok(response) => response,
             Err(never) => match never {},
         }
+    } else {
+        next.run(request).await
+    }
+}
+
+/// STS requests go to `sts` inside the front door (they are client traffic:
+/// shed like the rest, with a request id).
+async fn divert_sts(
+    State(sts): State<Arc<crate::sts::Sts>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if crate::sts::is_sts_request(&request) {
+        sts.serve(request).await
     } else {
         next.run(request).await
     }

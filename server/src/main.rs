@@ -48,6 +48,13 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Manage IAM roles that STS issues temporary credentials for (see docs/sts.md).
+    Role {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: RoleCommand,
+    },
     /// Manage the master key (see docs/encryption.md).
     MasterKey {
         #[command(flatten)]
@@ -135,6 +142,8 @@ struct ServeArgs {
     /// Region reported to clients and expected in signatures.
     #[arg(long, env = "COFFER_REGION", default_value = "us-east-1")]
     region: String,
+    #[command(flatten)]
+    oidc: OidcArgs,
     /// Base domain for virtual-hosted-style requests (bucket.DOMAIN).
     #[arg(long, env = "COFFER_DOMAIN")]
     domain: Option<String>,
@@ -234,6 +243,57 @@ struct LimitArgs {
     stall_timeout: u64,
 }
 
+/// Identity providers trusted by STS AssumeRoleWithWebIdentity.
+#[derive(Args)]
+struct OidcArgs {
+    /// Trusted OIDC issuer URL (repeatable; the Nth pairs with the Nth --oidc-jwks).
+    #[arg(
+        long = "oidc-issuer",
+        env = "COFFER_OIDC_ISSUER",
+        value_delimiter = ','
+    )]
+    oidc_issuer: Vec<String>,
+    /// The issuer's signing keys: a JWKS file or URL (repeatable).
+    #[arg(long = "oidc-jwks", env = "COFFER_OIDC_JWKS", value_delimiter = ',')]
+    oidc_jwks: Vec<String>,
+    /// Extra CA certificates (PEM) for JWKS URLs, e.g. the in-cluster CA.
+    #[arg(
+        long = "oidc-ca-file",
+        env = "COFFER_OIDC_CA_FILE",
+        value_delimiter = ','
+    )]
+    oidc_ca_file: Vec<PathBuf>,
+    /// A bearer token file sent to JWKS URLs (the pod's own ServiceAccount token).
+    #[arg(long = "oidc-token-file", env = "COFFER_OIDC_TOKEN_FILE")]
+    oidc_token_file: Option<PathBuf>,
+}
+
+impl OidcArgs {
+    fn into_config(self) -> anyhow::Result<coffer_server::sts::StsConfig> {
+        use coffer_server::sts::{IssuerConfig, JwksFetch, JwksSource, StsConfig};
+        if self.oidc_issuer.len() != self.oidc_jwks.len() {
+            anyhow::bail!("give one --oidc-jwks for each --oidc-issuer, in the same order");
+        }
+        let issuers = self
+            .oidc_issuer
+            .into_iter()
+            .zip(self.oidc_jwks)
+            .map(|(issuer, jwks)| IssuerConfig {
+                issuer,
+                jwks: JwksSource::parse(&jwks),
+            })
+            .collect();
+        Ok(StsConfig {
+            issuers,
+            jwks_fetch: JwksFetch {
+                ca_files: self.oidc_ca_file,
+                bearer_token_file: self.oidc_token_file,
+            },
+            ..StsConfig::default()
+        })
+    }
+}
+
 impl LimitArgs {
     fn into_limits(self) -> ConnectionLimits {
         let secs = |s: u64| Duration::from_secs(s.max(1));
@@ -314,6 +374,27 @@ impl ClusterArgs {
 }
 
 #[derive(Subcommand)]
+enum RoleCommand {
+    /// Create a role and print its ARN.
+    Create {
+        name: String,
+        /// IAM permission policy (JSON) of the role's sessions.
+        #[arg(long)]
+        policy: PathBuf,
+        /// IAM trust policy (JSON): who may assume the role.
+        #[arg(long)]
+        trust: PathBuf,
+        /// Longest session the role allows, in seconds (3600..43200).
+        #[arg(long, default_value_t = 3600)]
+        max_session_duration: i64,
+    },
+    /// List roles.
+    List,
+    /// Delete a role; its sessions stop working within seconds.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
 enum KeyCommand {
     /// Create an access key and print its id and secret.
     Create {
@@ -331,10 +412,9 @@ enum KeyCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
-                .unwrap_or_else(|_| "info,s3s=warn,s3s::ops=off".into()),
-        )
+        .with_env_filter(coffer_server::logging::filter(
+            std::env::var("COFFER_LOG").ok().as_deref(),
+        ))
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
@@ -342,6 +422,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Key { store, command } => run_key(store, command).await,
         Command::Node { store, command } => run_node(store, command).await,
         Command::MasterKey { store, command } => run_master_key(store, command).await,
+        Command::Role { store, command } => run_role(store, command).await,
         Command::Kms {
             store,
             region,
@@ -461,6 +542,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         .map(|(cert, key)| TlsFiles::new(cert, key));
     config.peer_ca = args.tls.peer_ca;
     config.connection_limits = args.limits.into_limits();
+    config.sts = args.oidc.into_config()?;
     config.console = args.console.into_config()?;
     let mut server = serve::start(config).await?;
     if server.root_generated() {
@@ -571,6 +653,69 @@ async fn run_key(store: StoreArgs, command: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Delete { id } => {
             meta.delete_access_key(&id).await?;
             println!("Deleted access key {id}");
+        }
+    }
+    meta.close().await;
+    Ok(())
+}
+
+async fn run_role(store: StoreArgs, command: RoleCommand) -> anyhow::Result<()> {
+    use coffer_server::sts::{self, trust};
+    let meta = serve::open_meta(&config_of(&store)?).await?;
+    match command {
+        RoleCommand::Create {
+            name,
+            policy,
+            trust: trust_file,
+            max_session_duration,
+        } => {
+            if !trust::valid_role_name(&name) {
+                anyhow::bail!("invalid role name {name:?} (1-64 of A-Za-z0-9+=,.@_-)");
+            }
+            if !(sts::DEFAULT_MAX_SESSION_SECS..=sts::MAX_MAX_SESSION_SECS)
+                .contains(&max_session_duration)
+            {
+                anyhow::bail!("--max-session-duration must be between 3600 and 43200");
+            }
+            let read = |path: &PathBuf| {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))
+            };
+            let policy_text = read(&policy)?;
+            PolicyDocument::parse(&policy_text)
+                .with_context(|| format!("invalid policy in {}", policy.display()))?;
+            let trust_text = read(&trust_file)?;
+            trust::parse(&trust_text)
+                .with_context(|| format!("invalid trust policy in {}", trust_file.display()))?;
+            let role = meta
+                .put_role(
+                    &coffer_server::meta::NewRole {
+                        name,
+                        policy: policy_text,
+                        trust: trust_text,
+                        max_session_seconds: max_session_duration,
+                        owner: "cli".to_owned(),
+                    },
+                    false,
+                )
+                .await?;
+            println!("{}", trust::role_arn(&role.name));
+        }
+        RoleCommand::List => {
+            println!("{:<32} {:<10} {:<24} ARN", "NAME", "MAX-SECS", "OWNER");
+            for role in meta.list_roles().await? {
+                println!(
+                    "{:<32} {:<10} {:<24} {}",
+                    role.name,
+                    role.max_session_seconds,
+                    role.owner,
+                    trust::role_arn(&role.name)
+                );
+            }
+        }
+        RoleCommand::Delete { name } => {
+            meta.delete_role(&name).await?;
+            println!("Deleted role {name}; its sessions stop working within seconds.");
         }
     }
     meta.close().await;

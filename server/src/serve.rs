@@ -69,6 +69,8 @@ pub struct ServeConfig {
     pub peer_ca: Option<PathBuf>,
     /// Bounds on what clients control (connections, slow heads, stalls).
     pub connection_limits: ConnectionLimits,
+    /// Workload identity: trusted OIDC issuers and session bounds.
+    pub sts: crate::sts::StsConfig,
     /// Default Object Ownership and the server-wide Block Public Access.
     pub access: crate::auth::grants::AccessDefaults,
     /// The web console's listener (off unless `console.listen` is set).
@@ -98,6 +100,7 @@ impl ServeConfig {
             tls: None,
             peer_ca: None,
             connection_limits: ConnectionLimits::default(),
+            sts: crate::sts::StsConfig::default(),
             access: Default::default(),
             console: crate::console::ConsoleConfig::default(),
         }
@@ -352,6 +355,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     );
     let mut builder = S3ServiceBuilder::new(coffer);
     builder.set_auth(SignatureKeys(keyring.clone()));
+    let sts = crate::sts::Sts::new(meta.clone(), keyring.clone(), &config.sts);
     builder.set_access(Authorizer::new(keyring, config.allow_sigv2));
     let mut s3_config = s3s::config::S3Config::default();
     // XML bodies: a 1000-key DeleteObjects or a 10,000-part completion fit in 4 MiB.
@@ -376,6 +380,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         host,
         draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        sts,
     };
     let draining = front.draining.clone();
     let app = router(front, builder.build(), cluster::peer_router(plane.clone()));

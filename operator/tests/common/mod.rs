@@ -45,10 +45,16 @@ pub fn crds() -> Vec<Value> {
 impl Harness {
     /// Everything, with a real S3 server on a fresh Postgres database.
     pub async fn start() -> Harness {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Everything, with the server's configuration adjusted by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut ServeConfig)) -> Harness {
         let url = coffer_testkit::postgres_url().await;
         let mut config = ServeConfig::new(coffer_testkit::temp_dir("operator-s3"));
         config.listen = "127.0.0.1:0".parse().expect("addr");
         config.database_url = Some(url.clone());
+        tweak(&mut config);
         let server = coffer_server::serve::start(config)
             .await
             .expect("start coffer-server");
@@ -89,6 +95,18 @@ impl Harness {
     pub fn set_tenancy(&mut self, tenancy: coffer_operator::tenancy::Tenancy) {
         let mut settings = self.ctx.settings.clone();
         settings.tenancy = tenancy;
+        self.ctx = Context::new(
+            self.client.clone(),
+            self.store.clone(),
+            settings,
+            Arc::new(Metrics::new()),
+        );
+    }
+
+    /// The operator's context again, with workload identity trusting `issuer`.
+    pub fn set_oidc_issuer(&mut self, issuer: &str) {
+        let mut settings = self.ctx.settings.clone();
+        settings.oidc_issuer = Some(issuer.to_owned());
         self.ctx = Context::new(
             self.client.clone(),
             self.store.clone(),

@@ -148,6 +148,18 @@ impl MetaStore {
                 .execute(&mut **tx)
                 .await?;
         }
+        // STS sessions' secrets are sealed the same way (`roles.rs`).
+        let secrets: Vec<(String, String)> = sqlx::query_as("SELECT id, secret FROM sts_sessions")
+            .fetch_all(&mut **tx)
+            .await?;
+        for (id, stored) in secrets {
+            let secret = self.read_secret(&id, stored)?;
+            sqlx::query("UPDATE sts_sessions SET secret = $1 WHERE id = $2")
+                .bind(new.seal_secret(&id, &secret))
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+        }
         sqlx::query("UPDATE store_settings SET value = $1 WHERE name = $2")
             .bind(new.check_value())
             .bind(CHECK)

@@ -15,6 +15,7 @@ mod master_key;
 mod multipart;
 mod nodes;
 mod objects;
+mod roles;
 mod schema;
 mod usage;
 mod versions;
@@ -37,6 +38,7 @@ pub use self::objects::{
     CustomerKeyCheck, Deleted, Encryption, NULL_VERSION, ObjectChecksum, ObjectHeaders, ObjectMeta,
     Segment, WriteCondition,
 };
+pub use self::roles::{NewRole, NewSession, Role, SESSION_KEY_PREFIX, StsSession, token_hash};
 pub use self::usage::{QUOTA, Quota};
 pub use self::versions::{ObjectVersion, VERSIONING, Versioning};
 
@@ -67,6 +69,10 @@ pub enum MetaError {
     NoSuchAccessKey(String),
     #[error("access key {0} already exists")]
     AccessKeyAlreadyExists(String),
+    #[error("role {0} does not exist")]
+    NoSuchRole(String),
+    #[error("role {0} already exists")]
+    RoleAlreadyExists(String),
     #[error("KMS key {0} does not exist")]
     NoSuchKmsKey(String),
     #[error("node {0} is not a member of the cluster")]

@@ -198,6 +198,33 @@ const MIGRATIONS: &[Migration] = &[
             created_at BIGINT NOT NULL,
             deletion_date BIGINT)"],
     },
+    Migration {
+        version: 12,
+        // Workload identity (STS): roles, and the temporary credentials issued
+        // for them (secret sealed like access keys', token kept as a hash).
+        statements: &[
+            "CREATE TABLE roles (
+            name TEXT PRIMARY KEY,
+            policy TEXT NOT NULL,
+            trust TEXT NOT NULL,
+            max_session_seconds BIGINT NOT NULL,
+            owner TEXT NOT NULL,
+            created_at BIGINT NOT NULL)",
+            "CREATE TABLE sts_sessions (
+            id TEXT PRIMARY KEY,
+            secret TEXT NOT NULL,
+            token_hash TEXT NOT NULL,
+            role TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            source TEXT NOT NULL,
+            session_name TEXT NOT NULL,
+            session_policy TEXT,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL)",
+            "CREATE INDEX sts_sessions_by_role ON sts_sessions (role)",
+            "CREATE INDEX sts_sessions_by_expiry ON sts_sessions (expires_at)",
+        ],
+    },
 ];
 
 /// Applies every migration the database has not seen yet.

@@ -488,7 +488,7 @@ mod tests {
         tail.extend(u32::MAX.to_le_bytes());
         tail.extend(MAGIC);
         std::fs::write(store.path_of(&info.id).unwrap(), &tail).unwrap();
-        let err = store.open_blob(&info.id).err().expect("refused");
+        let err = store.open_blob(&info.id).expect_err("refused");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }

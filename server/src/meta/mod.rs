@@ -15,6 +15,7 @@ mod multipart;
 mod nodes;
 mod objects;
 mod schema;
+mod shards;
 mod usage;
 mod versions;
 
@@ -28,6 +29,7 @@ pub use self::lock::{
 };
 pub use self::multipart::{MultipartUpload, Part, UploadsPage};
 pub use self::nodes::{BlobReplicas, Node, NodeProgress, NodeState};
+pub use self::shards::{BlobShards, is_erasure};
 pub use self::objects::{
     CustomerKeyCheck, Deleted, Encryption, NULL_VERSION, ObjectChecksum, ObjectHeaders, ObjectMeta,
     Segment, WriteCondition,

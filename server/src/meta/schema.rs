@@ -186,6 +186,12 @@ const MIGRATIONS: &[Migration] = &[
             name TEXT PRIMARY KEY,
             value TEXT NOT NULL)"],
     },
+    Migration {
+        version: 13,
+        // Erasure coding: a row of an erasure-coded blob names the shard its
+        // node holds (NULL: a whole replica).
+        statements: &["ALTER TABLE blob_replicas ADD COLUMN shard INTEGER"],
+    },
 ];
 
 /// Applies every migration the database has not seen yet.

@@ -3,10 +3,8 @@
 //! throwaway Postgres, killed with SIGKILL, wiped and corrupted on disk, and
 //! checked with aws-sdk-s3 through every surviving node.
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -14,7 +12,6 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
-use coffer_server::meta::MetaStore;
 use coffer_testkit::metric;
 
 #[path = "support/cluster.rs"]

@@ -58,6 +58,7 @@ pub fn router(front: FrontDoor, s3: s3s::service::S3Service, peers: Router) -> R
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback_service(s3)
+        .layer(axum::middleware::from_fn(sigv2_time_first))
         .layer(axum::middleware::from_fn(browser_form))
         .layer(axum::middleware::from_fn_with_state(front.clone(), cors))
         .layer(axum::middleware::from_fn_with_state(
@@ -325,10 +326,13 @@ async fn browser_form(request: Request, next: Next) -> Response {
     // The rewritten head may differ in length; the form parser needs none.
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.extensions.insert(form.clone());
-    let body = crate::s3::post::watch_form(body, boundary, form);
+    let body = crate::s3::post::watch_form(body, boundary, form.clone());
     let response = next.run(Request::from_parts(parts, body)).await;
     if !response.status().is_client_error() {
         return response;
+    }
+    if let Some(message) = crate::s3::post::missing_signature_field(&form) {
+        return s3_error_response(StatusCode::BAD_REQUEST, "InvalidArgument", &message);
     }
     let (parts, body) = response.into_parts();
     let Ok(collected) = http_body_util::Limited::new(body, 64 * 1024)
@@ -357,6 +361,19 @@ async fn browser_form(request: Request, next: Next) -> Response {
             parts.headers.remove(header::CONTENT_LENGTH);
             Response::from_parts(parts, Body::from(bytes))
         }
+    }
+}
+
+/// SigV2 header authentication: the request's date is judged before its
+/// signature, in AWS's order (see `auth::sigv2::check_time_first`).
+async fn sigv2_time_first(request: Request, next: Next) -> Response {
+    match crate::auth::sigv2::check_time_first(request.uri(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(err) => s3_error_response(
+            err.status_code().unwrap_or(StatusCode::FORBIDDEN),
+            err.code().as_str(),
+            err.message().unwrap_or(""),
+        ),
     }
 }
 

@@ -8,9 +8,11 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod console;
 pub mod crypto;
 pub mod http;
 pub mod iam;
+pub mod kms;
 pub mod lifecycle;
 pub mod limits;
 pub mod meta;

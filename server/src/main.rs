@@ -17,6 +17,8 @@ const NODE_REMOVE_SILENCE_MS: i64 = 10_000;
 use coffer_server::serve::{self, ServeConfig};
 use coffer_server::tls::TlsFiles;
 
+mod kms_cli;
+
 #[derive(Parser)]
 #[command(
     name = "coffer-server",
@@ -52,6 +54,21 @@ enum Command {
         store: StoreArgs,
         #[command(subcommand)]
         command: MasterKeyCommand,
+    },
+    /// Manage the built-in key service's SSE-KMS keys (see docs/encryption.md).
+    Kms {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The region in the keys' ARNs (as `serve --region`).
+        #[arg(
+            long,
+            env = "COFFER_REGION",
+            default_value = "us-east-1",
+            global = true
+        )]
+        region: String,
+        #[command(subcommand)]
+        command: kms_cli::KmsCommand,
     },
 }
 
@@ -170,6 +187,8 @@ struct ServeArgs {
     limits: LimitArgs,
     #[command(flatten)]
     cluster: ClusterArgs,
+    #[command(flatten)]
+    console: ConsoleArgs,
 }
 
 /// HTTPS on the S3 port (see docs/security.md).
@@ -330,6 +349,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Key { store, command } => run_key(store, command).await,
         Command::Node { store, command } => run_node(store, command).await,
         Command::MasterKey { store, command } => run_master_key(store, command).await,
+        Command::Kms {
+            store,
+            region,
+            command,
+        } => {
+            let meta = serve::open_meta(&config_of(&store)?).await?;
+            kms_cli::run(meta, region, command).await
+        }
     }
 }
 
@@ -382,6 +409,42 @@ async fn run_master_key(store: StoreArgs, command: MasterKeyCommand) -> anyhow::
     }
 }
 
+/// The web console (see docs/console.md).
+#[derive(Args)]
+struct ConsoleArgs {
+    /// Address of the web console, or `off` (default 127.0.0.1:9001). HTTPS
+    /// with the S3 port's certificate when --tls-cert is given.
+    #[arg(long, env = "COFFER_CONSOLE_LISTEN")]
+    console_listen: Option<String>,
+    /// How browsers reach the S3 endpoint, for the console's shared links
+    /// (default: the console's host name with the S3 port).
+    #[arg(long, env = "COFFER_CONSOLE_S3_URL")]
+    console_s3_url: Option<String>,
+}
+
+impl ConsoleArgs {
+    fn into_config(self) -> anyhow::Result<coffer_server::console::ConsoleConfig> {
+        let mut config = coffer_server::console::ConsoleConfig {
+            s3_url: self.console_s3_url,
+            ..Default::default()
+        };
+        match self.console_listen.as_deref().map(str::trim) {
+            Some("off") => {}
+            Some(addr) => {
+                config.listen = Some(
+                    addr.parse()
+                        .with_context(|| format!("invalid --console-listen {addr:?}"))?,
+                );
+            }
+            None => {
+                config.listen = Some(SocketAddr::from(([127, 0, 0, 1], 9001)));
+                config.required = false;
+            }
+        }
+        Ok(config)
+    }
+}
+
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = config_of(&args.store)?;
     config.listen = args.listen;
@@ -404,6 +467,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         .map(|(cert, key)| TlsFiles::new(cert, key));
     config.peer_ca = args.tls.peer_ca;
     config.connection_limits = args.limits.into_limits();
+    config.console = args.console.into_config()?;
     let mut server = serve::start(config).await?;
     if server.root_generated() {
         let root = server.root_key();
@@ -412,6 +476,15 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("  AWS_SECRET_ACCESS_KEY={}", root.secret);
     }
     println!("Coffer S3 endpoint: {}", server.endpoint());
+    if let Some(addr) = server.console_addr() {
+        let scheme = server
+            .endpoint()
+            .split("://")
+            .next()
+            .unwrap_or("http")
+            .to_owned();
+        println!("Coffer console: {scheme}://{addr}");
+    }
     tokio::select! {
         _ = server.wait() => {}
         signal = shutdown_signal() => {

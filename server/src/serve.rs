@@ -69,6 +69,8 @@ pub struct ServeConfig {
     pub peer_ca: Option<PathBuf>,
     /// Bounds on what clients control (connections, slow heads, stalls).
     pub connection_limits: ConnectionLimits,
+    /// The web console's listener (off unless `console.listen` is set).
+    pub console: crate::console::ConsoleConfig,
 }
 
 impl ServeConfig {
@@ -94,6 +96,7 @@ impl ServeConfig {
             tls: None,
             peer_ca: None,
             connection_limits: ConnectionLimits::default(),
+            console: crate::console::ConsoleConfig::default(),
         }
     }
 
@@ -212,6 +215,8 @@ pub struct RunningServer {
     workers: Vec<JoinHandle<()>>,
     tls: bool,
     draining: Arc<std::sync::atomic::AtomicBool>,
+    app: axum::Router,
+    console_addr: Option<SocketAddr>,
 }
 
 impl RunningServer {
@@ -222,6 +227,11 @@ impl RunningServer {
     pub fn endpoint(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// Where the web console listens, when it does.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console_addr
     }
 
     pub fn root_key(&self) -> &AccessKey {
@@ -244,6 +254,14 @@ impl RunningServer {
 
     pub fn data_plane(&self) -> &DataPlane {
         &self.plane
+    }
+
+    /// The whole request path (front door, S3, peers) without a socket: what
+    /// the accept loop hands each request to, for callers that bring their
+    /// own `http::Request` (the fuzz targets). Requests must carry the
+    /// extensions the accept loop adds (`http::with_peer`, [`Transport`]).
+    pub fn app(&self) -> axum::Router {
+        self.app.clone()
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 10 s), and returns.
@@ -358,6 +376,21 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     };
     let draining = front.draining.clone();
     let app = router(front, builder.build(), cluster::peer_router(plane.clone()));
+    let console_tls = reloader
+        .as_ref()
+        .map(|r| tokio_rustls::TlsAcceptor::from(r.server_config()));
+    let console = crate::console::start(
+        &config.console,
+        crate::console::S3Side {
+            router: app.clone(),
+            meta: meta.clone(),
+            plane: plane.clone(),
+            region: config.region.clone(),
+            addr: local_addr,
+        },
+        console_tls,
+    )
+    .await?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let tls = reloader
@@ -365,12 +398,16 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         .map(|r| tokio_rustls::TlsAcceptor::from(r.server_config()));
     let task = tokio::spawn(accept_loop(
         listener,
-        app,
+        app.clone(),
         tls.clone(),
         config.connection_limits.clone(),
         shutdown_rx,
     ));
     let mut workers = cluster::spawn_workers(plane.clone());
+    let console_addr = console.map(|(addr, task)| {
+        workers.push(task);
+        addr
+    });
     if let Some(reloader) = reloader {
         workers.push(reloader.spawn());
     }
@@ -409,6 +446,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         workers,
         tls: tls.is_some(),
         draining,
+        app,
+        console_addr,
     })
 }
 

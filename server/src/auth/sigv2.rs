@@ -122,6 +122,16 @@ fn check_single_valued_headers(headers: &HeaderMap) -> S3Result<()> {
     Ok(())
 }
 
+/// The time of a header-signed SigV2 request, checked before s3s compares its
+/// signature: AWS answers a missing or unparseable date (`AccessDenied`) and a
+/// skewed one (`RequestTimeTooSkewed`) whatever the signature says.
+pub fn check_time_first(uri: &Uri, headers: &HeaderMap) -> S3Result<()> {
+    match scheme(uri, headers) {
+        Some(Scheme::Header) => check_request_time(headers, OffsetDateTime::now_utc()),
+        _ => Ok(()),
+    }
+}
+
 /// `x-amz-date` wins over `Date`, as on AWS; the time must be within
 /// [`MAX_SKEW_SECS`] of ours.
 fn check_request_time(headers: &HeaderMap, now: OffsetDateTime) -> S3Result<()> {

@@ -94,6 +94,11 @@ pub(super) async fn walk<S: Source>(
         is_truncated: false,
         last: None,
     };
+    if query.max_keys == 0 {
+        // AWS answers max-keys=0 with an empty page that is not truncated (a
+        // truncated page without a next marker would loop clients forever).
+        return Ok(page);
+    }
     let mut count = 0usize;
     // With a delimiter, a batch may end at its first row (a common prefix is
     // skipped with a new seek), so batches start small and grow while rows are

@@ -101,8 +101,9 @@ impl MetaStore {
                 let Some(encryption) = headers.encryption.as_mut() else {
                     continue;
                 };
-                if encryption.customer_key.is_some() {
-                    // SSE-C keys are wrapped by the customer's key, not ours.
+                if encryption.customer_key.is_some() || encryption.kms_key_id.is_some() {
+                    // SSE-C keys are wrapped by the customer's key, SSE-KMS
+                    // keys by a KMS key (whose material is re-sealed below).
                     continue;
                 }
                 let data_key = old.unwrap_key(&encryption.wrapped_key).map_err(|_| {
@@ -135,6 +136,7 @@ impl MetaStore {
                 rewrapped += 1;
             }
         }
+        super::kms::reseal_kms_keys_tx(&mut tx, &old, &new).await?;
         let secrets: Vec<(String, String)> = sqlx::query_as("SELECT id, secret FROM access_keys")
             .fetch_all(&mut **tx)
             .await?;

@@ -8,6 +8,7 @@ mod buckets;
 mod cache;
 mod group;
 mod keys;
+mod kms;
 mod list;
 mod lock;
 mod master_key;
@@ -23,6 +24,7 @@ pub use self::acl::{BucketAcl, CannedAcl, ObjectOwnership};
 pub use self::buckets::{Bucket, BucketUsage, BucketWithConfigs, ENCRYPTION, NewBucket};
 pub use self::cache::{CacheStats, OBJECT_CACHE_LEASE, ObjectCache};
 pub use self::keys::{AccessKey, NewAccessKey};
+pub use self::kms::{KmsKey, KmsKeyState};
 pub use self::list::{ListPage, ListQuery};
 pub use self::lock::{
     BucketObjectLock, DefaultRetention, OBJECT_LOCK, ObjectLock, Retention, RetentionMode,
@@ -64,6 +66,8 @@ pub enum MetaError {
     NoSuchAccessKey(String),
     #[error("access key {0} already exists")]
     AccessKeyAlreadyExists(String),
+    #[error("KMS key {0} does not exist")]
+    NoSuchKmsKey(String),
     #[error("node {0} is not a member of the cluster")]
     NoSuchNode(String),
     #[error("the write would exceed the bucket's quota")]

@@ -38,9 +38,13 @@ pub struct ObjectHeaders {
     /// here because it travels with the version exactly as the headers do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acl: Option<super::CannedAcl>,
-    /// Server-side encryption of the object's bytes (SSE-S3 or SSE-C).
+    /// Server-side encryption of the object's bytes (SSE-S3, SSE-KMS or SSE-C).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
+    /// The multipart upload this version was completed from: a retried
+    /// CompleteMultipartUpload finds it and answers the same success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart_upload: Option<String>,
 }
 
 /// How an object's bytes are encrypted at rest: every segment is stored in the
@@ -54,6 +58,18 @@ pub struct Encryption {
     /// SSE-C: how to recognise the customer's key without storing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_key: Option<CustomerKeyCheck>,
+    /// SSE-KMS: the id of the KMS key that wraps the data key (instead of
+    /// the master key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    /// SSE-KMS: the encryption context the data key is bound to, as the
+    /// base64 JSON of `x-amz-server-side-encryption-context`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_context: Option<String>,
+    /// SSE-KMS: `x-amz-server-side-encryption-bucket-key-enabled` (accepted,
+    /// reported; every object still has its own data key).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bucket_key: bool,
 }
 
 /// A salted HMAC-SHA256 of an SSE-C key (base64 salt and digest).
@@ -146,6 +162,8 @@ pub enum WriteCondition {
     IfNoneMatchAny,
     /// Write only when the current object has this ETag (unquoted).
     IfMatch(String),
+    /// Write only when the key has a current object (`If-Match: *`).
+    IfMatchAny,
 }
 
 /// What a delete did.
@@ -355,7 +373,10 @@ impl MetaStore {
         // Most writes create a key: try a plain insert first, which needs neither
         // a read nor a row lock; only when the key exists (or the write is
         // conditional on its current version) read and lock the current row.
-        if !matches!(condition, WriteCondition::IfMatch(_)) {
+        if !matches!(
+            condition,
+            WriteCondition::IfMatch(_) | WriteCondition::IfMatchAny
+        ) {
             let mut new = as_new_version(object, versioning, lock);
             new.seq = next_seq_tx(tx, &object.bucket, &object.key, versioning, None).await?;
             if insert_object_row(tx, &new).await? == 1 {
@@ -380,7 +401,9 @@ impl MetaStore {
                 (Some(_), WriteCondition::IfNoneMatchAny) => {
                     return Err(MetaError::PreconditionFailed);
                 }
-                (None, WriteCondition::IfMatch(_)) => return Err(MetaError::NoSuchKey),
+                (None, WriteCondition::IfMatch(_) | WriteCondition::IfMatchAny) => {
+                    return Err(MetaError::NoSuchKey);
+                }
                 (Some(current), WriteCondition::IfMatch(etag)) if current.etag != *etag => {
                     return Err(MetaError::PreconditionFailed);
                 }

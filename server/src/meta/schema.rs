@@ -187,6 +187,18 @@ const MIGRATIONS: &[Migration] = &[
             value TEXT NOT NULL)"],
     },
     Migration {
+        version: 11,
+        // KMS keys of the built-in key service: material sealed with the master
+        // key, state, and the date a scheduled deletion takes effect.
+        statements: &["CREATE TABLE kms_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            material TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            deletion_date BIGINT)"],
+    },
+    Migration {
         version: 13,
         // Erasure coding: a row of an erasure-coded blob names the shard its
         // node holds (NULL: a whole replica).

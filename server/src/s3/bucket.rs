@@ -1,6 +1,7 @@
 //! Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
 //! GetBucketLocation, Get/PutBucketVersioning.
 
+use base64::Engine as _;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -65,9 +66,18 @@ pub async fn list_buckets(
         .await?
         == Decision::Allow;
     let prefix = req.input.prefix.as_deref().unwrap_or("");
+    let page = ListBucketsPage::of(&req.input)?;
+    let mut all = all;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
     let mut buckets = Vec::new();
+    let mut more = false;
     for bucket in all {
-        if !bucket.name.starts_with(prefix) {
+        if !bucket.name.starts_with(prefix)
+            || page
+                .after
+                .as_deref()
+                .is_some_and(|after| bucket.name.as_str() <= after)
+        {
             continue;
         }
         // Without ListAllMyBuckets a key still sees the buckets it can list,
@@ -78,6 +88,10 @@ pub async fn list_buckets(
                 .decide(&caller, "s3:ListBucket", Some(&bucket.name), None)
                 .await?
                 == Decision::Allow;
+        if visible && page.max.is_some_and(|max| buckets.len() >= max) {
+            more = true;
+            break;
+        }
         if visible {
             buckets.push(Bucket {
                 name: Some(bucket.name),
@@ -87,6 +101,14 @@ pub async fn list_buckets(
         }
     }
     let owner_id = caller.owner_id();
+    let next_token = more
+        .then(|| {
+            buckets
+                .last()
+                .and_then(|b| b.name.as_deref())
+                .map(continuation_token)
+        })
+        .flatten();
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(buckets),
         owner: Some(Owner {
@@ -94,8 +116,52 @@ pub async fn list_buckets(
             id: Some(owner_id),
         }),
         prefix: req.input.prefix,
-        continuation_token: None,
+        continuation_token: next_token,
     }))
+}
+
+/// `max-buckets` and `continuation-token` of a ListBuckets request.
+struct ListBucketsPage {
+    /// At most this many buckets (1..=10000); all of them when absent.
+    max: Option<usize>,
+    /// Only buckets named after this one (decoded from the token).
+    after: Option<String>,
+}
+
+impl ListBucketsPage {
+    fn of(input: &ListBucketsInput) -> S3Result<Self> {
+        let max = match input.max_buckets {
+            None => None,
+            Some(n) if (1..=10_000).contains(&n) => Some(n as usize),
+            Some(_) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "max-buckets must be an integer between 1 and 10000"
+                ));
+            }
+        };
+        let after = match input.continuation_token.as_deref() {
+            None | Some("") => None,
+            Some(token) => Some(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(token)
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .ok_or_else(|| {
+                        s3_error!(
+                            InvalidArgument,
+                            "The continuation token provided is incorrect"
+                        )
+                    })?,
+            ),
+        };
+        Ok(Self { max, after })
+    }
+}
+
+/// The opaque token of the page after the bucket named `last`.
+fn continuation_token(last: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last)
 }
 
 pub async fn create_bucket(
@@ -149,6 +215,13 @@ pub async fn create_bucket(
                 .await
                 .map_err(meta_error)?;
             if existing.is_some_and(|b| b.owner == owner) {
+                // AWS keeps its legacy answer in us-east-1: the bucket is there
+                // and yours, so the create "succeeds" (and changes nothing).
+                if s3.region == "us-east-1" {
+                    return Ok(S3Response::new(CreateBucketOutput {
+                        location: Some(format!("/{}", input.bucket)),
+                    }));
+                }
                 return Err(s3_error!(
                     BucketAlreadyOwnedByYou,
                     "Your previous request to create the named bucket succeeded and you already own it."

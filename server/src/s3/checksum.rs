@@ -191,6 +191,34 @@ pub fn expected(headers: &HeaderMap, declared: Option<&ChecksumAlgorithm>) -> S3
 }
 
 impl Expected {
+    /// A browser form (POST Object) sends its checksum as a form field, which
+    /// s3s reads into the input's `checksum_*` fields rather than headers.
+    /// `fields` are those values in [`ALL`]'s order.
+    pub fn or_form_fields(self, fields: [Option<&str>; 5]) -> S3Result<Expected> {
+        if self.value.is_some() || self.in_trailer {
+            return Ok(self);
+        }
+        let mut sent = ALL
+            .into_iter()
+            .zip(fields)
+            .filter_map(|(a, v)| v.map(|v| (a, v)))
+            .collect::<Vec<_>>();
+        if sent.len() > 1 {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Expecting a single x-amz-checksum- header"
+            ));
+        }
+        Ok(match sent.pop() {
+            Some((algorithm, value)) => Expected {
+                algorithm: Some(algorithm),
+                value: Some(value.to_owned()),
+                in_trailer: false,
+            },
+            None => self,
+        })
+    }
+
     /// Compares what was computed with what the client sent (header or trailer).
     pub fn verify(
         &self,

@@ -10,7 +10,8 @@ use sync_wrapper::SyncStream;
 
 use super::checksum::{Algorithm, set_checksum};
 use super::encryption::{
-    self, Requested, WriteEncryption, copy_source_customer_key_of, customer_key_of, set_sse,
+    self, Requested, WriteEncryption, copy_source_customer_key_of, customer_key_of, kms_fields_of,
+    set_sse,
 };
 use super::get::{
     Conditions, check_conditions, copy_source_conditions, find_object, object_stream,
@@ -87,10 +88,12 @@ pub async fn copy_object(
         s3,
         source.headers.encryption.as_ref(),
         copy_source_customer_key_of!(input)?.as_ref(),
-    )?;
+    )
+    .await?;
     let requested = encryption::requested(
         input.server_side_encryption.as_ref(),
         customer_key_of!(input)?,
+        kms_fields_of!(input),
     )?;
     let asks_encryption = !matches!(requested, Requested::Default);
     let target = WriteEncryption::choose(s3, &input.bucket, requested).await?;
@@ -112,6 +115,7 @@ pub async fn copy_object(
         object_headers(header_input!(input), s3.limits.max_user_metadata)?
     } else {
         let mut headers = source.headers.clone();
+        headers.multipart_upload = None;
         if let Some(class) = &input.storage_class {
             headers.storage_class = Some(class.as_str().to_owned());
         }

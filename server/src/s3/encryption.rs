@@ -1,8 +1,8 @@
 //! Server-side encryption: Put/Get/DeleteBucketEncryption (the bucket default),
-//! and the request side of SSE-S3 and SSE-C — which encryption a write asks for,
-//! which data key a read may use, and the headers responses carry. The bytes are
-//! sealed and opened by `ingest` and `get::object_stream` with the data key
-//! chosen here; the format itself is `crate::crypto`.
+//! and the request side of SSE-S3, SSE-KMS and SSE-C — which encryption a write
+//! asks for, which data key a read may use, and the headers responses carry. The
+//! bytes are sealed and opened by `ingest` and `get::object_stream` with the data
+//! key chosen here; the format itself is `crate::crypto`, KMS keys `crate::kms`.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::{Coffer, meta_error};
 use crate::crypto::Key;
+use crate::kms::{EncryptionContext, KmsError};
 use crate::meta::{CustomerKeyCheck, Encryption, ObjectHeaders};
 
 pub use crate::meta::ENCRYPTION;
@@ -112,16 +113,64 @@ pub(super) enum Requested {
     Default,
     /// `x-amz-server-side-encryption: AES256`.
     S3,
+    /// `x-amz-server-side-encryption: aws:kms`, with the key named (or the
+    /// default `aws/s3` key) and an encryption context.
+    Kms {
+        key: Option<String>,
+        context: EncryptionContext,
+        bucket_key: bool,
+    },
     Customer(CustomerKey),
 }
 
-/// Reads `x-amz-server-side-encryption` and an SSE-C key. KMS is refused with
-/// NotImplemented: there is no key management service to hold KMS keys.
+/// The SSE-KMS fields of a write: `x-amz-server-side-encryption-aws-kms-key-id`,
+/// `-context` and `-bucket-key-enabled`.
+pub(super) struct KmsFields<'a> {
+    pub key_id: Option<&'a str>,
+    pub context: Option<&'a str>,
+    pub bucket_key: Option<bool>,
+}
+
+/// The SSE-KMS fields of an input that has them.
+macro_rules! kms_fields_of {
+    ($input:expr) => {
+        $crate::s3::encryption::KmsFields {
+            key_id: $input.ssekms_key_id.as_deref(),
+            context: $input.ssekms_encryption_context.as_deref(),
+            bucket_key: $input.bucket_key_enabled,
+        }
+    };
+}
+pub(super) use kms_fields_of;
+
+/// Reads `x-amz-server-side-encryption`, its SSE-KMS fields and an SSE-C key.
 pub(super) fn requested(
     sse: Option<&ServerSideEncryption>,
     customer: Option<CustomerKey>,
+    kms: KmsFields<'_>,
 ) -> S3Result<Requested> {
+    let kms_named = kms.key_id.is_some() || kms.context.is_some();
     match (sse.map(ServerSideEncryption::as_str), customer) {
+        (Some(ServerSideEncryption::AWS_KMS), None) => {
+            let context = match kms.context {
+                None => EncryptionContext::default(),
+                Some(text) => EncryptionContext::from_header(text).ok_or_else(|| {
+                    s3_error!(
+                        InvalidArgument,
+                        "The header 'x-amz-server-side-encryption-context' shall be Base64-encoded UTF-8 string holding JSON which represents a string-string map"
+                    )
+                })?,
+            };
+            Ok(Requested::Kms {
+                key: kms.key_id.filter(|k| !k.is_empty()).map(str::to_owned),
+                context,
+                bucket_key: kms.bucket_key == Some(true),
+            })
+        }
+        _ if kms_named => Err(s3_error!(
+            InvalidArgument,
+            "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms"
+        )),
         (None, None) => Ok(Requested::Default),
         (None, Some(c)) => Ok(Requested::Customer(c)),
         (Some(_), Some(_)) => Err(s3_error!(
@@ -129,16 +178,99 @@ pub(super) fn requested(
             "Server Side Encryption with Customer provided key is incompatible with the encryption method specified"
         )),
         (Some(AES256), None) => Ok(Requested::S3),
-        (Some(ServerSideEncryption::AWS_KMS | ServerSideEncryption::AWS_KMS_DSSE), None) => {
-            Err(s3_error!(
-                NotImplemented,
-                "SSE-KMS is not supported; use AES256 (SSE-S3)"
-            ))
-        }
+        (Some(ServerSideEncryption::AWS_KMS_DSSE), None) => Err(s3_error!(
+            NotImplemented,
+            "Dual-layer SSE-KMS (aws:kms:dsse) is not supported; use aws:kms or AES256"
+        )),
         (Some(other), None) => Err(s3_error!(
             InvalidArgument,
             "The encryption method specified ({other}) is not supported"
         )),
+    }
+}
+
+/// The S3 error for a KMS key that cannot be used, as S3 relays KMS's own
+/// exceptions (`KMS.NotFoundException`, `KMS.DisabledException`,
+/// `KMS.KMSInvalidStateException`, all `400`).
+pub(super) fn kms_error(err: KmsError) -> S3Error {
+    let kms = |code: &str, message: String| {
+        let mut e = S3Error::with_message(S3ErrorCode::Custom(code.to_owned().into()), message);
+        e.set_status_code(http::StatusCode::BAD_REQUEST);
+        e
+    };
+    match err {
+        KmsError::NotFound(key) => kms("KMS.NotFoundException", format!("Invalid keyId '{key}'")),
+        KmsError::Disabled(arn) => kms("KMS.DisabledException", format!("{arn} is disabled.")),
+        KmsError::PendingDeletion(arn) => kms(
+            "KMS.KMSInvalidStateException",
+            format!("{arn} is pending deletion."),
+        ),
+        KmsError::NoMasterKey => s3_error!(
+            NotImplemented,
+            "Server-side encryption needs a master key, and this server has none"
+        ),
+        KmsError::Store(e) => meta_error(e),
+        KmsError::Unauthentic => {
+            tracing::error!("a KMS-wrapped data key does not open");
+            S3Error::with_message(
+                S3ErrorCode::InternalError,
+                "We encountered an internal error. Please try again.",
+            )
+        }
+    }
+}
+
+/// A bucket's default encryption document: `AES256`, or JSON for SSE-KMS
+/// (`{"SSEAlgorithm":"aws:kms","KMSMasterKeyID":..,"BucketKeyEnabled":..}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct BucketDefault {
+    #[serde(rename = "SSEAlgorithm")]
+    algorithm: String,
+    #[serde(
+        rename = "KMSMasterKeyID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    kms_key: Option<String>,
+    #[serde(rename = "BucketKeyEnabled", default)]
+    bucket_key: bool,
+}
+
+impl BucketDefault {
+    fn parse(stored: &str) -> Self {
+        if stored.trim_start().starts_with('{') {
+            serde_json::from_str(stored).unwrap_or_else(|_| {
+                tracing::error!("a bucket's default encryption document is corrupt");
+                BucketDefault {
+                    algorithm: AES256.to_owned(),
+                    ..Default::default()
+                }
+            })
+        } else {
+            BucketDefault {
+                algorithm: stored.trim().to_owned(),
+                ..Default::default()
+            }
+        }
+    }
+
+    fn to_stored(&self) -> String {
+        if self.algorithm == AES256 && self.kms_key.is_none() && !self.bucket_key {
+            return AES256.to_owned();
+        }
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    fn requested(&self) -> Requested {
+        if self.algorithm == ServerSideEncryption::AWS_KMS {
+            Requested::Kms {
+                key: self.kms_key.clone(),
+                context: EncryptionContext::default(),
+                bucket_key: self.bucket_key,
+            }
+        } else {
+            Requested::S3
+        }
     }
 }
 
@@ -179,23 +311,52 @@ impl WriteEncryption {
             Requested::Default => bucket_default(s3, bucket).await?,
             _ => None,
         };
-        Self::choose_given(s3, default.as_deref(), requested)
+        Self::choose_given(s3, default.as_deref(), requested).await
     }
 
     /// [`choose`](Self::choose) for a caller that already read the bucket's
     /// default encryption document.
-    pub fn choose_given(
+    pub async fn choose_given(
         s3: &Coffer,
         bucket_default: Option<&str>,
         requested: Requested,
     ) -> S3Result<Option<WriteEncryption>> {
         let requested = match requested {
             Requested::Default => match bucket_default {
-                Some(_) => Requested::S3,
+                Some(stored) => BucketDefault::parse(stored).requested(),
                 None => return Ok(None),
             },
             other => other,
         };
+        if let Requested::Kms {
+            key,
+            context,
+            bucket_key,
+        } = requested
+        {
+            let key = s3
+                .kms
+                .key_for_encryption(key.as_deref())
+                .await
+                .map_err(kms_error)?;
+            let (data_key, wrapped) = s3
+                .kms
+                .generate_data_key(&key, &context)
+                .await
+                .map_err(kms_error)?;
+            return Ok(Some(WriteEncryption {
+                stored: Encryption {
+                    wrapped_key: wrapped,
+                    customer_key: None,
+                    kms_key_id: Some(key.arn),
+                    kms_context: (context != EncryptionContext::default())
+                        .then(|| context.to_header()),
+                    bucket_key,
+                },
+                data_key: Arc::new(data_key),
+                customer_md5: None,
+            }));
+        }
         let data_key = Key::random();
         Ok(Some(match requested {
             Requested::Customer(customer) => {
@@ -207,6 +368,9 @@ impl WriteEncryption {
                             salt: b64().encode(salt),
                             fingerprint: customer.key.fingerprint(&salt),
                         }),
+                        kms_key_id: None,
+                        kms_context: None,
+                        bucket_key: false,
                     },
                     data_key: Arc::new(data_key),
                     customer_md5: Some(customer.md5),
@@ -216,6 +380,9 @@ impl WriteEncryption {
                 stored: Encryption {
                     wrapped_key: master_key(s3)?.wrap(&data_key),
                     customer_key: None,
+                    kms_key_id: None,
+                    kms_context: None,
+                    bucket_key: false,
                 },
                 data_key: Arc::new(data_key),
                 customer_md5: None,
@@ -261,7 +428,7 @@ pub(super) fn check_read(
 
 /// The data key a read of an object (or a write into an upload) uses, after
 /// [`check_read`]. Unencrypted objects have none.
-pub(super) fn for_read(
+pub(super) async fn for_read(
     s3: &Coffer,
     encryption: Option<&Encryption>,
     customer: Option<&CustomerKey>,
@@ -270,6 +437,19 @@ pub(super) fn for_read(
     let Some(encryption) = encryption else {
         return Ok(None);
     };
+    if let Some(kms_key) = &encryption.kms_key_id {
+        // A disabled (or deleted) KMS key makes the object unreadable.
+        let context = match &encryption.kms_context {
+            Some(text) => EncryptionContext::from_header(text).unwrap_or_default(),
+            None => EncryptionContext::default(),
+        };
+        let data_key = s3
+            .kms
+            .decrypt_data_key(kms_key, &encryption.wrapped_key, &context)
+            .await
+            .map_err(kms_error)?;
+        return Ok(Some(Arc::new(data_key)));
+    }
     let wrapping = match customer {
         Some(c) => &c.key,
         None => master_key(s3)?,
@@ -297,11 +477,27 @@ pub(super) fn response_headers(
             Some(AES256.to_owned()),
             customer_md5.map(str::to_owned),
         ),
+        Some(e) if e.kms_key_id.is_some() => (
+            Some(ServerSideEncryption::from_static(
+                ServerSideEncryption::AWS_KMS,
+            )),
+            None,
+            None,
+        ),
         Some(_) => (Some(ServerSideEncryption::from_static(AES256)), None, None),
     }
 }
 
-/// Fills the SSE fields of an output from `response_headers`.
+/// The SSE-KMS response fields of an object: the key's ARN, and whether a
+/// bucket key was asked for.
+pub(super) fn kms_headers(encryption: Option<&Encryption>) -> (Option<String>, Option<bool>) {
+    match encryption {
+        Some(e) if e.kms_key_id.is_some() => (e.kms_key_id.clone(), e.bucket_key.then_some(true)),
+        _ => (None, None),
+    }
+}
+
+/// Fills the SSE fields of an output from `response_headers` and `kms_headers`.
 macro_rules! set_sse {
     ($out:expr, $encryption:expr, $customer_md5:expr) => {{
         let (sse, algorithm, md5) =
@@ -309,6 +505,9 @@ macro_rules! set_sse {
         $out.server_side_encryption = sse;
         $out.sse_customer_algorithm = algorithm;
         $out.sse_customer_key_md5 = md5;
+        let (kms_key, bucket_key) = $crate::s3::encryption::kms_headers($encryption);
+        $out.ssekms_key_id = kms_key;
+        $out.bucket_key_enabled = bucket_key;
     }};
 }
 pub(super) use set_sse;
@@ -350,25 +549,28 @@ pub async fn put_bucket_encryption(
                 "a KMSMasterKeyID is not applicable if the default sse algorithm is not aws:kms or aws:kms:dsse"
             ));
         }
-        ServerSideEncryption::AWS_KMS | ServerSideEncryption::AWS_KMS_DSSE => {
+        ServerSideEncryption::AWS_KMS => {}
+        ServerSideEncryption::AWS_KMS_DSSE => {
             return Err(s3_error!(
                 NotImplemented,
-                "SSE-KMS is not supported; use AES256 (SSE-S3)"
+                "Dual-layer SSE-KMS (aws:kms:dsse) is not supported; use aws:kms or AES256"
             ));
         }
         other => {
             return Err(s3_error!(MalformedXML, "Unknown SSEAlgorithm {other}"));
         }
     }
-    if rule.bucket_key_enabled == Some(true) {
-        return Err(s3_error!(
-            NotImplemented,
-            "S3 Bucket Keys are a KMS feature and are not supported"
-        ));
-    }
     master_key(s3)?;
+    let stored = BucketDefault {
+        algorithm: default.sse_algorithm.as_str().to_owned(),
+        kms_key: default.kms_master_key_id.clone().filter(|k| !k.is_empty()),
+        // Accepted as on AWS; with SSE-S3 it means nothing, and SSE-KMS objects
+        // still get a data key each (the built-in key service is local).
+        bucket_key: rule.bucket_key_enabled == Some(true)
+            && default.sse_algorithm.as_str() == ServerSideEncryption::AWS_KMS,
+    };
     s3.meta
-        .set_bucket_config(&input.bucket, ENCRYPTION, Some(AES256))
+        .set_bucket_config(&input.bucket, ENCRYPTION, Some(&stored.to_stored()))
         .await
         .map_err(meta_error)?;
     s3.keyring.forget_bucket_write_settings(&input.bucket);
@@ -381,7 +583,7 @@ pub async fn get_bucket_encryption(
 ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
     let bucket = &req.input.bucket;
     s3.meta.require_bucket(bucket).await.map_err(meta_error)?;
-    let Some(algorithm) = bucket_default(s3, bucket).await? else {
+    let Some(stored) = bucket_default(s3, bucket).await? else {
         // 404 as AWS answers (s3s's default status for this code is 400).
         let mut err = s3_error!(
             ServerSideEncryptionConfigurationNotFoundError,
@@ -390,14 +592,15 @@ pub async fn get_bucket_encryption(
         err.set_status_code(http::StatusCode::NOT_FOUND);
         return Err(err);
     };
+    let default = BucketDefault::parse(&stored);
     Ok(S3Response::new(GetBucketEncryptionOutput {
         server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
             rules: vec![ServerSideEncryptionRule {
                 apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
-                    sse_algorithm: ServerSideEncryption::from(algorithm),
-                    kms_master_key_id: None,
+                    sse_algorithm: ServerSideEncryption::from(default.algorithm),
+                    kms_master_key_id: default.kms_key,
                 }),
-                bucket_key_enabled: Some(false),
+                bucket_key_enabled: Some(default.bucket_key),
             }],
         }),
     }))

@@ -3,6 +3,7 @@
 //! here forwards to the file of its operation family.
 
 mod acl;
+mod attributes;
 mod bucket;
 mod checksum;
 mod copy;
@@ -66,6 +67,8 @@ pub struct Coffer {
     pub(crate) limits: Limits,
     pub(crate) keyring: Arc<KeyRing>,
     pub(crate) authorizer: Arc<Authorizer>,
+    /// Makes and opens SSE-KMS data keys (the built-in key service).
+    pub(crate) kms: Arc<dyn crate::kms::KeyProvider>,
 }
 
 impl Coffer {
@@ -78,7 +81,9 @@ impl Coffer {
         allow_sigv2: bool,
     ) -> Self {
         let authorizer = Arc::new(Authorizer::new(keyring.clone(), allow_sigv2));
+        let kms = Arc::new(crate::kms::BuiltinKms::new(meta.clone(), region.clone()));
         Self {
+            kms,
             meta,
             blobs,
             region,
@@ -216,8 +221,8 @@ pub(crate) fn version_header(version_id: &str) -> Option<String> {
     (version_id != crate::meta::NULL_VERSION).then(|| version_id.to_owned())
 }
 
-/// Keys S3 refuses: empty, too long, or with path tricks that file-backed tools
-/// would resolve outside the bucket.
+/// Keys S3 refuses: empty or too long. Keys are opaque (blobs are stored by id,
+/// never by key), so `.` and `..` segments are ordinary characters, as on AWS.
 pub(crate) fn validate_key(key: &str) -> S3Result<()> {
     if key.is_empty() {
         return Err(s3_error!(InvalidArgument, "Object key must not be empty"));
@@ -229,15 +234,6 @@ pub(crate) fn validate_key(key: &str) -> S3Result<()> {
         return Err(s3_error!(
             InvalidArgument,
             "Object key must not contain NUL"
-        ));
-    }
-    if key
-        .split('/')
-        .any(|segment| segment == ".." || segment == ".")
-    {
-        return Err(s3_error!(
-            InvalidArgument,
-            "Object key must not contain '.' or '..' path segments"
         ));
     }
     Ok(())
@@ -310,6 +306,12 @@ impl S3 for Coffer {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         get::head_object(self, req).await
+    }
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        attributes::get_object_attributes(self, req).await
     }
     async fn delete_object(
         &self,

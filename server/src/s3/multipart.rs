@@ -11,7 +11,7 @@ use sync_wrapper::SyncStream;
 use super::checksum::{self, Algorithm, set_checksum};
 use super::copy::copy_source_object;
 use super::encryption::{
-    self, WriteEncryption, copy_source_customer_key_of, customer_key_of, set_sse,
+    self, WriteEncryption, copy_source_customer_key_of, customer_key_of, kms_fields_of, set_sse,
 };
 use super::get::{copy_source_conditions, object_stream};
 use super::ingest::{BodyRules, Ingested, ingest};
@@ -60,6 +60,7 @@ pub async fn create_multipart_upload(
     let requested = encryption::requested(
         input.server_side_encryption.as_ref(),
         customer_key_of!(input)?,
+        kms_fields_of!(input),
     )?;
     // One data key for the whole upload; each part's blob gets its own key
     // derived from it (see `crate::crypto`).
@@ -204,16 +205,19 @@ pub async fn upload_part(
     }
     let algorithm = expected.algorithm.or(stored_algorithm);
     let customer = customer_key_of!(input)?;
-    let data_key = encryption::for_read(s3, upload.headers.encryption.as_ref(), customer.as_ref())?;
+    let data_key =
+        encryption::for_read(s3, upload.headers.encryption.as_ref(), customer.as_ref()).await?;
     let body = input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
     });
+    let declared_len = declared_length(&req.headers, input.content_length);
+    super::put::require_length(declared_len)?;
     let ingested = ingest(
         &s3.blobs,
         body,
         BodyRules {
             max_size: s3.limits.max_part_size,
-            declared_len: declared_length(&req.headers, input.content_length),
+            declared_len,
             content_md5: input.content_md5.as_deref(),
             algorithm,
             // Parts stay blob files: they become segments of a large object.
@@ -288,9 +292,11 @@ pub async fn upload_part_copy(
         s3,
         source.headers.encryption.as_ref(),
         copy_source_customer_key_of!(input)?.as_ref(),
-    )?;
+    )
+    .await?;
     let customer = customer_key_of!(input)?;
-    let data_key = encryption::for_read(s3, upload.headers.encryption.as_ref(), customer.as_ref())?;
+    let data_key =
+        encryption::for_read(s3, upload.headers.encryption.as_ref(), customer.as_ref()).await?;
     let algorithm = upload_algorithm(&upload);
     let len = range.end - range.start;
     let stream = Box::pin(SyncStream::new(object_stream(
@@ -366,11 +372,17 @@ pub async fn complete_multipart_upload(
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let mut input = req.input;
-    let upload = s3
+    let upload = match s3
         .meta
         .get_multipart_upload(&input.bucket, &input.key, &input.upload_id)
         .await
-        .map_err(meta_error)?;
+    {
+        Ok(upload) => upload,
+        Err(meta::MetaError::NoSuchUpload) => {
+            return already_completed(s3, &input).await;
+        }
+        Err(e) => return Err(meta_error(e)),
+    };
     let requested = input
         .multipart_upload
         .take()
@@ -471,13 +483,15 @@ pub async fn complete_multipart_upload(
         ChecksumType::COMPOSITE
     };
     let encrypted = upload.headers.encryption.is_some();
+    let mut headers = upload.headers.clone();
+    headers.multipart_upload = Some(upload.upload_id.clone());
     let object = ObjectMeta {
         bucket: input.bucket.clone(),
         key: input.key.clone(),
         size: chosen.iter().map(|p| p.size).sum(),
         etag: etag.clone(),
         last_modified: now_millis(),
-        headers: upload.headers.clone(),
+        headers,
         checksum: ObjectChecksum {
             algorithm: algorithm
                 .filter(|_| checksum_value.is_some())
@@ -517,11 +531,55 @@ pub async fn complete_multipart_upload(
             None,
         )
         .0,
+        ssekms_key_id: encryption::kms_headers(upload.headers.encryption.as_ref()).0,
+        bucket_key_enabled: encryption::kms_headers(upload.headers.encryption.as_ref()).1,
         ..Default::default()
     };
     if let (Some(a), Some(_)) = (algorithm, &checksum_value) {
         set_checksum!(output, a, checksum_value);
         output.checksum_type = Some(ChecksumType::from_static(checksum_kind));
+    }
+    Ok(S3Response::new(output))
+}
+
+/// A CompleteMultipartUpload for an upload that no longer exists: when the
+/// key's current version was completed from it (the client's connection
+/// dropped before the answer and it retries), the same success, as on AWS;
+/// otherwise `NoSuchUpload`.
+async fn already_completed(
+    s3: &Coffer,
+    input: &CompleteMultipartUploadInput,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let current = s3
+        .meta
+        .get_object(&input.bucket, &input.key)
+        .await
+        .map_err(meta_error)?
+        .filter(|o| o.headers.multipart_upload.as_deref() == Some(input.upload_id.as_str()));
+    let Some(object) = current else {
+        return Err(meta_error(meta::MetaError::NoSuchUpload));
+    };
+    let mut output = CompleteMultipartUploadOutput {
+        bucket: Some(input.bucket.clone()),
+        key: Some(input.key.clone()),
+        e_tag: Some(quoted_etag(&object.etag)),
+        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        version_id: super::version_header(&object.version_id),
+        ..Default::default()
+    };
+    output.server_side_encryption =
+        encryption::response_headers(object.headers.encryption.as_ref(), None).0;
+    output.ssekms_key_id = encryption::kms_headers(object.headers.encryption.as_ref()).0;
+    if let (Some(a), Some(value)) = (
+        object
+            .checksum
+            .algorithm
+            .as_deref()
+            .and_then(|a| Algorithm::parse(a).ok()),
+        object.checksum.value.clone(),
+    ) {
+        set_checksum!(output, a, Some(value));
+        output.checksum_type = object.checksum.kind.clone().map(ChecksumType::from);
     }
     Ok(S3Response::new(output))
 }

@@ -29,6 +29,13 @@ fn parse_mode(text: &str) -> S3Result<RetentionMode> {
     })
 }
 
+/// A mode or status in an XML body that is not one of the names S3 defines:
+/// the document itself is wrong (`MalformedXML`, as AWS answers), unlike a bad
+/// `x-amz-object-lock-*` header (`InvalidArgument`).
+fn malformed(what: &str, text: &str) -> s3s::S3Error {
+    s3_error!(MalformedXML, "{what} {text:?} is not valid")
+}
+
 /// A retention a request asks for: both a mode and a date in the future, or
 /// neither.
 fn parse_retention(mode: Option<&str>, until: Option<&Timestamp>) -> S3Result<Option<Retention>> {
@@ -208,10 +215,14 @@ fn period(value: Option<i32>) -> S3Result<Option<u32>> {
     match value {
         None => Ok(None),
         Some(n) if n > 0 => Ok(u32::try_from(n).ok()),
-        Some(_) => Err(s3_error!(
-            InvalidArgument,
-            "Default retention period must be a positive integer value"
-        )),
+        Some(_) => {
+            let mut err = s3s::S3Error::with_message(
+                s3s::S3ErrorCode::Custom("InvalidRetentionPeriod".into()),
+                "Default retention period must be a positive integer value.",
+            );
+            err.set_status_code(http::StatusCode::BAD_REQUEST);
+            Err(err)
+        }
     }
 }
 
@@ -226,7 +237,9 @@ fn default_retention(rule: Option<&ObjectLockRule>) -> S3Result<Option<DefaultRe
         ));
     };
     let mode = match &retention.mode {
-        Some(mode) => parse_mode(mode.as_str())?,
+        Some(mode) => {
+            RetentionMode::parse(mode.as_str()).ok_or_else(|| malformed("Mode", mode.as_str()))?
+        }
         None => {
             return Err(s3_error!(
                 MalformedXML,
@@ -331,6 +344,11 @@ pub async fn put_object_retention(
 ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
     let caller = Authorizer::caller_of(&req.extensions);
     let input = req.input;
+    if let Some(mode) = input.retention.as_ref().and_then(|r| r.mode.as_ref())
+        && RetentionMode::parse(mode.as_str()).is_none()
+    {
+        return Err(malformed("Mode", mode.as_str()));
+    }
     let retention = match &input.retention {
         Some(r) => parse_retention(
             r.mode.as_ref().map(ObjectLockRetentionMode::as_str),
@@ -393,7 +411,8 @@ pub async fn put_object_legal_hold(
             "The LegalHold must contain a Status of ON or OFF"
         ));
     }
-    let on = parse_legal_hold(status)?;
+    let on =
+        parse_legal_hold(status).map_err(|_| malformed("Status", status.unwrap_or_default()))?;
     s3.meta
         .set_object_legal_hold(&input.bucket, &input.key, input.version_id.as_deref(), on)
         .await

@@ -36,6 +36,12 @@ struct FormFields {
     repeated: Option<String>,
     /// Signed with SigV2 (a `signature` field rather than `x-amz-signature`).
     sigv2: bool,
+    /// Names an access key (`AWSAccessKeyId` or `x-amz-credential`).
+    credential: bool,
+    /// Names it the SigV2 way (`AWSAccessKeyId`).
+    v2_credential: bool,
+    /// Carries a signature (`signature` or `x-amz-signature`).
+    signed: bool,
 }
 
 impl BrowserForm {
@@ -176,6 +182,9 @@ fn rewrite_head(head: &[u8], boundary: &str, form: &BrowserForm) -> Option<Vec<u
         policy: value_of("policy"),
         repeated,
         sigv2: value_of("signature").is_some(),
+        credential: value_of("awsaccesskeyid").is_some() || value_of("x-amz-credential").is_some(),
+        v2_credential: value_of("awsaccesskeyid").is_some(),
+        signed: value_of("signature").is_some() || value_of("x-amz-signature").is_some(),
     });
     let mut out = head.to_vec();
     if let Some(key) = parts.iter().find(|p| p.name.eq_ignore_ascii_case("key")) {
@@ -235,6 +244,22 @@ pub(crate) fn watch_form(body: Body, boundary: String, form: BrowserForm) -> Bod
         }
     });
     Body::from_stream(stream)
+}
+
+/// A signed form that lacks a field its signature needs: AWS answers `400
+/// InvalidArgument` naming the field (s3s would take a form without a
+/// signature as anonymous and answer `403`). Returns the message.
+pub(crate) fn missing_signature_field(form: &BrowserForm) -> Option<String> {
+    let fields = form.fields();
+    let missing = match (fields.policy.is_some(), fields.credential, fields.signed) {
+        (true, true, false) if fields.v2_credential => "Signature",
+        (true, _, false) => "X-Amz-Signature",
+        (false, true, _) | (false, _, true) => "Policy",
+        _ => return None,
+    };
+    Some(format!(
+        "Bucket POST must contain a field named '{missing}'. If it is specified, please check the order of the fields."
+    ))
 }
 
 /// s3s reports a violated POST policy condition as `400 InvalidPolicyDocument`;

@@ -8,7 +8,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::{self, set_checksum};
-use super::encryption::{self, WriteEncryption, customer_key_of, set_sse};
+use super::encryption::{self, WriteEncryption, customer_key_of, kms_fields_of, set_sse};
 use super::ingest::{BodyRules, ingest};
 use super::object_lock;
 use super::tagging;
@@ -94,7 +94,7 @@ pub(super) fn object_headers(
     }
     Ok(ObjectHeaders {
         content_type: input.content_type.map(str::to_owned),
-        content_encoding: input.content_encoding.map(str::to_owned),
+        content_encoding: input.content_encoding.and_then(stored_content_encoding),
         content_disposition: input.content_disposition.map(str::to_owned),
         content_language: input.content_language.map(str::to_owned),
         cache_control: input.cache_control.map(str::to_owned),
@@ -105,7 +105,20 @@ pub(super) fn object_headers(
         acl: None,
         // Set by the write from its SSE headers and the bucket default.
         encryption: None,
+        multipart_upload: None,
     })
+}
+
+/// The `Content-Encoding` an object keeps: without `aws-chunked`, which only
+/// describes how this request's body was framed (AWS drops it too); none when
+/// nothing else is left.
+fn stored_content_encoding(value: &str) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
 }
 
 /// The real length of a body: aws-chunked bodies declare it separately.
@@ -121,6 +134,20 @@ pub(super) fn declared_length(headers: &HeaderMap, content_length: Option<i64>) 
             .and_then(|v| v.parse().ok())
     } else {
         content_length.and_then(|n| u64::try_from(n).ok())
+    }
+}
+
+/// A PUT body must say how long it is: `Content-Length`, or
+/// `x-amz-decoded-content-length` for an aws-chunked body (which may itself
+/// arrive with `Transfer-Encoding: chunked`). AWS answers others `411
+/// MissingContentLength`.
+pub(super) fn require_length(declared: Option<u64>) -> S3Result<()> {
+    match declared {
+        Some(_) => Ok(()),
+        None => Err(s3_error!(
+            MissingContentLength,
+            "You must provide the Content-Length HTTP header."
+        )),
     }
 }
 
@@ -142,10 +169,8 @@ pub(super) fn write_condition(
         (Some(ETagCondition::ETag(etag)), None) => {
             Ok(WriteCondition::IfMatch(etag.value().to_owned()))
         }
-        (Some(ETagCondition::Any), None) => Err(s3_error!(
-            NotImplemented,
-            "If-Match: * is not supported on writes"
-        )),
+        // RFC 9110: `*` matches any current representation.
+        (Some(ETagCondition::Any), None) => Ok(WriteCondition::IfMatchAny),
         (None, None) => Ok(WriteCondition::None),
     }
 }
@@ -154,13 +179,9 @@ pub(super) fn write_condition(
 /// silently would lie about encryption or visibility, so they are
 /// refused. (`x-amz-acl` is checked by each write against the bucket's ownership.)
 pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
-    // SSE-S3 and SSE-C are served (`encryption.rs`); KMS is not.
-    const REFUSED_PREFIXES: &[&str] = &[
-        "x-amz-server-side-encryption-aws-kms-",
-        "x-amz-server-side-encryption-context",
-        "x-amz-grant-",
-    ];
-    for (name, value) in headers {
+    // SSE-S3, SSE-KMS and SSE-C are served (`encryption.rs`).
+    const REFUSED_PREFIXES: &[&str] = &["x-amz-grant-"];
+    for name in headers.keys() {
         let name = name.as_str();
         if let Some(prefix) = REFUSED_PREFIXES.iter().find(|p| name.starts_with(**p)) {
             return Err(s3_error!(
@@ -168,23 +189,11 @@ pub(super) fn refuse_unsupported(headers: &HeaderMap) -> S3Result<()> {
                 "{prefix}* headers are not supported yet"
             ));
         }
-        let value = value.to_str().unwrap_or("");
-        match name {
-            "x-amz-server-side-encryption-bucket-key-enabled"
-                if !value.eq_ignore_ascii_case("false") =>
-            {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "S3 Bucket Keys are a KMS feature and are not supported"
-                ));
-            }
-            "x-amz-website-redirect-location" => {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "Website redirects are not supported"
-                ));
-            }
-            _ => {}
+        if name == "x-amz-website-redirect-location" {
+            return Err(s3_error!(
+                NotImplemented,
+                "Website redirects are not supported"
+            ));
         }
     }
     Ok(())
@@ -247,9 +256,10 @@ pub async fn put_object(
     let requested = encryption::requested(
         input.server_side_encryption.as_ref(),
         customer_key_of!(input)?,
+        kms_fields_of!(input),
     )?;
     let encryption =
-        WriteEncryption::choose_given(s3, bucket.config(encryption::ENCRYPTION), requested)?;
+        WriteEncryption::choose_given(s3, bucket.config(encryption::ENCRYPTION), requested).await?;
     WriteEncryption::apply(encryption.as_ref(), &mut headers);
     let tags = tagging::parse_header(input.tagging.as_deref())?;
     let lock = object_lock::requested_lock(
@@ -271,8 +281,18 @@ pub async fn put_object(
         return Err(meta_error(crate::meta::MetaError::PreconditionFailed));
     }
     let declared_len = declared_length(&req.headers, input.content_length);
+    if req.method == http::Method::PUT {
+        require_length(declared_len)?;
+    }
     refuse_beyond_quota(bucket.quota().map_err(meta_error)?, declared_len)?;
-    let expected = checksum::expected(&req.headers, input.checksum_algorithm.as_ref())?;
+    let expected = checksum::expected(&req.headers, input.checksum_algorithm.as_ref())?
+        .or_form_fields([
+            input.checksum_crc32.as_deref(),
+            input.checksum_crc32c.as_deref(),
+            input.checksum_sha1.as_deref(),
+            input.checksum_sha256.as_deref(),
+            input.checksum_crc64nvme.as_deref(),
+        ])?;
     // S3 wants proof of integrity for a PUT that locks what it writes (a form
     // POST has no way to send it).
     if !lock.is_empty()
@@ -349,6 +369,11 @@ pub async fn put_object(
         object.headers.encryption.as_ref(),
         encryption.as_ref().and_then(|e| e.customer_md5.as_deref())
     );
+    output.ssekms_encryption_context = object
+        .headers
+        .encryption
+        .as_ref()
+        .and_then(|e| e.kms_context.clone());
     if let Some(algorithm) = expected.algorithm {
         set_checksum!(output, algorithm, ingested.checksum);
         output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));

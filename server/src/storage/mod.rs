@@ -112,7 +112,8 @@ impl BlobStore {
         format!("{:032x}", rand::random::<u128>())
     }
 
-    fn path_of(&self, id: &str) -> io::Result<PathBuf> {
+    /// Where blob `id` lives on this volume (tests and fuzzing damage it there).
+    pub fn path_of(&self, id: &str) -> io::Result<PathBuf> {
         let valid = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
         // A shard file of an erasure-coded blob sits beside the blob files,
         // spread over the same directories by its random part.

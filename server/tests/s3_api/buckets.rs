@@ -23,10 +23,9 @@ async fn bucket_lifecycle_create_list_head_delete(backend: Backend) {
         code(s3.head_bucket().bucket("gamma").send().await),
         "NotFound"
     );
-    assert_eq!(
-        code(s3.create_bucket().bucket("alpha").send().await),
-        "BucketAlreadyOwnedByYou"
-    );
+    // us-east-1 (the default region): AWS's legacy 200 for a bucket you own;
+    // other regions answer BucketAlreadyOwnedByYou (fidelity.rs).
+    s3.create_bucket().bucket("alpha").send().await.unwrap();
     s3.put_object()
         .bucket("alpha")
         .key("x")

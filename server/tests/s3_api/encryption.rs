@@ -344,13 +344,13 @@ async fn bucket_default_encryption_applies(backend: Backend) {
     );
     assert_eq!(get(&s3, "dflt", "k", None).await, data);
     assert!(!on_disk(&server.data_dir, &data));
-    // KMS is refused, on the bucket and on objects.
+    // Dual-layer KMS is refused, on the bucket and on objects (SSE-KMS: kms.rs).
     let kms = ServerSideEncryptionConfiguration::builder()
         .rules(
             ServerSideEncryptionRule::builder()
                 .apply_server_side_encryption_by_default(
                     ServerSideEncryptionByDefault::builder()
-                        .sse_algorithm(ServerSideEncryption::AwsKms)
+                        .sse_algorithm(ServerSideEncryption::AwsKmsDsse)
                         .build()
                         .unwrap(),
                 )
@@ -373,7 +373,7 @@ async fn bucket_default_encryption_applies(backend: Backend) {
             s3.put_object()
                 .bucket("dflt")
                 .key("kms")
-                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .server_side_encryption(ServerSideEncryption::AwsKmsDsse)
                 .body(ByteStream::from_static(b"x"))
                 .send()
                 .await
@@ -884,6 +884,15 @@ async fn master_key_rotation_keeps_objects_readable(backend: Backend) {
         .send()
         .await
         .unwrap();
+    // An SSE-KMS object: its KMS key's material is re-sealed, its data key kept.
+    s3.put_object()
+        .bucket("rot")
+        .key("kms")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
     server.shutdown().await;
     let key_file = data_dir.join("master.key");
     let old = Key::from_base64(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
@@ -918,6 +927,21 @@ async fn master_key_rotation_keeps_objects_readable(backend: Backend) {
     assert_eq!(server.root_key().secret, root.secret);
     let s3 = client(&server.endpoint(), &root.id, &root.secret);
     assert_eq!(get(&s3, "rot", "k", None).await, data);
+    let kms = s3
+        .get_object()
+        .bucket("rot")
+        .key("kms")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        kms.server_side_encryption(),
+        Some(&ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(
+        &kms.body.collect().await.unwrap().into_bytes()[..],
+        &data[..]
+    );
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -108,19 +108,20 @@ async fn lifecycle_configuration_is_stored_and_validated(backend: Backend) {
             .and_then(|a| a.days_after_initiation()),
         Some(2)
     );
-    // Refusals change nothing: transitions, non-positive days, rules without action.
+    // Refusals change nothing: too early a transition, non-positive days,
+    // rules without action.
     let transition = prefix_rule("cold", "")
         .transitions(
             Transition::builder()
-                .days(30)
-                .storage_class(TransitionStorageClass::Glacier)
+                .days(10)
+                .storage_class(TransitionStorageClass::StandardIa)
                 .build(),
         )
         .build()
         .unwrap();
     assert_eq!(
         put_rules(&s3, "life", vec![transition]).await,
-        Err("NotImplemented".to_owned())
+        Err("InvalidArgument".to_owned())
     );
     let zero = prefix_rule("zero", "")
         .expiration(LifecycleExpiration::builder().days(0).build())

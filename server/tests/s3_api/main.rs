@@ -4,13 +4,17 @@
 mod common;
 
 mod acl;
+mod attributes;
 mod auth;
 mod auth_attacks;
 mod bad_input;
 mod buckets;
+mod conditional;
 mod cors;
 mod encryption;
 mod endpoints;
+mod fidelity;
+mod kms;
 mod lifecycle;
 mod listing;
 mod multipart;

@@ -148,7 +148,8 @@ async fn ranges_and_part_numbers_select_bytes(backend: Backend) {
                 .send()
                 .await
         ),
-        "InvalidPartNumber"
+        "InvalidPart",
+        "a part the object does not have: 400 InvalidPart, as on AWS"
     );
     t.stop().await;
 }

@@ -1020,7 +1020,10 @@ async fn kill_9_of_one_node_at_a_time_under_the_mixed_workload_loses_nothing() {
         let temp = std::fs::read_dir(cluster.nodes[victim].data_dir.join("tmp"))
             .map(|d| d.count())
             .unwrap_or(0);
-        assert_eq!(temp, 0, "round {round}: temp files left on the restarted node");
+        assert_eq!(
+            temp, 0,
+            "round {round}: temp files left on the restarted node"
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
         let log = std::fs::read_to_string(cluster.nodes[victim].data_dir.with_extension("log"))
             .unwrap_or_default();

@@ -15,7 +15,17 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncry
 use harness::*;
 
 const MIB: usize = 1 << 20;
-const EC_ARGS: &[&str] = &["--erasure", "4+2", "--dead-after", "5", "--replicas", "3"];
+const EC_ARGS: &[&str] = &[
+    "--erasure",
+    "4+2",
+    "--erasure-min-size",
+    "1048576",
+    "--dead-after",
+    "5",
+    "--replicas",
+    "3",
+];
+const MULTIPART_PART: usize = 5 * MIB;
 
 /// Deterministic bytes of exactly `len`.
 fn bytes_of(seed: u64, len: usize) -> Vec<u8> {
@@ -35,6 +45,8 @@ fn sizes() -> Vec<(String, usize)> {
     [
         ("tiny", 5),
         ("small-replicated", 200_000),
+        ("just-below-min-size", MIB - 1),
+        ("at-min-size", MIB),
         ("one-stripe-less-one", 4 * MIB - 1),
         ("one-stripe", 4 * MIB),
         ("uneven", 9 * MIB + 12_345),
@@ -54,7 +66,12 @@ async fn get_range(client: &Client, bucket: &str, key: &str, range: &str) -> Vec
         .send()
         .await
         .unwrap_or_else(|e| panic!("{key} {range}: {e:?}"));
-    out.body.collect().await.expect("body").into_bytes().to_vec()
+    out.body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes()
+        .to_vec()
 }
 
 /// Every object whole, a few ranges of it, and the multipart one by part.
@@ -63,21 +80,53 @@ async fn assert_objects_intact(client: &Client, bucket: &str, objects: &[(String
         let body = get(client, bucket, key)
             .await
             .unwrap_or_else(|e| panic!("{key}: {e}"));
-        assert!(body == *data, "{key}: {} bytes back of {}", body.len(), data.len());
+        assert!(
+            body == *data,
+            "{key}: {} bytes back of {}",
+            body.len(),
+            data.len()
+        );
         let len = data.len();
-        for (a, b) in [(0, 0), (len / 3, len / 3 + 100), (len.saturating_sub(7), len - 1)] {
+        for (a, b) in [
+            (0, 0),
+            (len / 3, len / 3 + 100),
+            (len.saturating_sub(7), len - 1),
+        ] {
             if len == 0 || b >= len {
                 continue;
             }
             let got = get_range(client, bucket, key, &format!("bytes={a}-{b}")).await;
             assert!(got == data[a..=b], "{key} bytes {a}-{b}");
         }
-        if len > 4 * MIB + 10 {
-            // Across a stripe boundary.
-            let (a, b) = (4 * MIB - 5, 4 * MIB + 5);
+        // Across a shard boundary inside the first stripe (chunk 0 | chunk 1),
+        // across a stripe boundary, and over several whole stripes.
+        for (a, b) in [
+            (MIB - 3, MIB + 3),
+            (3 * MIB - 1, 3 * MIB),
+            (4 * MIB - 5, 4 * MIB + 5),
+            (3 * MIB + 17, 9 * MIB + 5),
+        ] {
+            if b >= len {
+                continue;
+            }
             let got = get_range(client, bucket, key, &format!("bytes={a}-{b}")).await;
-            assert!(got == data[a..=b], "{key} across a stripe");
+            assert!(got == data[a..=b], "{key} bytes {a}-{b}");
         }
+    }
+    if let Some((_, data)) = objects.iter().find(|(k, _)| k == "multipart") {
+        let out = client
+            .get_object()
+            .bucket(bucket)
+            .key("multipart")
+            .part_number(2)
+            .send()
+            .await
+            .expect("partNumber 2");
+        let body = out.body.collect().await.expect("body").into_bytes();
+        assert!(
+            body[..] == data[MULTIPART_PART..2 * MULTIPART_PART],
+            "part 2"
+        );
     }
 }
 
@@ -129,7 +178,12 @@ async fn put_multipart(client: &Client, bucket: &str, key: &str, data: &[u8], pa
 /// multipart one and an SSE-S3 one.
 async fn write_objects(cluster: &TestCluster, bucket: &str) -> Vec<(String, Vec<u8>)> {
     let client = cluster.nodes[0].client();
-    client.create_bucket().bucket(bucket).send().await.expect("bucket");
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
     let mut objects = Vec::new();
     for (i, (key, len)) in sizes().into_iter().enumerate() {
         let data = bytes_of(i as u64 + 1, len);
@@ -139,7 +193,7 @@ async fn write_objects(cluster: &TestCluster, bucket: &str) -> Vec<(String, Vec<
         objects.push((key, data));
     }
     let multipart = bytes_of(99, 13 * MIB + 777);
-    put_multipart(&client, bucket, "multipart", &multipart, 5 * MIB).await;
+    put_multipart(&client, bucket, "multipart", &multipart, MULTIPART_PART).await;
     objects.push(("multipart".to_owned(), multipart));
     let secret = bytes_of(7, 6 * MIB + 1);
     client
@@ -163,7 +217,11 @@ fn shard_files(cluster: &TestCluster) -> Vec<Vec<PathBuf>> {
         .map(|n| {
             n.blob_files()
                 .into_iter()
-                .filter(|p| p.file_name().and_then(|f| f.to_str()).is_some_and(|f| f.starts_with("e-")))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|f| f.to_str())
+                        .is_some_and(|f| f.starts_with("e-"))
+                })
                 .collect()
         })
         .collect()
@@ -202,32 +260,86 @@ async fn shard_counts(cluster: &TestCluster) -> Vec<(String, usize)> {
     all
 }
 
+/// The blob ids holding `key`'s bytes.
+async fn blobs_of(cluster: &TestCluster, bucket: &str, key: &str) -> Vec<String> {
+    let meta = cluster.meta().await;
+    let object = meta
+        .get_object(bucket, key)
+        .await
+        .expect("metadata")
+        .unwrap_or_else(|| panic!("{key} has no row"));
+    meta.close().await;
+    object.segments.into_iter().map(|s| s.blob).collect()
+}
+
+/// PUTs `data` until a node takes it: right after a node dies, writes that
+/// need it fail until the cluster has declared it dead (`--dead-after`).
+async fn put_until_taken(client: &Client, bucket: &str, key: &str, data: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match put(client, bucket, key, data.to_vec()).await {
+            Ok(()) => return,
+            Err(e) => assert!(Instant::now() < deadline, "{key} never taken: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn six_nodes_four_plus_two_survive_two_failures_and_heal() {
     let mut cluster = TestCluster::start(6, EC_ARGS).await;
-    let objects = write_objects(&cluster, "ec").await;
+    let objects = write_objects(&cluster, "erasure").await;
     // Large objects are erasure-coded: 6 shard files per blob, one per node.
     let counts = shard_counts(&cluster).await;
     // uneven, large, one-stripe, one-stripe-less-one, encrypted, 3 parts.
     assert!(counts.len() >= 8, "erasure-coded blobs: {counts:?}");
     let files = shard_files(&cluster);
-    assert!(files.iter().all(|f| !f.is_empty()), "every node holds shards");
+    assert!(
+        files.iter().all(|f| !f.is_empty()),
+        "every node holds shards"
+    );
     let total: usize = files.iter().map(Vec::len).sum();
     assert_eq!(total, counts.len() * 6, "{counts:?}");
-    // Small objects stayed replicated (or inline).
-    let replicas = cluster.replicas().await;
-    assert!(replicas.keys().any(|id| !id.starts_with("e-")), "{replicas:?}");
+    // Objects below --erasure-min-size stayed replicated (or inline); the
+    // rest, every part of the multipart one included, are erasure-coded.
+    for (key, data) in &objects {
+        let blobs = blobs_of(&cluster, "erasure", key).await;
+        let coded = blobs.iter().all(|b| b.starts_with("e-4-2-"));
+        let replicated = blobs.iter().all(|b| !b.starts_with("e-"));
+        match data.len() < MIB {
+            true => assert!(
+                replicated,
+                "{key} ({} bytes) is not replicated: {blobs:?}",
+                data.len()
+            ),
+            false => assert!(
+                coded,
+                "{key} ({} bytes) is not erasure-coded: {blobs:?}",
+                data.len()
+            ),
+        }
+    }
+    assert_eq!(blobs_of(&cluster, "erasure", "multipart").await.len(), 3);
 
-    // Any two nodes down: everything reads back through the others.
+    // Any two nodes down: everything reads back through the others, and new
+    // writes are taken (replicated while fewer than k+m nodes take data).
+    let mut objects = objects;
     for (a, b) in [(1, 2), (4, 5)] {
         cluster.nodes[a].kill9();
         cluster.nodes[b].kill9();
         for reader in [0, 3] {
-            assert_objects_intact(&cluster.nodes[reader].client(), "ec", &objects).await;
+            assert_objects_intact(&cluster.nodes[reader].client(), "erasure", &objects).await;
         }
+        let key = format!("written-while-{a}-and-{b}-were-down");
+        let data = bytes_of(a as u64 * 10 + b as u64, 6 * MIB + 5);
+        put_until_taken(&cluster.nodes[3].client(), "erasure", &key, &data).await;
+        objects.push((key, data));
+        let written = &objects[objects.len() - 1..];
+        assert_objects_intact(&cluster.nodes[0].client(), "erasure", written).await;
         cluster.restart(a).await;
         cluster.restart(b).await;
     }
+    let counts = shard_counts(&cluster).await;
 
     // A corrupt shard file is read around, quarantined and rebuilt.
     let (holder, victim) = shard_files(&cluster)
@@ -247,8 +359,11 @@ async fn six_nodes_four_plus_two_survive_two_failures_and_heal() {
     bytes[100] ^= 0xff;
     std::fs::write(&victim, &bytes).expect("corrupt");
     let client = cluster.nodes[holder].client();
-    assert_objects_intact(&client, "ec", &objects).await;
-    let quarantined = cluster.nodes[holder].data_dir.join("quarantine").join(victim.file_name().expect("name"));
+    assert_objects_intact(&client, "erasure", &objects).await;
+    let quarantined = cluster.nodes[holder]
+        .data_dir
+        .join("quarantine")
+        .join(victim.file_name().expect("name"));
     assert!(quarantined.exists(), "the bad shard is set aside");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -256,7 +371,10 @@ async fn six_nodes_four_plus_two_survive_two_failures_and_heal() {
         if good {
             break;
         }
-        assert!(Instant::now() < deadline, "the corrupt shard was not rebuilt");
+        assert!(
+            Instant::now() < deadline,
+            "the corrupt shard was not rebuilt"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
@@ -289,7 +407,7 @@ async fn six_nodes_four_plus_two_survive_two_failures_and_heal() {
     // And the healed shards are good: lose two other nodes, read everything.
     cluster.nodes[0].kill9();
     cluster.nodes[2].kill9();
-    assert_objects_intact(&cluster.nodes[5].client(), "ec", &objects).await;
+    assert_objects_intact(&cluster.nodes[5].client(), "erasure", &objects).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -298,19 +416,98 @@ async fn replicated_and_erasure_coded_objects_share_one_cluster() {
     // every node reads both kinds.
     let mut cluster = TestCluster::start(6, &["--dead-after", "5"]).await;
     let client = cluster.nodes[0].client();
-    client.create_bucket().bucket("mixed").send().await.expect("bucket");
+    client
+        .create_bucket()
+        .bucket("mixed")
+        .send()
+        .await
+        .expect("bucket");
     let replicated = bytes_of(1, 5 * MIB + 1);
-    put(&client, "mixed", "replicated", replicated.clone()).await.expect("put");
+    put(&client, "mixed", "replicated", replicated.clone())
+        .await
+        .expect("put");
     cluster.nodes[5].kill9();
     cluster.nodes[5].args = EC_ARGS.iter().map(|a| (*a).to_owned()).collect();
     cluster.restart(5).await;
     cluster.wait_until_all_see(6).await;
     let coded = bytes_of(2, 5 * MIB + 1);
-    put(&cluster.nodes[5].client(), "mixed", "coded", coded.clone()).await.expect("put");
+    put(&cluster.nodes[5].client(), "mixed", "coded", coded.clone())
+        .await
+        .expect("put");
     let counts = shard_counts(&cluster).await;
     assert_eq!(counts.len(), 1, "{counts:?}");
-    let objects = vec![("replicated".to_owned(), replicated), ("coded".to_owned(), coded)];
+    let objects = vec![
+        ("replicated".to_owned(), replicated),
+        ("coded".to_owned(), coded),
+    ];
     for node in 0..6 {
         assert_objects_intact(&cluster.nodes[node].client(), "mixed", &objects).await;
+    }
+}
+
+/// Peak resident memory (VmHWM) of a running node's process, in bytes.
+fn peak_rss(node: &Node) -> u64 {
+    let pid = node.child.as_ref().expect("node running").id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM");
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_per_request_does_not_grow_with_object_size() {
+    // PUT and GET an object of 32 MiB, then one eight times larger, through one
+    // node: if any node buffered whole objects (or whole shards), its peak
+    // resident memory would grow by about the difference.
+    let cluster = TestCluster::start(6, EC_ARGS).await;
+    let client = cluster.nodes[0].client();
+    client
+        .create_bucket()
+        .bucket("streaming")
+        .send()
+        .await
+        .expect("bucket");
+    let mut peaks = Vec::new();
+    for (i, len) in [32 * MIB, 256 * MIB].into_iter().enumerate() {
+        let key = format!("object-{len}");
+        let data = bytes_of(i as u64 + 40, len);
+        put(&client, "streaming", &key, data.clone())
+            .await
+            .expect("put");
+        let out = client
+            .get_object()
+            .bucket("streaming")
+            .key(&key)
+            .send()
+            .await
+            .expect("get");
+        let mut body = out.body.into_async_read();
+        let mut back = Vec::with_capacity(len);
+        tokio::io::AsyncReadExt::read_to_end(&mut body, &mut back)
+            .await
+            .expect("body");
+        assert!(back == data, "{key} read back");
+        let blobs = blobs_of(&cluster, "streaming", &key).await;
+        assert!(blobs.iter().all(|b| b.starts_with("e-4-2-")), "{blobs:?}");
+        peaks.push(cluster.nodes.iter().map(peak_rss).collect::<Vec<_>>());
+    }
+    eprintln!(
+        "peak RSS per node (MiB) after 32 MiB: {:?}",
+        peaks[0].iter().map(|p| p >> 20).collect::<Vec<_>>()
+    );
+    eprintln!(
+        "peak RSS per node (MiB) after 256 MiB: {:?}",
+        peaks[1].iter().map(|p| p >> 20).collect::<Vec<_>>()
+    );
+    for (node, (small, large)) in peaks[0].iter().zip(&peaks[1]).enumerate() {
+        let growth = large.saturating_sub(*small);
+        assert!(
+            growth < 64 * MIB as u64,
+            "node {node}: peak memory grew by {} MiB for an object 224 MiB larger",
+            growth >> 20
+        );
     }
 }

@@ -113,7 +113,9 @@ async fn a_failed_fsync_fails_the_write(under: &str, size: usize) {
         .send()
         .await
         .expect("bucket");
-    put(&s3, "before", size).await.expect("a write before the fault");
+    put(&s3, "before", size)
+        .await
+        .expect("a write before the fault");
 
     std::fs::write(&flag, b"").expect("flag");
     for i in 0..3 {

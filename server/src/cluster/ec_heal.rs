@@ -54,12 +54,7 @@ pub(super) async fn heal_pass(plane: &DataPlane) -> anyhow::Result<()> {
                 data_at_risk += 1;
             }
             let home = placement::home(&blob.id, &view.candidates(dead_after), geometry.shards());
-            let held_by = |node: &str| {
-                blob.shards
-                    .iter()
-                    .find(|(_, n)| n == node)
-                    .map(|(s, _)| *s)
-            };
+            let held_by = |node: &str| blob.shards.iter().find(|(_, n)| n == node).map(|(s, _)| *s);
             let covered: BTreeSet<usize> = home.iter().filter_map(|n| held_by(*n)).collect();
             let missing = (0..geometry.shards()).filter(|i| !covered.contains(i));
             let lacking = home.iter().filter(|n| {
@@ -69,7 +64,10 @@ pub(super) async fn heal_pass(plane: &DataPlane) -> anyhow::Result<()> {
                         .is_some_and(|node| view.liveness(node, dead_after) == Liveness::Alive)
             });
             let me = plane.node_id();
-            let mine = lacking.zip(missing).find(|(n, _)| **n == me).map(|(_, i)| i);
+            let mine = lacking
+                .zip(missing)
+                .find(|(n, _)| **n == me)
+                .map(|(_, i)| i);
             match (held_by(me), mine) {
                 (None, Some(index)) => tasks.push(Task::Rebuild(blob, index)),
                 (Some(index), _) if !home.contains(&me) && covered.contains(&index) => {
@@ -80,7 +78,9 @@ pub(super) async fn heal_pass(plane: &DataPlane) -> anyhow::Result<()> {
         }
     }
     let counters = plane.counters();
-    counters.shards_at_risk.store(shards_at_risk, Ordering::Relaxed);
+    counters
+        .shards_at_risk
+        .store(shards_at_risk, Ordering::Relaxed);
     counters.data_at_risk.store(data_at_risk, Ordering::Relaxed);
     let mut pacer = Pacer::new(plane.config().heal_rate);
     for task in tasks {
@@ -142,7 +142,9 @@ async fn rebuild(plane: &DataPlane, blob: &BlobShards, index: usize) -> anyhow::
                 plane.meta().add_shard(&blob.id, index, &me).await?;
                 return Ok(layout.shard_len());
             }
-            Err(e) => tracing::debug!(blob = blob.id, shard = index, error = %e, "copy failed; rebuilding instead"),
+            Err(e) => {
+                tracing::debug!(blob = blob.id, shard = index, error = %e, "copy failed; rebuilding instead")
+            }
         }
     }
     let local = plane.local().clone();
@@ -150,7 +152,8 @@ async fn rebuild(plane: &DataPlane, blob: &BlobShards, index: usize) -> anyhow::
     let mut writer = tokio::task::spawn_blocking(move || local.create_with_id(&name)).await??;
     for s in 0..layout.stripes() {
         let chunk = rebuilt_chunk(&reader, layout, s, index).await?;
-        writer = tokio::task::spawn_blocking(move || writer.append(&chunk).map(|()| writer)).await??;
+        writer =
+            tokio::task::spawn_blocking(move || writer.append(&chunk).map(|()| writer)).await??;
     }
     tokio::task::spawn_blocking(move || writer.finish()).await??;
     plane.meta().add_shard(&blob.id, index, &me).await?;

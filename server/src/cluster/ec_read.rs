@@ -61,7 +61,9 @@ impl DataPlane {
                 .shards_of(&id)
                 .await
                 .map_err(|e| unreachable(format!("metadata store: {e}")))?
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("blob {id} is gone")))?;
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, format!("blob {id} is gone"))
+                })?;
             let reader = Arc::new(StripeReader::new(&plane, &blob).await?);
             Ok::<_, io::Error>(reader.stream(range))
         })
@@ -78,13 +80,24 @@ impl DataPlane {
             .iter()
             .filter_map(|(shard, node)| {
                 if node == self.node_id() {
-                    return Some((0, Source { shard: *shard, node: node.clone(), url: None }));
+                    return Some((
+                        0,
+                        Source {
+                            shard: *shard,
+                            node: node.clone(),
+                            url: None,
+                        },
+                    ));
                 }
                 let member = view.node(node)?;
                 let rank = view.liveness(member, dead_after) as u8;
                 Some((
                     rank,
-                    Source { shard: *shard, node: node.clone(), url: Some(member.url.clone()) },
+                    Source {
+                        shard: *shard,
+                        node: node.clone(),
+                        url: Some(member.url.clone()),
+                    },
                 ))
             })
             .collect();
@@ -96,17 +109,27 @@ impl DataPlane {
 impl StripeReader {
     pub async fn new(plane: &DataPlane, blob: &BlobShards) -> io::Result<Self> {
         let (geometry, _) = parse_erasure_id(&blob.id).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("bad erasure-coded blob id {}", blob.id))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad erasure-coded blob id {}", blob.id),
+            )
         })?;
         Ok(Self {
             plane: plane.clone(),
             id: blob.id.clone(),
-            layout: Layout { k: geometry.k, m: geometry.m, size: blob.size },
+            layout: Layout {
+                k: geometry.k,
+                m: geometry.m,
+                size: blob.size,
+            },
             sources: plane.shard_sources(blob).await,
         })
     }
 
-    fn stream(self: Arc<Self>, range: Range<u64>) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static + use<> {
+    fn stream(
+        self: Arc<Self>,
+        range: Range<u64>,
+    ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static + use<> {
         let end = range.end.min(self.layout.size);
         let start = range.start.min(end);
         let per_stripe = self.layout.stripe_bytes();
@@ -132,7 +155,10 @@ impl StripeReader {
         let needed: Vec<usize> = (first..=last).collect();
         let chunks = self.gather(s, &needed).await?;
         let data = if needed.iter().all(|i| chunks.contains_key(i)) {
-            needed.iter().filter_map(|i| chunks.get(i).cloned()).collect()
+            needed
+                .iter()
+                .filter_map(|i| chunks.get(i).cloned())
+                .collect()
         } else {
             let (k, m) = (self.layout.k, self.layout.m);
             let restored = tokio::task::spawn_blocking(move || decode_stripe(k, m, &chunks))
@@ -169,9 +195,21 @@ impl StripeReader {
         let len = self.layout.chunk_len(s);
         // Needed data shards first, then the other data shards, then parity.
         let mut order: Vec<&Source> = Vec::with_capacity(self.sources.len());
-        order.extend(self.sources.iter().filter(|src| needed.contains(&src.shard)));
-        order.extend(self.sources.iter().filter(|src| !needed.contains(&src.shard) && src.shard < k));
-        order.extend(self.sources.iter().filter(|src| !needed.contains(&src.shard) && src.shard >= k));
+        order.extend(
+            self.sources
+                .iter()
+                .filter(|src| needed.contains(&src.shard)),
+        );
+        order.extend(
+            self.sources
+                .iter()
+                .filter(|src| !needed.contains(&src.shard) && src.shard < k),
+        );
+        order.extend(
+            self.sources
+                .iter()
+                .filter(|src| !needed.contains(&src.shard) && src.shard >= k),
+        );
         let mut next = 0;
         let mut want = needed.len();
         let mut got: BTreeMap<usize, Bytes> = BTreeMap::new();
@@ -220,7 +258,12 @@ impl StripeReader {
     }
 
     /// Shard `source.shard`'s chunk of stripe `s` (`len` bytes), verified by its holder.
-    fn fetch(&self, source: &Source, s: u64, len: usize) -> impl Future<Output = io::Result<Bytes>> + Send + 'static + use<> {
+    fn fetch(
+        &self,
+        source: &Source,
+        s: u64,
+        len: usize,
+    ) -> impl Future<Output = io::Result<Bytes>> + Send + 'static + use<> {
         let plane = self.plane.clone();
         let file = shard_file(&self.id, source.shard);
         let start = s * CHUNK as u64;
@@ -228,17 +271,18 @@ impl StripeReader {
         let url = source.url.clone();
         async move {
             let read = async {
-                let stream: std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>> = match url {
-                    None => Box::pin(plane.local_stream(&file, range)),
-                    Some(url) => Box::pin(
-                        plane
-                            .inner
-                            .peers
-                            .get_blob(&url, &file, range)
-                            .await
-                            .map_err(|e| io::Error::other(e.to_string()))?,
-                    ),
-                };
+                let stream: std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>> =
+                    match url {
+                        None => Box::pin(plane.local_stream(&file, range)),
+                        Some(url) => Box::pin(
+                            plane
+                                .inner
+                                .peers
+                                .get_blob(&url, &file, range)
+                                .await
+                                .map_err(|e| io::Error::other(e.to_string()))?,
+                        ),
+                    };
                 let bytes = stream
                     .try_fold(BytesMut::with_capacity(len), |mut acc, chunk| async move {
                         acc.extend_from_slice(&chunk);

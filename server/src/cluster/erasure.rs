@@ -260,7 +260,9 @@ impl DataPlane {
                 let body = super::write::tokio_stream_of(receiver);
                 let plane = self.clone();
                 let reply =
-                    tokio::spawn(async move { plane.inner.peers.put_blob(&url, &file, body).await });
+                    tokio::spawn(
+                        async move { plane.inner.peers.put_blob(&url, &file, body).await },
+                    );
                 Sink::Remote { sender, reply }
             } else {
                 Sink::Gone
@@ -334,9 +336,7 @@ impl ErasureWriter {
                 Sink::Local(mut writer) => {
                     local = Some((
                         index,
-                        tokio::task::spawn_blocking(move || {
-                            writer.append(&chunk).map(|()| writer)
-                        }),
+                        tokio::task::spawn_blocking(move || writer.append(&chunk).map(|()| writer)),
                     ));
                 }
                 Sink::Remote { sender, reply } => {
@@ -437,7 +437,13 @@ impl ErasureWriter {
                     count += 1;
                 }
                 Ok(Ok(receipt)) => {
-                    tracing::error!(node = target.node, blob = self.id, shard = index, ?receipt, "peer stored a different shard");
+                    tracing::error!(
+                        node = target.node,
+                        blob = self.id,
+                        shard = index,
+                        ?receipt,
+                        "peer stored a different shard"
+                    );
                     let mut only = vec![String::new(); index + 1];
                     only[index] = target.node.clone();
                     self.plane.discard(&self.id, &only).await;
@@ -459,9 +465,7 @@ impl ErasureWriter {
         }
         if count < quorum {
             self.plane.discard(&self.id, &durable).await;
-            return Err(self.quorum_lost(format!(
-                "only {count} of {quorum} shards became durable"
-            )));
+            return Err(self.quorum_lost(format!("only {count} of {quorum} shards became durable")));
         }
         Ok(BlobInfo {
             id: std::mem::take(&mut self.id),
@@ -476,7 +480,8 @@ impl Drop for ErasureWriter {
         // An abandoned write: peers see their body end with an error and drop
         // their temp files; the local writer removes its own.
         for target in &mut self.shards {
-            if let Sink::Remote { sender, reply } = std::mem::replace(&mut target.sink, Sink::Gone) {
+            if let Sink::Remote { sender, reply } = std::mem::replace(&mut target.sink, Sink::Gone)
+            {
                 let _ = sender.try_send(Err(std::io::Error::other("write abandoned")));
                 reply.abort();
             }
@@ -533,12 +538,20 @@ mod tests {
 
     #[test]
     fn the_last_stripe_is_spread_evenly_and_shards_add_up() {
-        let layout = Layout { k: 4, m: 2, size: 4 * CHUNK as u64 * 2 + 10 };
+        let layout = Layout {
+            k: 4,
+            m: 2,
+            size: 4 * CHUNK as u64 * 2 + 10,
+        };
         assert_eq!(layout.stripes(), 3);
         assert_eq!(layout.chunk_len(0), CHUNK);
         assert_eq!(layout.chunk_len(2), 4);
         assert_eq!(layout.shard_len(), 2 * CHUNK as u64 + 4);
-        let exact = Layout { k: 4, m: 2, size: 4 * CHUNK as u64 };
+        let exact = Layout {
+            k: 4,
+            m: 2,
+            size: 4 * CHUNK as u64,
+        };
         assert_eq!((exact.stripes(), exact.chunk_len(0)), (1, CHUNK));
     }
 
@@ -559,8 +572,10 @@ mod tests {
             let restored = decode_stripe(k, m, &kept).unwrap().concat();
             assert_eq!(&restored[..data.len()], &data[..], "lost {lost:?}");
         }
-        let three: BTreeMap<usize, Bytes> =
-            chunks.iter().take(3).cloned().enumerate().collect();
-        assert!(decode_stripe(k, m, &three).is_err(), "three of four is not enough");
+        let three: BTreeMap<usize, Bytes> = chunks.iter().take(3).cloned().enumerate().collect();
+        assert!(
+            decode_stripe(k, m, &three).is_err(),
+            "three of four is not enough"
+        );
     }
 }

@@ -248,7 +248,11 @@ async fn fetch(plane: &DataPlane, blob: &BlobReplicas) -> anyhow::Result<()> {
 
 /// Copies one blob from the peer at `url`, checked end to end against the
 /// source's block checksums.
-pub(super) async fn copy_from(plane: &DataPlane, url: &str, blob: &BlobReplicas) -> anyhow::Result<()> {
+pub(super) async fn copy_from(
+    plane: &DataPlane,
+    url: &str,
+    blob: &BlobReplicas,
+) -> anyhow::Result<()> {
     let expected = plane.inner.peers.block_crcs(url, &blob.id).await?;
     let stream = Box::pin(
         plane

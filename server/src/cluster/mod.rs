@@ -16,10 +16,10 @@ pub mod placement;
 mod read;
 mod write;
 
+pub use self::erasure::{BlobWrite, Erasure, ErasureWriter};
 pub use self::healer::spawn_workers;
 pub use self::membership::{Liveness, View, join};
 pub use self::peer::{PEER_PATH_PREFIX, is_peer_request, peer_router};
-pub use self::erasure::{BlobWrite, Erasure, ErasureWriter};
 pub use self::write::ReplicatedWriter;
 pub(crate) use self::write::is_out_of_space;
 

@@ -31,11 +31,11 @@ pub use self::lock::{
 };
 pub use self::multipart::{MultipartUpload, Part, UploadsPage};
 pub use self::nodes::{BlobReplicas, Node, NodeProgress, NodeState};
-pub use self::shards::{BlobShards, is_erasure};
 pub use self::objects::{
     CustomerKeyCheck, Deleted, Encryption, NULL_VERSION, ObjectChecksum, ObjectHeaders, ObjectMeta,
     Segment, WriteCondition,
 };
+pub use self::shards::{BlobShards, is_erasure};
 pub use self::usage::{QUOTA, Quota};
 pub use self::versions::{ObjectVersion, VERSIONING, Versioning};
 

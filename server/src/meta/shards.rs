@@ -111,10 +111,7 @@ impl MetaStore {
                 .bind(shard as i64)
                 .fetch_all(&mut **tx)
                 .await?;
-        if !holders
-            .iter()
-            .any(|(n,)| n != node && counted.contains(n))
-        {
+        if !holders.iter().any(|(n,)| n != node && counted.contains(n)) {
             return Ok(false);
         }
         sqlx::query("DELETE FROM blob_replicas WHERE blob_id = $1 AND node_id = $2")

@@ -198,7 +198,10 @@ where
         let target = match &mut writer {
             Some(w) => w,
             None => {
-                let w = blobs.create_sized(rules.declared_len).await.map_err(io_error)?;
+                let w = blobs
+                    .create_sized(rules.declared_len)
+                    .await
+                    .map_err(io_error)?;
                 cipher = rules.encryption.map(|key| Arc::new(key.segment(w.id())));
                 writer.insert(w)
             }

@@ -48,8 +48,7 @@ pub fn parse_shard_file(name: &str) -> Option<(&str, usize)> {
     let (id, index) = name.rsplit_once('.')?;
     let (geometry, _) = parse_erasure_id(id)?;
     let index: usize = index.parse().ok()?;
-    (index < geometry.shards() && index.to_string() == name[id.len() + 1..])
-        .then_some((id, index))
+    (index < geometry.shards() && index.to_string() == name[id.len() + 1..]).then_some((id, index))
 }
 
 /// The ids the metadata store knows a file by: a blob file's own name, or the
@@ -69,7 +68,10 @@ mod tests {
         assert_eq!(geometry, Geometry { k: 4, m: 2 });
         assert_eq!(hex.len(), 32);
         for index in 0..6 {
-            assert_eq!(parse_shard_file(&shard_file(&id, index)), Some((id.as_str(), index)));
+            assert_eq!(
+                parse_shard_file(&shard_file(&id, index)),
+                Some((id.as_str(), index))
+            );
         }
         assert_eq!(parse_shard_file(&shard_file(&id, 6)), None, "beyond k+m");
         assert_eq!(parse_shard_file(&format!("{id}.01")), None);

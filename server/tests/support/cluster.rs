@@ -333,4 +333,3 @@ pub async fn assert_all_readable(node: &Node, bucket: &str, keys: &[String], max
         );
     }
 }
-

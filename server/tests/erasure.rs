@@ -206,7 +206,77 @@ async fn write_objects(cluster: &TestCluster, bucket: &str) -> Vec<(String, Vec<
         .await
         .expect("encrypted put");
     objects.push(("encrypted".to_owned(), secret));
+    let kms_key = cluster.cli(&["kms", "create", "erasure-test"]);
+    let kms_key = kms_key
+        .lines()
+        .find_map(|l| l.strip_prefix("KeyId: "))
+        .expect("kms key id")
+        .trim()
+        .to_owned();
+    let sealed = bytes_of(8, 5 * MIB + 333);
+    client
+        .put_object()
+        .bucket(bucket)
+        .key("encrypted-kms")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&kms_key)
+        .body(ByteStream::from(sealed.clone()))
+        .send()
+        .await
+        .expect("SSE-KMS put");
+    objects.push(("encrypted-kms".to_owned(), sealed));
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(SSE_C_KEY)
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(customer_key().0)
+        .sse_customer_key_md5(customer_key().1)
+        .body(ByteStream::from(sse_c_data()))
+        .send()
+        .await
+        .expect("SSE-C put");
     objects
+}
+
+const SSE_C_KEY: &str = "encrypted-customer-key";
+
+fn sse_c_data() -> Vec<u8> {
+    bytes_of(9, 7 * MIB + 21)
+}
+
+/// The SSE-C key (base64) and its MD5 (base64).
+fn customer_key() -> (String, String) {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let raw = [7u8; 32];
+    let b64 = base64::engine::general_purpose::STANDARD;
+    (b64.encode(raw), b64.encode(md5::Md5::digest(raw)))
+}
+
+/// The SSE-C object, whole and across a stripe boundary, with its key.
+async fn assert_sse_c_intact(client: &Client, bucket: &str) {
+    let data = sse_c_data();
+    for range in [None, Some((4 * MIB - 9, 5 * MIB + 9))] {
+        let (key, md5) = customer_key();
+        let out = client
+            .get_object()
+            .bucket(bucket)
+            .key(SSE_C_KEY)
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(key)
+            .sse_customer_key_md5(md5)
+            .set_range(range.map(|(a, b)| format!("bytes={a}-{b}")))
+            .send()
+            .await
+            .expect("SSE-C get");
+        let body = out.body.collect().await.expect("body").into_bytes();
+        let want = match range {
+            None => &data[..],
+            Some((a, b)) => &data[a..=b],
+        };
+        assert!(body[..] == *want, "SSE-C object, range {range:?}");
+    }
 }
 
 /// Shard files (`e-4-2-….i`) on each node.
@@ -291,8 +361,9 @@ async fn six_nodes_four_plus_two_survive_two_failures_and_heal() {
     let objects = write_objects(&cluster, "erasure").await;
     // Large objects are erasure-coded: 6 shard files per blob, one per node.
     let counts = shard_counts(&cluster).await;
-    // uneven, large, one-stripe, one-stripe-less-one, encrypted, 3 parts.
-    assert!(counts.len() >= 8, "erasure-coded blobs: {counts:?}");
+    // at-min-size, one-stripe-less-one, one-stripe, uneven, large, 3 parts,
+    // SSE-S3, SSE-KMS and SSE-C.
+    assert_eq!(counts.len(), 11, "erasure-coded blobs: {counts:?}");
     let files = shard_files(&cluster);
     assert!(
         files.iter().all(|f| !f.is_empty()),
@@ -320,6 +391,11 @@ async fn six_nodes_four_plus_two_survive_two_failures_and_heal() {
         }
     }
     assert_eq!(blobs_of(&cluster, "erasure", "multipart").await.len(), 3);
+    let blobs = blobs_of(&cluster, "erasure", SSE_C_KEY).await;
+    assert!(
+        blobs.iter().all(|b| b.starts_with("e-4-2-")),
+        "SSE-C: {blobs:?}"
+    );
 
     // Any two nodes down: everything reads back through the others, and new
     // writes are taken (replicated while fewer than k+m nodes take data).
@@ -329,6 +405,7 @@ async fn six_nodes_four_plus_two_survive_two_failures_and_heal() {
         cluster.nodes[b].kill9();
         for reader in [0, 3] {
             assert_objects_intact(&cluster.nodes[reader].client(), "erasure", &objects).await;
+            assert_sse_c_intact(&cluster.nodes[reader].client(), "erasure").await;
         }
         let key = format!("written-while-{a}-and-{b}-were-down");
         let data = bytes_of(a as u64 * 10 + b as u64, 6 * MIB + 5);
@@ -408,6 +485,7 @@ async fn six_nodes_four_plus_two_survive_two_failures_and_heal() {
     cluster.nodes[0].kill9();
     cluster.nodes[2].kill9();
     assert_objects_intact(&cluster.nodes[5].client(), "erasure", &objects).await;
+    assert_sse_c_intact(&cluster.nodes[5].client(), "erasure").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -410,6 +410,24 @@ async fn six_nodes_four_plus_two_survive_two_failures_and_heal() {
         let key = format!("written-while-{a}-and-{b}-were-down");
         let data = bytes_of(a as u64 * 10 + b as u64, 6 * MIB + 5);
         put_until_taken(&cluster.nodes[3].client(), "erasure", &key, &data).await;
+        // The survivors report every erasure-coded blob at risk meanwhile.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let risk = metric_sum(&cluster, "coffer_shards_at_risk")
+                .await
+                .unwrap_or(0);
+            let data = metric_sum(&cluster, "coffer_data_at_risk")
+                .await
+                .unwrap_or(0);
+            if risk > 0 && data > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "two nodes down, nothing reported at risk"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         objects.push((key, data));
         let written = &objects[objects.len() - 1..];
         assert_objects_intact(&cluster.nodes[0].client(), "erasure", written).await;
@@ -521,6 +539,87 @@ async fn replicated_and_erasure_coded_objects_share_one_cluster() {
     for node in 0..6 {
         assert_objects_intact(&cluster.nodes[node].client(), "mixed", &objects).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joining_node_takes_shards_and_a_drained_node_hands_its_shards_over() {
+    let mut cluster = TestCluster::start(6, EC_ARGS).await;
+    let client = cluster.nodes[0].client();
+    client
+        .create_bucket()
+        .bucket("moving")
+        .send()
+        .await
+        .expect("bucket");
+    let mut objects = Vec::new();
+    for i in 0..12 {
+        let key = format!("object-{i}");
+        let data = bytes_of(100 + i, 2 * MIB + 1000 * i as usize);
+        put(&client, "moving", &key, data.clone())
+            .await
+            .expect("put");
+        objects.push((key, data));
+    }
+    let placed = |counts: &[(String, Vec<(usize, String)>)], node: &str| {
+        counts
+            .iter()
+            .filter(|(_, shards)| shards.iter().any(|(_, n)| n == node))
+            .count()
+    };
+    let complete = |shards: &[(usize, String)]| {
+        let indices: std::collections::BTreeSet<usize> = shards.iter().map(|(i, _)| *i).collect();
+        let nodes: std::collections::BTreeSet<&String> = shards.iter().map(|(_, n)| n).collect();
+        indices.len() == 6 && nodes.len() == shards.len()
+    };
+    cluster.add_node(EC_ARGS).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let counts = shard_placement(&cluster).await;
+        if placed(&counts, "n6") > 0 && counts.iter().all(|(_, s)| complete(s) && s.len() == 6) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "n6 took no shards: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    cluster.cli(&["node", "drain", "n1"]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let counts = shard_placement(&cluster).await;
+        let files = shard_files(&cluster);
+        if placed(&counts, "n1") == 0
+            && files[1].is_empty()
+            && counts.iter().all(|(_, s)| complete(s) && s.len() == 6)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "n1 still holds shards: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let list = cluster.cli(&["node", "list"]);
+    assert!(list.contains("SHARDS-AT-RISK"), "{list}");
+    // With n1 drained, any two other nodes may go: n1's shards really moved.
+    cluster.nodes[2].kill9();
+    cluster.nodes[3].kill9();
+    assert_objects_intact(&cluster.nodes[6].client(), "moving", &objects).await;
+}
+
+/// Every erasure-coded blob with its recorded (shard, node) pairs.
+async fn shard_placement(cluster: &TestCluster) -> Vec<(String, Vec<(usize, String)>)> {
+    let meta = cluster.meta().await;
+    let mut all = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = meta.blob_shard_page(&after, 500).await.expect("page");
+        let Some(last) = page.last() else { break };
+        after = last.id.clone();
+        all.extend(page.into_iter().map(|b| (b.id, b.shards)));
+    }
+    meta.close().await;
+    all
 }
 
 /// Peak resident memory (VmHWM) of a running node's process, in bytes.

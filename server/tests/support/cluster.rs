@@ -51,6 +51,9 @@ impl Node {
             .arg(&self.data_dir)
             .args(["--database-url", database_url])
             .args(["--heal-interval", "1"])
+            // Every node would try the console's default 127.0.0.1:9001 (and
+            // warn when another holds it); these tests do not use it.
+            .args(["--console-listen", "off"])
             .args(&self.args)
             .env("COFFER_CLUSTER_SECRET", self.secret.unwrap_or_default())
             .env("COFFER_ROOT_ACCESS_KEY", ROOT_KEY)

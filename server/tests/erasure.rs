@@ -607,6 +607,51 @@ async fn a_joining_node_takes_shards_and_a_drained_node_hands_its_shards_over() 
     assert_objects_intact(&cluster.nodes[6].client(), "moving", &objects).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_node_is_read_around() {
+    // SIGSTOP: the node's sockets accept but nothing answers — a slow node,
+    // not a dead one. Reads hedge after a second and reconstruct.
+    let cluster = TestCluster::start(6, EC_ARGS).await;
+    let client = cluster.nodes[0].client();
+    client
+        .create_bucket()
+        .bucket("frozen")
+        .send()
+        .await
+        .expect("bucket");
+    let objects: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| {
+            (
+                format!("object-{i}"),
+                bytes_of(200 + i, 9 * MIB + 77 * i as usize),
+            )
+        })
+        .collect();
+    for (key, data) in &objects {
+        put(&client, "frozen", key, data.clone())
+            .await
+            .expect("put");
+    }
+    let pid = cluster.nodes[2]
+        .child
+        .as_ref()
+        .expect("running")
+        .id()
+        .to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {name}");
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    assert_objects_intact(&cluster.nodes[0].client(), "frozen", &objects).await;
+    eprintln!("read around a frozen node in {:?}", started.elapsed());
+    signal("-CONT");
+}
+
 /// Every erasure-coded blob with its recorded (shard, node) pairs.
 async fn shard_placement(cluster: &TestCluster) -> Vec<(String, Vec<(usize, String)>)> {
     let meta = cluster.meta().await;

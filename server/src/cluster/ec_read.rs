@@ -44,6 +44,10 @@ pub(super) struct StripeReader {
     pub layout: Layout,
     /// Alive holders first.
     pub sources: Vec<Source>,
+    /// Sources (by position in `sources`) that failed or were slow on an
+    /// earlier stripe: later stripes ask the others first, so one slow or dead
+    /// node costs one hedge per read, not one per stripe.
+    lagging: std::sync::Mutex<BTreeSet<usize>>,
 }
 
 impl DataPlane {
@@ -123,6 +127,7 @@ impl StripeReader {
                 size: blob.size,
             },
             sources: plane.shard_sources(blob).await,
+            lagging: std::sync::Mutex::default(),
         })
     }
 
@@ -193,27 +198,31 @@ impl StripeReader {
     async fn gather(&self, s: u64, needed: &[usize]) -> io::Result<BTreeMap<usize, Bytes>> {
         let k = self.layout.k;
         let len = self.layout.chunk_len(s);
-        // Needed data shards first, then the other data shards, then parity.
-        let mut order: Vec<&Source> = Vec::with_capacity(self.sources.len());
-        order.extend(
-            self.sources
+        let lagging = self.lagging();
+        // Sources that have kept up first; among them needed data shards, then
+        // the other data shards, then parity.
+        let mut order: Vec<(usize, &Source)> = self.sources.iter().enumerate().collect();
+        order.sort_by_key(|(pos, src)| {
+            let group = match (needed.contains(&src.shard), src.shard < k) {
+                (true, _) => 0,
+                (false, true) => 1,
+                (false, false) => 2,
+            };
+            (lagging.contains(pos), group)
+        });
+        // A needed shard only a lagging source holds: reconstruct from the start.
+        let mut want = match needed.iter().all(|i| {
+            order
                 .iter()
-                .filter(|src| needed.contains(&src.shard)),
-        );
-        order.extend(
-            self.sources
-                .iter()
-                .filter(|src| !needed.contains(&src.shard) && src.shard < k),
-        );
-        order.extend(
-            self.sources
-                .iter()
-                .filter(|src| !needed.contains(&src.shard) && src.shard >= k),
-        );
+                .any(|(pos, src)| src.shard == *i && !lagging.contains(pos))
+        }) {
+            true => needed.len(),
+            false => k,
+        };
         let mut next = 0;
-        let mut want = needed.len();
         let mut got: BTreeMap<usize, Bytes> = BTreeMap::new();
         let mut busy: BTreeSet<usize> = BTreeSet::new();
+        let mut asked: BTreeSet<usize> = BTreeSet::new();
         let mut in_flight = FuturesUnordered::new();
         let mut last_error = None;
         loop {
@@ -221,14 +230,15 @@ impl StripeReader {
                 return Ok(got);
             }
             while got.len() + in_flight.len() < want && next < order.len() {
-                let source = order[next];
+                let (pos, source) = order[next];
                 next += 1;
                 if got.contains_key(&source.shard) || busy.contains(&source.shard) {
                     continue;
                 }
                 busy.insert(source.shard);
+                asked.insert(pos);
                 let fetch = self.fetch(source, s, len);
-                in_flight.push(async move { (source, fetch.await) });
+                in_flight.push(async move { (pos, source, fetch.await) });
             }
             if in_flight.is_empty() {
                 let err = last_error.unwrap_or_else(|| {
@@ -238,23 +248,45 @@ impl StripeReader {
                 return Err(err);
             }
             match tokio::time::timeout(HEDGE_AFTER, in_flight.next()).await {
-                Ok(Some((source, Ok(bytes)))) => {
+                Ok(Some((pos, source, Ok(bytes)))) => {
                     busy.remove(&source.shard);
+                    asked.remove(&pos);
                     got.insert(source.shard, bytes);
                 }
-                Ok(Some((source, Err(e)))) => {
-                    tracing::warn!(blob = self.id, shard = source.shard, node = source.node, error = %e, "shard unreadable; reconstructing around it");
+                Ok(Some((pos, source, Err(e)))) => {
+                    if !lagging.contains(&pos) {
+                        tracing::warn!(blob = self.id, shard = source.shard, node = source.node, error = %e, "shard unreadable; reconstructing around it");
+                    }
                     busy.remove(&source.shard);
+                    asked.remove(&pos);
+                    self.mark_lagging([pos]);
                     last_error = Some(e);
                     want = want.max(k);
                 }
                 Ok(None) => {}
                 Err(_) => {
-                    // Hedge: one more shard than is now outstanding.
+                    // Hedge: one more shard than is now outstanding; the ones
+                    // still out are asked last for the next stripes.
+                    self.mark_lagging(asked.iter().copied());
                     want = (got.len() + in_flight.len() + 1).max(k);
                 }
             }
         }
+    }
+
+    fn lagging(&self) -> BTreeSet<usize> {
+        self.lagging
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    fn mark_lagging(&self, positions: impl IntoIterator<Item = usize>) {
+        let mut lagging = self
+            .lagging
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        lagging.extend(positions);
     }
 
     /// Shard `source.shard`'s chunk of stripe `s` (`len` bytes), verified by its holder.

@@ -55,10 +55,10 @@ pub(super) async fn heal_pass(plane: &DataPlane) -> anyhow::Result<()> {
             }
             let home = placement::home(&blob.id, &view.candidates(dead_after), geometry.shards());
             let held_by = |node: &str| blob.shards.iter().find(|(_, n)| n == node).map(|(s, _)| *s);
-            let covered: BTreeSet<usize> = home.iter().filter_map(|n| held_by(*n)).collect();
+            let covered: BTreeSet<usize> = home.iter().filter_map(|n| held_by(n)).collect();
             let missing = (0..geometry.shards()).filter(|i| !covered.contains(i));
             let lacking = home.iter().filter(|n| {
-                held_by(**n).is_none()
+                held_by(n).is_none()
                     && view
                         .node(n)
                         .is_some_and(|node| view.liveness(node, dead_after) == Liveness::Alive)

@@ -24,7 +24,10 @@ triple=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing"
-cargo build --release --locked --target "$triple" --bins
+# The main lock file pins every shared dependency, so the fuzzed code is the
+# tested code; cargo adds only libFuzzer's entries to this copy.
+cp ../Cargo.lock Cargo.lock
+cargo build --release --target "$triple" --bins
 for target in "${targets[@]}"; do
   mkdir -p "runs/$target" "artifacts/$target"
   echo "=== fuzz $target: ${seconds}s"

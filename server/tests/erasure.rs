@@ -460,6 +460,13 @@ async fn six_nodes_four_plus_two_survive_two_failures_and_heal() {
         .join("quarantine")
         .join(victim.file_name().expect("name"));
     assert!(quarantined.exists(), "the bad shard is set aside");
+    let log = std::fs::read_to_string(cluster.nodes[holder].data_dir.with_extension("log"))
+        .unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("quarantined") && l.contains("erasure/")),
+        "the warning names the object whose shard went bad:\n{log}"
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let good = std::fs::read(&victim).ok().is_some_and(|b| b != bytes);

@@ -94,7 +94,8 @@ async fn exists(s3: &Client, key: &str) -> bool {
 
 /// One fault: fsync fails under `under` (relative to the data dir) for a
 /// write of `size` bytes.
-async fn a_failed_fsync_fails_the_write(under: &str, size: usize) {
+/// `code`: the S3 error the client gets.
+async fn a_failed_fsync_fails_the_write(under: &str, size: usize, code: &str) {
     let mut server = Server::new("fsync", None);
     let shim = build_shim(&server.data_dir.with_extension("shim"));
     let flag = server.data_dir.with_extension("failing");
@@ -121,9 +122,12 @@ async fn a_failed_fsync_fails_the_write(under: &str, size: usize) {
     for i in 0..3 {
         let key = format!("during-{i}");
         let result = put(&s3, &key, size).await;
+        let Err(error) = result else {
+            panic!("fsync failed under {under}, yet a {size}-byte write was acknowledged");
+        };
         assert!(
-            result.is_err(),
-            "fsync failed under {under}, yet a {size}-byte write was acknowledged"
+            error.contains(&format!("code: Some(\"{code}\")")),
+            "fsync failing under {under}: expected {code}, got {error}"
         );
         assert!(
             !exists(&s3, &key).await,
@@ -164,18 +168,18 @@ async fn a_failed_fsync_fails_the_write(under: &str, size: usize) {
 /// A blob file's fsync (before it is renamed into place).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_blob_fsync_fails_the_write() {
-    a_failed_fsync_fails_the_write("tmp", 200_000).await;
+    a_failed_fsync_fails_the_write("tmp", 200_000, "InternalError").await;
 }
 
 /// The blob directory's fsync (after the rename): the file is there, but its
 /// name is not durable, so the write still fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_blob_directory_fsync_fails_the_write() {
-    a_failed_fsync_fails_the_write("blobs", 200_000).await;
+    a_failed_fsync_fails_the_write("blobs", 200_000, "InternalError").await;
 }
 
 /// The SQLite database's fsync at commit (an inline object lives only there).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_metadata_fsync_fails_the_write() {
-    a_failed_fsync_fails_the_write("meta.db", 300).await;
+    a_failed_fsync_fails_the_write("meta.db", 300, "ServiceUnavailable").await;
 }

@@ -65,6 +65,7 @@ fn spawn(
     let mut command = Command::new(env!("CARGO_BIN_EXE_coffer-server"));
     command
         .arg("serve")
+        .args(["--console-listen", "off"])
         .args(["--listen", &addr.to_string()])
         .args(["--advertise-url", &format!("{scheme}://{addr}")])
         .args(["--node-id", id])

@@ -324,7 +324,12 @@ pub(crate) async fn inventory(plane: &DataPlane) -> anyhow::Result<()> {
             // A garbage blob's file may be gone before its record (collection
             // interrupted by a crash): that is bookkeeping, not lost data.
             if live == Some(true) {
-                tracing::warn!(blob = id, "a recorded replica is missing from this volume");
+                let objects = plane.objects_using(id).await;
+                tracing::warn!(
+                    blob = id,
+                    objects = %objects,
+                    "a recorded replica is missing from this volume"
+                );
                 plane.inner.heal_now.notify_one();
             } else {
                 tracing::debug!(blob = id, "forgetting the record of a collected replica");

@@ -315,9 +315,14 @@ impl DataPlane {
     /// A local replica failed verification: set it aside, forget it in the store,
     /// and let the healer fetch a good copy.
     pub(crate) async fn quarantine(&self, blob: &str) {
+        // A shard file (`<id>.i`) is named in objects by its erasure-coded blob.
+        let objects = self
+            .objects_using(crate::storage::shard_files::blob_of_file(blob))
+            .await;
         tracing::warn!(
             blob,
             node = self.node_id(),
+            objects = %objects,
             "replica failed verification; quarantined"
         );
         self.inner
@@ -342,6 +347,16 @@ impl DataPlane {
             tracing::warn!(blob, error = %e, "cannot forget a bad replica; the inventory will");
         }
         self.inner.heal_now.notify_one();
+    }
+
+    /// The objects whose bytes are in `blob`, for a warning about it (at most
+    /// five; `"?"` when the store cannot say).
+    pub(crate) async fn objects_using(&self, blob: &str) -> String {
+        match self.inner.meta.objects_using_blob(blob, 5).await {
+            Ok(objects) if objects.is_empty() => "none".to_owned(),
+            Ok(objects) => objects.join(", "),
+            Err(_) => "?".to_owned(),
+        }
     }
 
     /// Removes a blob written for a request that then failed to commit, from

@@ -41,6 +41,9 @@ pub struct ReplicatedWriter {
     /// Targets that dropped out because their volume is full: when the quorum
     /// is lost to them, the write fails as "storage full", not "unreachable".
     out_of_space: usize,
+    /// Whether this node's own volume failed the write (an I/O error other
+    /// than a full volume: EIO from a failing disk, a failed fsync).
+    disk_failed: bool,
 }
 
 impl DataPlane {
@@ -103,6 +106,7 @@ impl DataPlane {
             len: 0,
             crc: 0,
             out_of_space: 0,
+            disk_failed: false,
         })
     }
 }
@@ -131,6 +135,7 @@ impl ReplicatedWriter {
             self.out_of_space += 1;
             tracing::error!(blob = self.id, error = %err, "this node's data volume is full");
         } else {
+            self.disk_failed = true;
             tracing::error!(blob = self.id, error = %err, "{what}");
         }
     }
@@ -142,6 +147,10 @@ impl ReplicatedWriter {
                 std::io::ErrorKind::StorageFull,
                 format!("{message} ({} with a full volume)", self.out_of_space),
             )
+        } else if self.disk_failed && self.quorum == 1 {
+            // Only this node's copy was needed and its disk failed: that is a
+            // server fault (500), not a cluster that is out of reach (503).
+            std::io::Error::other(format!("{message}: this node's data volume failed"))
         } else {
             unreachable(message)
         }

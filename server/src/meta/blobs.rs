@@ -75,4 +75,44 @@ impl MetaStore {
         }
         Ok(known)
     }
+
+    /// Up to `limit` objects whose bytes are in `blob`, as `bucket/key` (with
+    /// `?versionId=` for a noncurrent version, `(upload ...)` for a part of an
+    /// upload in progress): for naming what a bad or missing replica affects.
+    /// Scans the tables, so it is for the rare event, never the request path.
+    pub async fn objects_using_blob(&self, blob: &str, limit: usize) -> MetaResult<Vec<String>> {
+        let pattern = format!("%\"{blob}\"%");
+        let current: Vec<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT bucket, key FROM objects WHERE segments LIKE $1 ORDER BY bucket, key LIMIT $2",
+        )
+        .bind(&pattern)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let old: Vec<(String, Vec<u8>, String)> = sqlx::query_as(
+            "SELECT bucket, key, version_id FROM object_versions WHERE segments LIKE $1
+             ORDER BY bucket, key, seq LIMIT $2",
+        )
+        .bind(&pattern)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let parts: Vec<(String,)> =
+            sqlx::query_as("SELECT upload_id FROM parts WHERE blob_id = $1 LIMIT $2")
+                .bind(blob)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?;
+        let key = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
+        Ok(current
+            .iter()
+            .map(|(bucket, k)| format!("{bucket}/{}", key(k)))
+            .chain(
+                old.iter()
+                    .map(|(bucket, k, v)| format!("{bucket}/{}?versionId={v}", key(k))),
+            )
+            .chain(parts.iter().map(|(upload,)| format!("(upload {upload})")))
+            .take(limit)
+            .collect())
+    }
 }

@@ -55,6 +55,7 @@ impl Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_coffer-server"));
         command
             .arg("serve")
+            .args(["--console-listen", "off"])
             .args(["--listen", &self.addr.to_string()])
             .arg("--data-dir")
             .arg(&self.data_dir)

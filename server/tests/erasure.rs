@@ -659,6 +659,76 @@ async fn a_frozen_node_is_read_around() {
     signal("-CONT");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_scrubber_finds_a_corrupt_parity_shard_and_it_is_rebuilt() {
+    // Parity shards are never read while the data shards answer: only the
+    // scrubber can notice one went bad.
+    let args: Vec<&str> = EC_ARGS
+        .iter()
+        .copied()
+        .chain(["--scrub-interval", "2"])
+        .collect();
+    let cluster = TestCluster::start(6, &args).await;
+    let client = cluster.nodes[0].client();
+    client
+        .create_bucket()
+        .bucket("scrubbed")
+        .send()
+        .await
+        .expect("bucket");
+    let data = bytes_of(300, 9 * MIB + 5);
+    put(&client, "scrubbed", "object", data.clone())
+        .await
+        .expect("put");
+    let (holder, victim) = shard_files(&cluster)
+        .into_iter()
+        .enumerate()
+        .flat_map(|(node, files)| files.into_iter().map(move |f| (node, f)))
+        .find(|(_, p)| p.extension().and_then(|e| e.to_str()) == Some("5"))
+        .expect("parity shard 5");
+    let good = std::fs::read(&victim).expect("shard");
+    let mut bad = good.clone();
+    bad[MIB + 3] ^= 0x55;
+    std::fs::write(&victim, &bad).expect("corrupt");
+    let quarantined = cluster.nodes[holder]
+        .data_dir
+        .join("quarantine")
+        .join(victim.file_name().expect("name"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rebuilt = std::fs::read(&victim).ok();
+        if quarantined.exists() && rebuilt.as_deref() == Some(&good[..]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the corrupt parity shard was not found and rebuilt byte-identical"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The rebuilt parity really is parity: lose two data shards' nodes.
+    let mut cluster = cluster;
+    let data_holders: Vec<usize> = shard_files(&cluster)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, files)| {
+            files
+                .iter()
+                .any(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("0" | "1")))
+        })
+        .map(|(node, _)| node)
+        .collect();
+    assert_eq!(data_holders.len(), 2, "{data_holders:?}");
+    for node in &data_holders {
+        cluster.nodes[*node].kill9();
+    }
+    let reader = (0..6)
+        .find(|n| !data_holders.contains(n))
+        .expect("a reader");
+    let objects = vec![("object".to_owned(), data)];
+    assert_objects_intact(&cluster.nodes[reader].client(), "scrubbed", &objects).await;
+}
+
 /// Every erasure-coded blob with its recorded (shard, node) pairs.
 async fn shard_placement(cluster: &TestCluster) -> Vec<(String, Vec<(usize, String)>)> {
     let meta = cluster.meta().await;

@@ -25,6 +25,8 @@ use crate::storage::shard_files::{parse_erasure_id, shard_file};
 const HEDGE_AFTER: Duration = Duration::from_secs(1);
 /// A shard read that takes longer than this has failed.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a node that failed or lagged on a read is asked last by later reads.
+const LAGGING_FOR: Duration = Duration::from_secs(10);
 /// Stripes fetched ahead of the one being sent.
 const STRIPES_IN_FLIGHT: usize = 2;
 
@@ -74,6 +76,29 @@ impl DataPlane {
         .try_flatten()
     }
 
+    /// Peers that failed or lagged on an erasure-coded read in the last
+    /// `LAGGING_FOR`.
+    fn lagging_nodes(&self) -> BTreeSet<String> {
+        let mut nodes = self
+            .inner
+            .lagging_nodes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        nodes.retain(|_, since| since.elapsed() < LAGGING_FOR);
+        nodes.keys().cloned().collect()
+    }
+
+    fn note_lagging(&self, node: &str) {
+        if node == self.node_id() {
+            return;
+        }
+        self.inner
+            .lagging_nodes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(node.to_owned(), std::time::Instant::now());
+    }
+
     /// Where the shards of `blob` are, as sources to read from (alive first).
     pub(super) async fn shard_sources(&self, blob: &BlobShards) -> Vec<Source> {
         let nodes: Vec<String> = blob.shards.iter().map(|(_, n)| n.clone()).collect();
@@ -118,6 +143,14 @@ impl StripeReader {
                 format!("bad erasure-coded blob id {}", blob.id),
             )
         })?;
+        let sources = plane.shard_sources(blob).await;
+        let slow = plane.lagging_nodes();
+        let lagging = sources
+            .iter()
+            .enumerate()
+            .filter(|(_, src)| slow.contains(&src.node))
+            .map(|(pos, _)| pos)
+            .collect();
         Ok(Self {
             plane: plane.clone(),
             id: blob.id.clone(),
@@ -126,8 +159,8 @@ impl StripeReader {
                 m: geometry.m,
                 size: blob.size,
             },
-            sources: plane.shard_sources(blob).await,
-            lagging: std::sync::Mutex::default(),
+            sources,
+            lagging: std::sync::Mutex::new(lagging),
         })
     }
 
@@ -282,11 +315,16 @@ impl StripeReader {
     }
 
     fn mark_lagging(&self, positions: impl IntoIterator<Item = usize>) {
-        let mut lagging = self
-            .lagging
+        let positions: Vec<usize> = positions.into_iter().collect();
+        for pos in &positions {
+            if let Some(source) = self.sources.get(*pos) {
+                self.plane.note_lagging(&source.node);
+            }
+        }
+        self.lagging
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        lagging.extend(positions);
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(positions);
     }
 
     /// Shard `source.shard`'s chunk of stripe `s` (`len` bytes), verified by its holder.

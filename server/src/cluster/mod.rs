@@ -166,6 +166,9 @@ struct Inner {
     heal_now: Notify,
     counters: Counters,
     quarantine: PathBuf,
+    /// Nodes whose shards failed or lagged on a recent erasure-coded read, and
+    /// when: later reads ask them last for a while (`ec_read`).
+    lagging_nodes: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -197,6 +200,7 @@ impl DataPlane {
                 view: RwLock::new(Arc::new(view)),
                 heal_now: Notify::new(),
                 counters: Counters::default(),
+                lagging_nodes: std::sync::Mutex::default(),
                 quarantine,
             }),
         })

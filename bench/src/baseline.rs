@@ -61,6 +61,48 @@ pub fn hash(total: usize) -> HashBaseline {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct ErasureBaseline {
+    pub k: usize,
+    pub m: usize,
+    /// Data bytes encoded per second (parity computed for them).
+    pub encode_mib_per_sec: f64,
+    /// Data bytes restored per second with `m` data chunks of every stripe lost.
+    pub reconstruct_mib_per_sec: f64,
+}
+
+/// Reed–Solomon K+M over stripes of K 1 MiB chunks, `total` data bytes, one core:
+/// encoding, and decoding with the first `m` data chunks missing (the worst case
+/// a read with m nodes down meets).
+pub fn erasure(k: usize, m: usize, total: usize) -> anyhow::Result<ErasureBaseline> {
+    const CHUNK: usize = 1 << 20;
+    let data: Vec<Vec<u8>> = (0..k)
+        .map(|c| (0..CHUNK).map(|i| ((i + c) * 131 % 251) as u8).collect())
+        .collect();
+    let stripes = total.div_ceil(k * CHUNK).max(1);
+    let bytes = stripes * k * CHUNK;
+    let t = Instant::now();
+    let mut parity = Vec::new();
+    for _ in 0..stripes {
+        parity = reed_solomon_simd::encode(k, m, &data)?;
+    }
+    let encode = mib_per_sec(bytes, t);
+    let lost = m.min(k);
+    let t = Instant::now();
+    for _ in 0..stripes {
+        let originals = data.iter().enumerate().skip(lost);
+        let recovery = parity.iter().enumerate();
+        let restored = reed_solomon_simd::decode(k, m, originals, recovery)?;
+        std::hint::black_box(restored);
+    }
+    Ok(ErasureBaseline {
+        k,
+        m,
+        encode_mib_per_sec: encode,
+        reconstruct_mib_per_sec: mib_per_sec(bytes, t),
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct DiskBaseline {
     pub files: usize,
     pub file_size: usize,

@@ -33,6 +33,13 @@ enum Command {
 enum BaselineKind {
     /// MD5, SHA-256, CRC32C on one core.
     Hash,
+    /// Reed–Solomon encoding and reconstruction (`reed-solomon-simd`, the coder
+    /// `--erasure` uses) on one core, 1 MiB chunks.
+    Erasure {
+        /// The scheme K+M.
+        #[arg(long, default_value = "4+2")]
+        scheme: String,
+    },
     /// Sequential writes with fsync per file, then reads, in DIR.
     Disk {
         dir: PathBuf,
@@ -110,6 +117,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Baseline { kind, json } => {
             let value = match kind {
                 BaselineKind::Hash => serde_json::to_value(baseline::hash(512 << 20))?,
+                BaselineKind::Erasure { scheme } => {
+                    let (k, m) = scheme
+                        .split_once('+')
+                        .and_then(|(k, m)| Some((k.parse().ok()?, m.parse().ok()?)))
+                        .ok_or_else(|| anyhow::anyhow!("{scheme:?} is not K+M"))?;
+                    serde_json::to_value(baseline::erasure(k, m, 1 << 30)?)?
+                }
                 BaselineKind::Disk {
                     dir,
                     files,

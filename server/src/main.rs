@@ -348,6 +348,13 @@ struct ClusterArgs {
         hide_env_values = true
     )]
     secret: Option<String>,
+    /// Erasure-code new blobs as K data + M parity shards on K+M nodes (e.g.
+    /// 4+2); unset: replicate them.
+    #[arg(long, env = "COFFER_ERASURE")]
+    erasure: Option<cluster::Erasure>,
+    /// Bytes below which a blob stays replicated (or inline) under --erasure.
+    #[arg(long, env = "COFFER_ERASURE_MIN_SIZE", default_value_t = cluster::erasure::DEFAULT_MIN_SIZE)]
+    erasure_min_size: u64,
 }
 
 impl ClusterArgs {
@@ -369,6 +376,8 @@ impl ClusterArgs {
         config.heal_rate = self.heal_rate.max(1) << 20;
         config.scrub_rate = self.scrub_rate.max(1) << 20;
         config.secret = self.secret.filter(|s| !s.is_empty());
+        config.erasure = self.erasure;
+        config.erasure_min_size = self.erasure_min_size;
         config
     }
 }
@@ -734,8 +743,17 @@ async fn run_node(store: StoreArgs, command: NodeCommand) -> anyhow::Result<()> 
             // Seen from outside the cluster: no node is "me".
             let view = View::new("", nodes, config.suspect_after());
             println!(
-                "{:<16} {:<9} {:<8} {:<10} {:>9} {:>12} {:>8} {:>12}  URL",
-                "NODE", "STATE", "LIVENESS", "ZONE", "BLOBS", "BYTES", "UNDER", "TO-MOVE"
+                "{:<16} {:<9} {:<8} {:<10} {:>9} {:>12} {:>8} {:>12} {:>14} {:>12}  URL",
+                "NODE",
+                "STATE",
+                "LIVENESS",
+                "ZONE",
+                "BLOBS",
+                "BYTES",
+                "UNDER",
+                "TO-MOVE",
+                "SHARDS-AT-RISK",
+                "DATA-AT-RISK"
             );
             for node in &view.nodes {
                 let (blobs, bytes) = counts
@@ -745,7 +763,7 @@ async fn run_node(store: StoreArgs, command: NodeCommand) -> anyhow::Result<()> 
                     .unwrap_or((0, 0));
                 let liveness = view.liveness(node, dead_after);
                 println!(
-                    "{:<16} {:<9} {:<8} {:<10} {:>9} {:>12} {:>8} {:>12}  {}",
+                    "{:<16} {:<9} {:<8} {:<10} {:>9} {:>12} {:>8} {:>12} {:>14} {:>12}  {}",
                     node.id,
                     node.state.as_str(),
                     liveness.as_str(),
@@ -754,6 +772,8 @@ async fn run_node(store: StoreArgs, command: NodeCommand) -> anyhow::Result<()> 
                     bytes,
                     node.progress.under_replicated,
                     node.progress.bytes_to_move,
+                    node.progress.shards_at_risk,
+                    node.progress.data_at_risk,
                     node.url
                 );
             }

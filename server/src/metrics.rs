@@ -12,6 +12,14 @@ use crate::meta::{CacheStats, NodeProgress};
 /// Cluster figures, refreshed from the data plane at each scrape.
 const CLUSTER_GAUGES: &[(&str, &str)] = &[
     (
+        "coffer_shards_at_risk",
+        "Erasure-coded blobs with fewer than k+m healthy shards (last heal pass)",
+    ),
+    (
+        "coffer_data_at_risk",
+        "Erasure-coded blobs with fewer than k+1 healthy shards (last heal pass)",
+    ),
+    (
         "coffer_blobs_under_replicated",
         "Blobs with fewer healthy replicas than wanted (last heal pass)",
     ),
@@ -158,6 +166,8 @@ impl Metrics {
             self.nodes.with_label_values(&[*state]).set(*count);
         }
         let values = [
+            progress.shards_at_risk,
+            progress.data_at_risk,
             progress.under_replicated,
             progress.bytes_to_move,
             progress.local_blobs,

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use super::membership::{LEASE_RENEWAL, heartbeat, renew_cache_lease};
 use super::{DataPlane, Liveness, placement};
 use crate::meta::{BlobReplicas, now_millis};
+use crate::storage::shard_files;
 
 /// Blob ids per metadata page the healer reads.
 const PAGE: usize = 500;
@@ -22,14 +23,14 @@ const MAX_PLAN: usize = 20_000;
 const INVENTORY_EVERY: u64 = 10;
 
 /// Keeps a worker's byte rate at or under `rate` per second.
-struct Pacer {
+pub(super) struct Pacer {
     rate: u64,
     started: Instant,
     bytes: u64,
 }
 
 impl Pacer {
-    fn new(rate: u64) -> Self {
+    pub(super) fn new(rate: u64) -> Self {
         Self {
             rate: rate.max(1),
             started: Instant::now(),
@@ -37,7 +38,7 @@ impl Pacer {
         }
     }
 
-    async fn spend(&mut self, bytes: u64) {
+    pub(super) async fn spend(&mut self, bytes: u64) {
         self.bytes += bytes;
         let due = Duration::from_secs_f64(self.bytes as f64 / self.rate as f64);
         let elapsed = self.started.elapsed();
@@ -89,6 +90,9 @@ pub fn spawn_workers(plane: DataPlane) -> Vec<JoinHandle<()>> {
                 if let Err(e) = heal_pass(&plane).await {
                     tracing::warn!(error = %e, "heal pass failed; will retry");
                 }
+                if let Err(e) = super::ec_heal::heal_pass(&plane).await {
+                    tracing::warn!(error = %e, "erasure heal pass failed; will retry");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(plane.config().heal_interval) => {}
                     _ = plane.inner.heal_now.notified() => {}
@@ -122,7 +126,8 @@ fn plan_pass(plane: &DataPlane, page: Vec<BlobReplicas>, plan: &mut Plan) {
     let counted = view.counted(dead_after);
     let replicas = plane.effective_replicas(&view);
     let me = plane.node_id();
-    for blob in page {
+    // Erasure-coded blobs have shards, not replicas: `ec_heal` looks after them.
+    for blob in page.into_iter().filter(|b| !crate::meta::is_erasure(&b.id)) {
         let home = placement::home(&blob.id, &candidates, replicas);
         let copies = blob.nodes.iter().filter(|n| counted.contains(n)).count();
         if copies < replicas {
@@ -243,7 +248,11 @@ async fn fetch(plane: &DataPlane, blob: &BlobReplicas) -> anyhow::Result<()> {
 
 /// Copies one blob from the peer at `url`, checked end to end against the
 /// source's block checksums.
-async fn copy_from(plane: &DataPlane, url: &str, blob: &BlobReplicas) -> anyhow::Result<()> {
+pub(super) async fn copy_from(
+    plane: &DataPlane,
+    url: &str,
+    blob: &BlobReplicas,
+) -> anyhow::Result<()> {
     let expected = plane.inner.peers.block_crcs(url, &blob.id).await?;
     let stream = Box::pin(
         plane
@@ -272,14 +281,21 @@ pub(crate) async fn inventory(plane: &DataPlane) -> anyhow::Result<()> {
     let me = plane.node_id();
     let (mut count, mut bytes) = (0u64, 0u64);
     for batch in files.chunks(500) {
-        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        // A shard file is known by its erasure-coded blob.
+        let ids: Vec<String> = batch
+            .iter()
+            .map(|(id, _)| shard_files::blob_of_file(id).to_owned())
+            .collect();
         let states = plane.meta().blob_states(me, &ids).await?;
-        for ((id, size), (live, recorded)) in batch.iter().zip(states) {
+        for ((file, size), (live, recorded)) in batch.iter().zip(states) {
             if live == Some(true) {
                 count += 1;
                 bytes += size;
                 if !recorded {
-                    plane.meta().add_replica(id, me).await?;
+                    match shard_files::parse_shard_file(file) {
+                        Some((blob, shard)) => plane.meta().add_shard(blob, shard, me).await?,
+                        None => plane.meta().add_replica(file, me).await?,
+                    }
                 }
             }
         }
@@ -295,7 +311,10 @@ pub(crate) async fn inventory(plane: &DataPlane) -> anyhow::Result<()> {
         after = last.clone();
         let missing: Vec<String> = page
             .into_iter()
-            .filter(|id| !plane.local().contains(id))
+            .filter(|id| match crate::meta::is_erasure(id) {
+                true => plane.local().shard_held(id).is_none(),
+                false => !plane.local().contains(id),
+            })
             .collect();
         if missing.is_empty() {
             continue;

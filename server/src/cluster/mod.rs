@@ -6,6 +6,9 @@
 //! background (`healer`). Node-to-node traffic is HMAC-authenticated HTTP (`peer`).
 //! A lone server is a cluster of one: same code, R = 1, no peer traffic.
 
+mod ec_heal;
+mod ec_read;
+pub mod erasure;
 mod healer;
 mod membership;
 mod peer;
@@ -13,6 +16,7 @@ pub mod placement;
 mod read;
 mod write;
 
+pub use self::erasure::{BlobWrite, Erasure, ErasureWriter};
 pub use self::healer::spawn_workers;
 pub use self::membership::{Liveness, View, join};
 pub use self::peer::{PEER_PATH_PREFIX, is_peer_request, peer_router};
@@ -55,6 +59,10 @@ pub struct ClusterConfig {
     pub scrub_rate: u64,
     /// TLS for requests to peers (`--peer-ca`): set when nodes serve HTTPS.
     pub peer_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Erasure coding for new blobs (`--erasure K+M`); `None`: replication.
+    pub erasure: Option<Erasure>,
+    /// Blobs smaller than this stay replicated (or inline) under erasure coding.
+    pub erasure_min_size: u64,
 }
 
 impl ClusterConfig {
@@ -73,6 +81,8 @@ impl ClusterConfig {
             heal_rate: 128 << 20,
             scrub_rate: 32 << 20,
             peer_tls: None,
+            erasure: None,
+            erasure_min_size: erasure::DEFAULT_MIN_SIZE,
         }
     }
 
@@ -112,6 +122,8 @@ pub(crate) struct Counters {
     pub scrubbed_blobs: AtomicU64,
     pub corrupt_found: AtomicU64,
     pub last_heal_pass: AtomicU64,
+    pub shards_at_risk: AtomicU64,
+    pub data_at_risk: AtomicU64,
     pub heal_passes: AtomicU64,
     pub peer_failures: AtomicU64,
 }
@@ -130,6 +142,8 @@ impl Counters {
             scrubbed_blobs: get(&self.scrubbed_blobs),
             corrupt_found: get(&self.corrupt_found),
             last_heal_pass: get(&self.last_heal_pass) as i64,
+            shards_at_risk: get(&self.shards_at_risk),
+            data_at_risk: get(&self.data_at_risk),
         }
     }
 }
@@ -152,6 +166,9 @@ struct Inner {
     heal_now: Notify,
     counters: Counters,
     quarantine: PathBuf,
+    /// Nodes whose shards failed or lagged on a recent erasure-coded read, and
+    /// when: later reads ask them last for a while (`ec_read`).
+    lagging_nodes: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -183,6 +200,7 @@ impl DataPlane {
                 view: RwLock::new(Arc::new(view)),
                 heal_now: Notify::new(),
                 counters: Counters::default(),
+                lagging_nodes: std::sync::Mutex::default(),
                 quarantine,
             }),
         })
@@ -301,7 +319,10 @@ impl DataPlane {
     /// A local replica failed verification: set it aside, forget it in the store,
     /// and let the healer fetch a good copy.
     pub(crate) async fn quarantine(&self, blob: &str) {
-        let objects = self.objects_using(blob).await;
+        // A shard file (`<id>.i`) is named in objects by its erasure-coded blob.
+        let objects = self
+            .objects_using(crate::storage::shard_files::blob_of_file(blob))
+            .await;
         tracing::warn!(
             blob,
             node = self.node_id(),
@@ -324,6 +345,8 @@ impl DataPlane {
         if let Ok(Err(e)) | Err(e) = moved.map_err(std::io::Error::other) {
             tracing::warn!(blob, error = %e, "cannot move a bad replica aside");
         }
+        // A bad shard file is forgotten as its erasure-coded blob's record here.
+        let blob = crate::storage::shard_files::blob_of_file(blob);
         if let Err(e) = self.inner.meta.remove_replica(blob, self.node_id()).await {
             tracing::warn!(blob, error = %e, "cannot forget a bad replica; the inventory will");
         }
@@ -344,13 +367,20 @@ impl DataPlane {
     /// every node that took a copy. Best effort: leftovers are orphans that
     /// garbage collection removes after its grace period.
     pub async fn discard(&self, blob: &str, replicas: &[String]) {
-        for node in replicas {
-            if node == self.node_id() {
+        let erasure = crate::meta::is_erasure(blob);
+        for (index, node) in replicas.iter().enumerate() {
+            // An erasure-coded blob's `replicas[i]` holds its shard i.
+            let file = match erasure {
+                true => crate::storage::shard_files::shard_file(blob, index),
+                false => blob.to_owned(),
+            };
+            if node.is_empty() {
+                continue;
+            } else if node == self.node_id() {
                 let local = self.inner.local.clone();
-                let id = blob.to_owned();
-                let _ = tokio::task::spawn_blocking(move || local.delete(&id)).await;
+                let _ = tokio::task::spawn_blocking(move || local.delete(&file)).await;
             } else if let Some(url) = self.view().url_of(node)
-                && let Err(e) = self.inner.peers.delete_blob(&url, blob).await
+                && let Err(e) = self.inner.peers.delete_blob(&url, &file).await
             {
                 tracing::debug!(blob, node, error = %e, "cannot discard a peer's copy");
             }

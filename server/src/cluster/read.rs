@@ -57,8 +57,12 @@ impl DataPlane {
         id: &str,
         range: Range<u64>,
     ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static + use<> {
+        use futures::future::Either;
         if crate::meta::is_inline(id) {
-            return futures::future::Either::Left(self.inline_stream(id, range));
+            return Either::Left(Either::Left(self.inline_stream(id, range)));
+        }
+        if crate::meta::is_erasure(id) {
+            return Either::Left(Either::Right(self.erasure_stream(id, range)));
         }
         let state = Failover {
             plane: self.clone(),
@@ -71,7 +75,7 @@ impl DataPlane {
             last_error: None,
             finished: range.start >= range.end,
         };
-        futures::future::Either::Right(futures::stream::unfold(state, |mut state| async move {
+        Either::Right(futures::stream::unfold(state, |mut state| async move {
             let item = state.next_chunk().await?;
             Some((item, state))
         }))

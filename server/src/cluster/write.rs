@@ -112,7 +112,7 @@ impl DataPlane {
 }
 
 /// A body stream fed by a channel (what a streaming peer PUT sends).
-fn tokio_stream_of(
+pub(super) fn tokio_stream_of(
     receiver: mpsc::Receiver<std::io::Result<Bytes>>,
 ) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static {
     sync_wrapper::SyncStream::new(futures::stream::unfold(receiver, |mut rx| async move {

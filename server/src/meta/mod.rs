@@ -17,6 +17,7 @@ mod nodes;
 mod objects;
 mod roles;
 mod schema;
+mod shards;
 mod usage;
 mod versions;
 
@@ -38,7 +39,11 @@ pub use self::objects::{
     CustomerKeyCheck, Deleted, Encryption, NULL_VERSION, ObjectChecksum, ObjectHeaders, ObjectMeta,
     Segment, WriteCondition,
 };
+<<<<<<< HEAD
 pub use self::roles::{NewRole, NewSession, Role, SESSION_KEY_PREFIX, StsSession, token_hash};
+=======
+pub use self::shards::{BlobShards, is_erasure};
+>>>>>>> issue18
 pub use self::usage::{QUOTA, Quota};
 pub use self::versions::{ObjectVersion, VERSIONING, Versioning};
 

@@ -53,6 +53,10 @@ pub struct NodeProgress {
     pub corrupt_found: u64,
     /// When the last complete heal pass ended (ms since epoch; 0 = never).
     pub last_heal_pass: i64,
+    /// Erasure-coded blobs with fewer than k+m healthy shards, and with fewer
+    /// than k+1 (one more loss from unreadable), seen in the last heal pass.
+    pub shards_at_risk: u64,
+    pub data_at_risk: u64,
 }
 
 /// One member of the cluster as the store knows it.

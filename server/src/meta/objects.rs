@@ -879,7 +879,35 @@ pub(super) async fn register_blobs_tx(
         }),
     )
     .await?;
-    let replicas: Vec<Vec<Value>> = segments
+    let (erasure, replicated): (Vec<&&Segment>, Vec<&&Segment>) =
+        segments.iter().partition(|s| super::is_erasure(&s.blob));
+    // An erasure-coded blob's `replicas[i]` holds shard i (empty: not written).
+    let shards: Vec<Vec<Value>> = erasure
+        .iter()
+        .flat_map(|s| {
+            s.replicas
+                .iter()
+                .enumerate()
+                .filter(|(_, node)| !node.is_empty())
+                .map(|(i, node)| {
+                    vec![
+                        Value::Text(s.blob.clone()),
+                        Value::Text(node.clone()),
+                        Value::Int(i as i64),
+                    ]
+                })
+        })
+        .collect();
+    if !shards.is_empty() {
+        insert_rows(
+            tx,
+            "INSERT INTO blob_replicas (blob_id, node_id, shard)",
+            "ON CONFLICT (blob_id, node_id) DO NOTHING",
+            shards,
+        )
+        .await?;
+    }
+    let replicas: Vec<Vec<Value>> = replicated
         .iter()
         .flat_map(|s| {
             s.replicas

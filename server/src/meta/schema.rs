@@ -225,6 +225,12 @@ const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX sts_sessions_by_expiry ON sts_sessions (expires_at)",
         ],
     },
+    Migration {
+        version: 13,
+        // Erasure coding: a row of an erasure-coded blob names the shard its
+        // node holds (NULL: a whole replica).
+        statements: &["ALTER TABLE blob_replicas ADD COLUMN shard INTEGER"],
+    },
 ];
 
 /// Applies every migration the database has not seen yet.

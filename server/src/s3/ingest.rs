@@ -15,7 +15,7 @@ use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 
 use super::checksum::Algorithm;
 use super::{io_error, join_error};
-use crate::cluster::{DataPlane, ReplicatedWriter};
+use crate::cluster::{BlobWrite, DataPlane};
 use crate::crypto::{CHUNK, Key, SegmentCipher};
 use crate::storage::{BLOCK_SIZE, BlobInfo};
 
@@ -68,7 +68,7 @@ struct Seal {
 /// Hashes `block` on a blocking thread while the data plane stores it; an
 /// encrypted block is hashed and sealed there first, then stored.
 async fn write_block(
-    writer: &mut ReplicatedWriter,
+    writer: &mut BlobWrite,
     hashes: Hashes,
     block: Bytes,
     seal: Option<Seal>,
@@ -164,7 +164,7 @@ where
             "Your proposed upload exceeds the maximum allowed size"
         ));
     }
-    let mut writer: Option<ReplicatedWriter> = None;
+    let mut writer: Option<BlobWrite> = None;
     let mut cipher: Option<Arc<SegmentCipher>> = None;
     let mut next_chunk = 0u64;
     let mut hashes = Some(Hashes {
@@ -198,7 +198,10 @@ where
         let target = match &mut writer {
             Some(w) => w,
             None => {
-                let w = blobs.create().await.map_err(io_error)?;
+                let w = blobs
+                    .create_sized(rules.declared_len)
+                    .await
+                    .map_err(io_error)?;
                 cipher = rules.encryption.map(|key| Arc::new(key.segment(w.id())));
                 writer.insert(w)
             }

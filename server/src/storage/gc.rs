@@ -41,8 +41,16 @@ pub async fn collect_garbage(
             .filter(|id| !crate::meta::is_inline(id))
             .cloned()
             .collect();
-        tokio::task::spawn_blocking(move || doomed.iter().try_for_each(|id| store.delete(id)))
-            .await??;
+        tokio::task::spawn_blocking(move || {
+            doomed.iter().try_for_each(|id| {
+                if super::shard_files::parse_erasure_id(id).is_some() {
+                    store.delete_shards(id)
+                } else {
+                    store.delete(id)
+                }
+            })
+        })
+        .await??;
         meta.forget_garbage_blobs(node, &ids).await?;
         report.garbage_removed += ids.len();
     }
@@ -68,7 +76,12 @@ pub async fn collect_garbage(
     for batch in candidates.chunks(500) {
         // Unknown to the store, or garbage whose copy here was never recorded
         // (a write's late replica): nothing will ever read it.
-        let states = meta.blob_states(node, batch).await?;
+        // A shard file is known by the erasure-coded blob it belongs to.
+        let blobs_of: Vec<String> = batch
+            .iter()
+            .map(|name| super::shard_files::blob_of_file(name).to_owned())
+            .collect();
+        let states = meta.blob_states(node, &blobs_of).await?;
         let orphans: Vec<String> = batch
             .iter()
             .zip(states)

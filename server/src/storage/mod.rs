@@ -5,6 +5,7 @@
 //! It knows nothing of buckets or keys.
 
 mod gc;
+pub mod shard_files;
 
 pub use self::gc::{collect_garbage, spawn_collector};
 
@@ -114,13 +115,36 @@ impl BlobStore {
     /// Where blob `id` lives on this volume (tests and fuzzing damage it there).
     pub fn path_of(&self, id: &str) -> io::Result<PathBuf> {
         let valid = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
-        if !valid {
+        // A shard file of an erasure-coded blob sits beside the blob files,
+        // spread over the same directories by its random part.
+        let dir = match shard_files::parse_shard_file(id) {
+            Some((blob, _)) => shard_files::parse_erasure_id(blob).map(|(_, hex)| &hex[..2]),
+            None => valid.then(|| &id[..2]),
+        };
+        let Some(dir) = dir else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("bad blob id {id:?}"),
             ));
-        }
-        Ok(self.inner.blobs.join(&id[..2]).join(id))
+        };
+        Ok(self.inner.blobs.join(dir).join(id))
+    }
+
+    /// Removes every shard file of erasure-coded blob `id` this volume holds.
+    pub fn delete_shards(&self, id: &str) -> io::Result<()> {
+        let Some((geometry, _)) = shard_files::parse_erasure_id(id) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad erasure-coded blob id {id:?}"),
+            ));
+        };
+        (0..geometry.shards()).try_for_each(|i| self.delete(&shard_files::shard_file(id, i)))
+    }
+
+    /// The index of the shard of erasure-coded blob `id` this volume holds.
+    pub fn shard_held(&self, id: &str) -> Option<usize> {
+        let (geometry, _) = shard_files::parse_erasure_id(id)?;
+        (0..geometry.shards()).find(|i| self.contains(&shard_files::shard_file(id, *i)))
     }
 
     /// Starts writing a new blob into a temp file. Blocking: call from a blocking context.

@@ -39,11 +39,8 @@ pub use self::objects::{
     CustomerKeyCheck, Deleted, Encryption, NULL_VERSION, ObjectChecksum, ObjectHeaders, ObjectMeta,
     Segment, WriteCondition,
 };
-<<<<<<< HEAD
 pub use self::roles::{NewRole, NewSession, Role, SESSION_KEY_PREFIX, StsSession, token_hash};
-=======
 pub use self::shards::{BlobShards, is_erasure};
->>>>>>> issue18
 pub use self::usage::{QUOTA, Quota};
 pub use self::versions::{ObjectVersion, VERSIONING, Versioning};
 

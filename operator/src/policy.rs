@@ -65,6 +65,7 @@ const READ_BUCKET_SETTINGS: &[&str] = &[
     "s3:GetBucketAcl",
     "s3:GetBucketObjectLockConfiguration",
     "s3:GetBucketOwnershipControls",
+    "s3:GetBucketPublicAccessBlock",
 ];
 /// Bucket administration, and what could make data public: no key gets these,
 /// whatever a policy says (an explicit Deny in every key's policy). Creating,
@@ -318,6 +319,22 @@ fn check_allow_within_grants(statement: &Statement, grants: &[Grant]) -> Result<
         .flat_map(|a| a.iter())
         .map(|a| a.to_ascii_lowercase())
         .collect();
+    // An action outside the catalogue (another service's, a misspelt one, one
+    // the server added later) cannot be checked against the grants: refused,
+    // as the grants never give it.
+    let known: Vec<String> = flatten(BUCKET_ACTIONS)
+        .into_iter()
+        .chain(flatten(OBJECT_ACTIONS))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if let Some(unknown) = actions
+        .iter()
+        .find(|pattern| !known.iter().any(|action| glob_match(pattern, action)))
+    {
+        return Err(format!(
+            "{unknown} names no S3 action the grants can give; extra statements may only narrow the grants"
+        ));
+    }
     for resource in statement.resource.iter().flat_map(|r| r.iter()) {
         let scopes = scopes_of(resource, grants);
         if scopes.is_empty() {
@@ -568,6 +585,12 @@ mod tests {
             r#"{"Effect":"Allow","NotAction":"s3:DeleteObject","Resource":"arn:aws:s3:::photos/*"}"#,
             r#"{"Effect":"Allow","Action":"s3:GetObject","NotResource":"arn:aws:s3:::photos/*"}"#,
             r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::photos/*"}"#,
+            // Found by the operator_policy fuzz target: actions the catalogue
+            // did not know passed unchecked.
+            r#"{"Effect":"Allow","Action":"s2:GetObject","Resource":"arn:aws:s3:::photos/*"}"#,
+            r#"{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"arn:aws:s3:::photos/*"}"#,
+            r#"{"Effect":"Allow","Action":"s3:GetBucketPublicAccessBlock","Resource":"arn:aws:s3:::photos"}"#,
+            r#"{"Effect":"Allow","Action":"s3:Unsupported","Resource":"arn:aws:s3:::photos"}"#,
         ] {
             assert!(refused(&read, widening), "{widening}");
         }

@@ -1018,8 +1018,9 @@ async fn a_trust_policy_that_does_not_pin_the_audience_is_refused() {
 
 #[tokio::test]
 async fn credentials_issued_by_one_server_work_on_another_and_outlive_it() {
-    // Two servers on one metadata store: sessions are rows there, so a
-    // second node (or the first after a restart) accepts them.
+    // Three nodes of one cluster on one metadata store: sessions are rows
+    // there, so every node (or the issuer after a restart) accepts them, and
+    // they outlive the node that issued them.
     let idp = Idp::start().await;
     let url = coffer_testkit::postgres_url().await;
     let master = coffer_server::crypto::Key::from_bytes(&[7; 32]).expect("key");
@@ -1044,21 +1045,40 @@ async fn credentials_issued_by_one_server_work_on_another_and_outlive_it() {
     )
     .await;
     let creds = exchange(&first, &idp.token(), None).await.expect("creds");
-    let second = server_trusting(Backend::Postgres, idp.url.clone(), Some(url), Some(master)).await;
-    first.stop().await;
-    let who = sts_client(&second, Some(creds.clone()))
-        .get_caller_identity()
-        .send()
-        .await
-        .expect("GetCallerIdentity on the other server");
-    assert!(who.user_id().unwrap_or("").contains(SUBJECT), "{who:?}");
-    s3_with(&second, &creds)
+    let second = server_trusting(
+        Backend::Postgres,
+        idp.url.clone(),
+        Some(url.clone()),
+        Some(master.clone()),
+    )
+    .await;
+    let third = server_trusting(Backend::Postgres, idp.url.clone(), Some(url), Some(master)).await;
+    // A session issued by the third node works on the first: any node issues,
+    // every node accepts.
+    let from_third = exchange(&third, &idp.token(), None).await.expect("creds");
+    s3_with(&first, &from_third)
         .list_objects_v2()
         .bucket("team-a")
         .send()
         .await
-        .expect("S3 on the other server");
+        .expect("a session from the third node on the first");
+    first.stop().await;
+    for node in [&second, &third] {
+        let who = sts_client(node, Some(creds.clone()))
+            .get_caller_identity()
+            .send()
+            .await
+            .expect("GetCallerIdentity on another node");
+        assert!(who.user_id().unwrap_or("").contains(SUBJECT), "{who:?}");
+        s3_with(node, &creds)
+            .list_objects_v2()
+            .bucket("team-a")
+            .send()
+            .await
+            .expect("S3 on another node");
+    }
     second.stop().await;
+    third.stop().await;
 }
 
 #[tokio::test]

@@ -49,6 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::{AnyPool, Executor};
 use tokio::sync::Mutex;
 
@@ -301,9 +302,10 @@ impl MetaStore {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN").execute(&mut *conn).await?;
         Ok(WriteTx {
-            tx: Some(tx),
+            tx: Some(conn),
             backend: self.backend,
             deferred_usage: Vec::new(),
             cache: self.cache.clone(),
@@ -320,8 +322,15 @@ impl MetaStore {
 /// then SQLite's write lock stays taken and other writers fail with
 /// "database is locked".
 struct WriteTx<'a> {
-    /// `None` only once committed or rolled back.
-    tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+    /// The connection, inside its `BEGIN`; `None` only once committed or
+    /// rolled back. Not an `sqlx::Transaction`: when its COMMIT fails, sqlx
+    /// keeps the connection and its idea of the nesting depth, while SQLite
+    /// may have rolled back or may still hold the transaction open — the
+    /// next BEGIN then became a SAVEPOINT inside the dead transaction and its
+    /// "commit" a RELEASE that committed nothing (found by
+    /// `tests/fsync_failure.rs`: a write acknowledged with no fsync). A
+    /// connection whose COMMIT or ROLLBACK fails is closed instead.
+    tx: Option<PoolConnection<sqlx::Any>>,
     backend: Backend,
     /// Usage changes of quota-free buckets, written once at commit.
     deferred_usage: Vec<(String, usage::UsageDelta)>,
@@ -343,18 +352,31 @@ impl WriteTx<'_> {
 
     async fn commit(mut self) -> MetaResult<()> {
         usage::flush_deferred_usage_tx(&mut self).await?;
-        if let Some(tx) = self.tx.take() {
-            tx.commit().await?;
+        if let Some(conn) = self.tx.take() {
+            end_transaction(conn, "COMMIT").await?;
         }
         Ok(())
     }
 
     /// Rolls back now, before the next writer may start.
     async fn rollback(mut self) -> MetaResult<()> {
-        if let Some(tx) = self.tx.take() {
-            tx.rollback().await?;
+        if let Some(conn) = self.tx.take() {
+            end_transaction(conn, "ROLLBACK").await?;
         }
         Ok(())
+    }
+}
+
+/// Ends a write transaction with `COMMIT` or `ROLLBACK`. A connection on which
+/// that fails is in an unknown state (the transaction rolled back, or still
+/// open): it is closed, never handed to another writer.
+async fn end_transaction(mut conn: PoolConnection<sqlx::Any>, sql: &str) -> MetaResult<()> {
+    match sqlx::query(sql).execute(&mut *conn).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let _ = conn.close().await;
+            Err(e.into())
+        }
     }
 }
 
@@ -366,23 +388,26 @@ impl Drop for WriteTx<'_> {
                 cache.invalidate(&bucket, &key);
             }
         }
-        let Some(tx) = self.tx.take() else {
+        let Some(conn) = self.tx.take() else {
             return;
         };
         let guard = self.guard.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = tx.rollback().await {
+                if let Err(e) = end_transaction(conn, "ROLLBACK").await {
                     tracing::warn!(error = %e, "rolling back a failed write");
                 }
                 drop(guard);
             });
+        } else {
+            // No runtime to roll back on: close, which ends the transaction.
+            drop(conn.detach());
         }
     }
 }
 
 impl std::ops::Deref for WriteTx<'_> {
-    type Target = sqlx::Transaction<'static, sqlx::Any>;
+    type Target = PoolConnection<sqlx::Any>;
     fn deref(&self) -> &Self::Target {
         // Only `commit`, `rollback` and `drop` take the transaction, and each
         // consumes the `WriteTx`.

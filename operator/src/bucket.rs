@@ -744,3 +744,40 @@ async fn write_status(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::data_protection_document;
+    use crate::crd::{DataProtection, DataProtectionScheme};
+
+    fn spec(scheme: DataProtectionScheme, k: Option<u32>, m: Option<u32>) -> DataProtection {
+        DataProtection {
+            scheme,
+            data_shards: k,
+            parity_shards: m,
+        }
+    }
+
+    #[test]
+    fn data_protection_specs_become_the_servers_documents_or_are_refused() {
+        use DataProtectionScheme::{Erasure, Replicas};
+        assert_eq!(
+            data_protection_document(spec(Erasure, Some(4), Some(2))).ok(),
+            Some(r#"{"Scheme":"erasure","DataShards":4,"ParityShards":2}"#.to_owned())
+        );
+        assert_eq!(
+            data_protection_document(spec(Replicas, None, None)).ok(),
+            Some(r#"{"Scheme":"replicas"}"#.to_owned())
+        );
+        // What the CEL rule refuses, for API servers that do not run it.
+        for bad in [
+            spec(Erasure, Some(4), None),
+            spec(Erasure, None, Some(2)),
+            spec(Erasure, Some(40), Some(30)),
+            spec(Erasure, Some(0), Some(2)),
+            spec(Replicas, Some(4), Some(2)),
+        ] {
+            assert!(data_protection_document(bad).is_err(), "{bad:?}");
+        }
+    }
+}

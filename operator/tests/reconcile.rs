@@ -1221,18 +1221,19 @@ async fn data_protection_is_applied_changed_and_reset_to_the_cluster_default() {
         Some(coffer_server::meta::DataProtection::Replicas)
     );
 
-    // An Erasure scheme without its shard counts is refused with a reason,
-    // and the stored setting is kept.
+    // An Erasure scheme without its shard counts is refused by the schema's
+    // rule, and the stored setting is kept.
     let patch = json!({"spec": {"dataProtection": {"scheme": "Erasure", "dataShards": 4}}});
-    h.buckets()
+    let refused = h
+        .buckets()
         .patch("media", &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .expect("patch");
-    let _ = h.reconcile_bucket(NS, "media").await;
-    assert_eq!(
-        h.bucket_condition(NS, "media", "Ready").await,
-        Some(("False".into(), "InvalidDataProtection".into()))
+        .expect_err("refused");
+    assert!(
+        refused.to_string().contains("Erasure needs dataShards and parityShards"),
+        "{refused}"
     );
+    h.reconcile_bucket(NS, "media").await.expect("reconcile");
     assert_eq!(
         stored().await,
         Some(coffer_server::meta::DataProtection::Replicas)

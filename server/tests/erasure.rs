@@ -679,6 +679,17 @@ async fn an_erasure_setting_wider_than_the_cluster_falls_back_to_replicas() {
     for reader in 0..3 {
         assert_objects_intact(&cluster.nodes[reader].client(), "wide", &objects).await;
     }
+    // The CLI shows and changes the same setting.
+    let shown = cluster.cli(&["bucket", "data-protection", "wide"]);
+    assert_eq!(shown.trim(), "erasure:4+2");
+    cluster.cli(&["bucket", "data-protection", "wide", "replicas"]);
+    let (_, body) = node.data_protection("GET", "wide", None).await;
+    assert!(body.contains("<Scheme>replicas</Scheme>"), "{body}");
+    cluster.cli(&["bucket", "data-protection", "wide", "default"]);
+    assert_eq!(
+        cluster.cli(&["bucket", "data-protection", "wide"]).trim(),
+        "default"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

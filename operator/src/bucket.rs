@@ -562,7 +562,9 @@ fn setting_documents(spec: &BucketSpec) -> Result<Vec<(&'static str, Option<Stri
 fn data_protection_document(spec: DataProtection) -> Result<String> {
     let invalid = |message: &str| Error::invalid("InvalidDataProtection", message);
     let setting = match (spec.scheme, spec.data_shards, spec.parity_shards) {
-        (DataProtectionScheme::Replicas, None, None) => coffer_server::meta::DataProtection::Replicas,
+        (DataProtectionScheme::Replicas, None, None) => {
+            coffer_server::meta::DataProtection::Replicas
+        }
         (DataProtectionScheme::Replicas, _, _) => {
             return Err(invalid(
                 "dataProtection: Replicas takes no dataShards or parityShards",

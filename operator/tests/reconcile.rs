@@ -1230,7 +1230,9 @@ async fn data_protection_is_applied_changed_and_reset_to_the_cluster_default() {
         .await
         .expect_err("refused");
     assert!(
-        refused.to_string().contains("Erasure needs dataShards and parityShards"),
+        refused
+            .to_string()
+            .contains("Erasure needs dataShards and parityShards"),
         "{refused}"
     );
     h.reconcile_bucket(NS, "media").await.expect("reconcile");

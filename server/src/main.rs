@@ -757,7 +757,9 @@ async fn run_bucket(store: StoreArgs, command: BucketCommand) -> anyhow::Result<
         BucketCommand::DataProtection { bucket, scheme } => {
             let document = match scheme.as_deref().map(str::trim) {
                 None => {
-                    let settings = meta.bucket_with_configs(&bucket, &[DATA_PROTECTION]).await?;
+                    let settings = meta
+                        .bucket_with_configs(&bucket, &[DATA_PROTECTION])
+                        .await?;
                     match settings.data_protection() {
                         Some(setting) => println!("{setting}"),
                         None => println!("default"),

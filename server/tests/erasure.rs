@@ -572,9 +572,13 @@ async fn create_bucket(client: &Client, bucket: &str) {
 /// Writes plain objects of three sizes and a multipart one into `bucket`.
 async fn write_mixed(client: &Client, bucket: &str, seed: u64) -> Vec<(String, Vec<u8>)> {
     let mut objects = Vec::new();
-    for (i, (key, len)) in [("small", 200_000), ("large", 5 * MIB + 1), ("uneven", 9 * MIB + 12_345)]
-        .into_iter()
-        .enumerate()
+    for (i, (key, len)) in [
+        ("small", 200_000),
+        ("large", 5 * MIB + 1),
+        ("uneven", 9 * MIB + 12_345),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let data = bytes_of(seed + i as u64, len);
         put(client, bucket, key, data.clone()).await.expect("put");
@@ -623,7 +627,10 @@ async fn buckets_choose_erasure_or_replicas_in_one_cluster() {
     }
     for (key, _) in &copies {
         let blobs = blobs_of(&cluster, "copies", key).await;
-        assert!(!blobs.iter().any(|b| is_coded(b)), "copies/{key}: {blobs:?}");
+        assert!(
+            !blobs.iter().any(|b| is_coded(b)),
+            "copies/{key}: {blobs:?}"
+        );
     }
     // large, uneven and the multipart's 3 parts: one 6-shard blob each.
     let counts = shard_counts(&cluster).await;
@@ -642,7 +649,12 @@ async fn buckets_choose_erasure_or_replicas_in_one_cluster() {
         .expect("put");
     let blobs = blobs_of(&cluster, "coded", "after-reset").await;
     assert!(!blobs.iter().any(|b| is_coded(b)), "{blobs:?}");
-    assert!(blobs_of(&cluster, "coded", "large").await.iter().all(|b| is_coded(b)));
+    assert!(
+        blobs_of(&cluster, "coded", "large")
+            .await
+            .iter()
+            .all(|b| is_coded(b))
+    );
     let mut coded = coded;
     coded.push(("after-reset".to_owned(), later));
 
@@ -664,9 +676,7 @@ async fn an_erasure_setting_wider_than_the_cluster_falls_back_to_replicas() {
     let node = &cluster.nodes[0];
     let client = node.client();
     create_bucket(&client, "wide").await;
-    let (status, body) = node
-        .data_protection("PUT", "wide", Some(ERASURE_4_2))
-        .await;
+    let (status, body) = node.data_protection("PUT", "wide", Some(ERASURE_4_2)).await;
     assert_eq!(status, 200, "{body}");
     let data = bytes_of(400, 5 * MIB + 1);
     put(&client, "wide", "large", data.clone())

@@ -37,7 +37,11 @@ async fn data_protection_is_stored_validated_and_reset(backend: Backend) {
 
     let (status, body) = call(&t, root, "GET", "dp-bucket", "").await;
     assert_eq!(status, 404, "{body}");
-    assert_eq!(xml_code(&body), "NoSuchDataProtectionConfiguration", "{body}");
+    assert_eq!(
+        xml_code(&body),
+        "NoSuchDataProtectionConfiguration",
+        "{body}"
+    );
 
     let (status, body) = call(&t, root, "PUT", "dp-bucket", "<DataProtection><Scheme>era").await;
     assert_eq!(status, 400, "{body}");
@@ -146,7 +150,11 @@ async fn an_erasure_bucket_on_a_single_node_stores_copies(backend: Backend) {
     let t = TestServer::start(backend).await;
     let root = t.server.root_key();
     let s3 = t.root_client();
-    s3.create_bucket().bucket("lone").send().await.expect("bucket");
+    s3.create_bucket()
+        .bucket("lone")
+        .send()
+        .await
+        .expect("bucket");
     let (status, body) = call(&t, (&root.id, &root.secret), "PUT", "lone", ERASURE_4_2).await;
     assert_eq!(status, 200, "{body}");
     let data: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();

@@ -127,10 +127,7 @@ impl Node {
         )
         .expect("signable");
         let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
-        let mut request = reqwest::Client::new().request(
-            method.parse().expect("method"),
-            &url,
-        );
+        let mut request = reqwest::Client::new().request(method.parse().expect("method"), &url);
         for (name, value) in instructions.headers() {
             request = request.header(name, value);
         }

@@ -138,6 +138,14 @@ pub struct BucketSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<Vec<CorsRule>>,
 
+    /// How the bucket's new objects are stored: `Replicas` (whole copies on the
+    /// cluster's `--replicas` nodes) or `Erasure` (`dataShards` + `parityShards`
+    /// Reed–Solomon shards on distinct nodes; 4+2 survives two lost nodes at
+    /// 1.5 bytes per byte). Objects smaller than the servers'
+    /// `--erasure-min-size` stay replicated; existing objects keep how they were
+    /// stored. Unset (or removed): the cluster default (`--erasure`, else replicas).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_protection: Option<DataProtection>,
     /// What happens to the bucket when this resource is deleted: `Retain` (the
     /// default) keeps it and its objects; `Delete` deletes it, refusing while it
     /// holds objects unless `forceDelete` is true.
@@ -187,6 +195,31 @@ pub enum EncryptionType {
 pub enum VersioningState {
     Enabled,
     Suspended,
+}
+
+/// A bucket's data protection: `Replicas`, or `Erasure` with its shard counts.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[x_kube(validation = Rule::new(
+    "self.scheme == 'Erasure' ? (has(self.dataShards) && has(self.parityShards) && self.dataShards + self.parityShards <= 64) : (!has(self.dataShards) && !has(self.parityShards))"
+).message("Erasure needs dataShards and parityShards (at most 64 together); Replicas takes neither"))]
+#[serde(rename_all = "camelCase")]
+pub struct DataProtection {
+    /// `Replicas` or `Erasure`.
+    pub scheme: DataProtectionScheme,
+    /// Data shards (K) of an `Erasure` scheme.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 63))]
+    pub data_shards: Option<u32>,
+    /// Parity shards (M) of an `Erasure` scheme: how many nodes may be lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 63))]
+    pub parity_shards: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DataProtectionScheme {
+    Replicas,
+    Erasure,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -66,6 +66,7 @@ const READ_BUCKET_SETTINGS: &[&str] = &[
     "s3:GetBucketObjectLockConfiguration",
     "s3:GetBucketOwnershipControls",
     "s3:GetBucketPublicAccessBlock",
+    "s3:GetBucketDataProtection",
 ];
 /// Bucket administration, and what could make data public: no key gets these,
 /// whatever a policy says (an explicit Deny in every key's policy). Creating,
@@ -91,6 +92,7 @@ pub const BUCKET_ADMINISTRATION: &[&str] = &[
     "s3:PutBucketNotification",
     "s3:PutBucketLogging",
     "s3:PutReplicationConfiguration",
+    "s3:PutBucketDataProtection",
 ];
 /// Every action evaluated against an object ARN (`arn:aws:s3:::bucket/key`).
 const OBJECT_ACTIONS: &[&[&str]] = &[

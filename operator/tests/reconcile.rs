@@ -1181,3 +1181,76 @@ async fn encryption_sse_kms_gives_the_bucket_its_own_key() {
         None
     );
 }
+
+#[tokio::test]
+async fn data_protection_is_applied_changed_and_reset_to_the_cluster_default() {
+    let h = Harness::start().await;
+    let spec = "  dataProtection:\n    scheme: Erasure\n    dataShards: 4\n    parityShards: 2\n";
+    ready_bucket(&h, "media", spec).await;
+    let stored = || {
+        let store = h.store.clone();
+        async move {
+            store
+                .bucket_with_configs("team-a.media", &[coffer_server::meta::DATA_PROTECTION])
+                .await
+                .expect("bucket")
+                .data_protection()
+        }
+    };
+    assert_eq!(
+        stored().await,
+        Some(coffer_server::meta::DataProtection::Erasure {
+            data_shards: 4,
+            parity_shards: 2
+        })
+    );
+    let (status, reason) = h
+        .bucket_condition(NS, "media", "SettingsEnforced")
+        .await
+        .expect("condition");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Enforced"));
+
+    let patch = json!({"spec": {"dataProtection": {"scheme": "Replicas", "dataShards": null, "parityShards": null}}});
+    h.buckets()
+        .patch("media", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    h.reconcile_bucket(NS, "media").await.expect("reconcile");
+    assert_eq!(
+        stored().await,
+        Some(coffer_server::meta::DataProtection::Replicas)
+    );
+
+    // An Erasure scheme without its shard counts is refused by the schema's
+    // rule, and the stored setting is kept.
+    let patch = json!({"spec": {"dataProtection": {"scheme": "Erasure", "dataShards": 4}}});
+    let refused = h
+        .buckets()
+        .patch("media", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect_err("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("Erasure needs dataShards and parityShards"),
+        "{refused}"
+    );
+    h.reconcile_bucket(NS, "media").await.expect("reconcile");
+    assert_eq!(
+        stored().await,
+        Some(coffer_server::meta::DataProtection::Replicas)
+    );
+
+    // Removing the field returns the bucket to the cluster default.
+    let patch = json!({"spec": {"dataProtection": null}});
+    h.buckets()
+        .patch("media", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    h.reconcile_bucket(NS, "media").await.expect("reconcile");
+    assert_eq!(stored().await, None);
+    assert_eq!(
+        h.bucket_condition(NS, "media", "Ready").await,
+        Some(("True".into(), "Provisioned".into()))
+    );
+}

@@ -25,8 +25,8 @@ use s3s::{S3Request, S3Result, s3_error};
 use self::grants::{AccessDefaults, AclTarget};
 use crate::iam::{self, Decision, PolicyDocument, RequestContext};
 use crate::meta::{
-    AccessKey, BucketAcl, BucketWithConfigs, ENCRYPTION, MetaStore, ObjectMeta, ObjectOwnership,
-    PublicAccessBlock, QUOTA, now_millis,
+    AccessKey, BucketAcl, BucketWithConfigs, DATA_PROTECTION, ENCRYPTION, MetaStore, ObjectMeta,
+    ObjectOwnership, PublicAccessBlock, QUOTA, now_millis,
 };
 
 /// How long a key or bucket policy read from the store is trusted. Changes made by
@@ -149,7 +149,7 @@ impl KeyRing {
         let load = async {
             let settings = self
                 .meta
-                .bucket_with_configs(bucket, &[QUOTA, ENCRYPTION])
+                .bucket_with_configs(bucket, &[QUOTA, ENCRYPTION, DATA_PROTECTION])
                 .await;
             settings.map(Arc::new).map_err(crate::s3::meta_error)
         };
@@ -323,6 +323,9 @@ pub fn action_for(operation: &str) -> &'static str {
         }
         "GetPublicAccessBlock" => "s3:GetBucketPublicAccessBlock",
         "PutPublicAccessBlock" | "DeletePublicAccessBlock" => "s3:PutBucketPublicAccessBlock",
+        // Coffer's own sub-resource (`?coffer-data-protection`, `s3::data_protection`).
+        "GetBucketDataProtection" => "s3:GetBucketDataProtection",
+        "PutBucketDataProtection" | "DeleteBucketDataProtection" => "s3:PutBucketDataProtection",
         _ => "s3:Unsupported",
     }
 }
@@ -366,6 +369,19 @@ pub fn version_action(action: &'static str, versioned: bool) -> &'static str {
 
 /// Condition keys taken from the request line and headers.
 fn request_context(cx: &mut S3AccessContext<'_>) -> RequestContext {
+    let secure = crate::serve::secure_transport(cx.extensions_mut());
+    let source = cx.extensions_mut().get::<SocketAddr>().copied();
+    request_context_of(cx.uri(), cx.headers(), secure, source)
+}
+
+/// Condition keys of a request: its line and headers, whether Coffer itself
+/// terminated TLS (`secure`), and the client's address.
+fn request_context_of(
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    secure: &'static str,
+    source: Option<SocketAddr>,
+) -> RequestContext {
     let mut ctx = RequestContext::default();
     let now = time::OffsetDateTime::now_utc();
     if let Ok(text) = now.format(&time::format_description::well_known::Rfc3339) {
@@ -374,14 +390,10 @@ fn request_context(cx: &mut S3AccessContext<'_>) -> RequestContext {
     ctx.insert("aws:EpochTime", now.unix_timestamp().to_string());
     // True only for TLS that Coffer terminated itself (the accept loop says so);
     // TLS ended at a proxy in front is not something we can vouch for.
-    ctx.insert(
-        "aws:SecureTransport",
-        crate::serve::secure_transport(cx.extensions_mut()),
-    );
-    if let Some(addr) = cx.extensions_mut().get::<SocketAddr>() {
+    ctx.insert("aws:SecureTransport", secure);
+    if let Some(addr) = source {
         ctx.insert("aws:SourceIp", addr.ip().to_string());
     }
-    let headers = cx.headers();
     for (name, value) in headers {
         let Ok(value) = value.to_str() else { continue };
         let name = name.as_str();
@@ -399,7 +411,7 @@ fn request_context(cx: &mut S3AccessContext<'_>) -> RequestContext {
     if let Some(tagging) = headers.get("x-amz-tagging").and_then(|v| v.to_str().ok()) {
         insert_request_tags(&mut ctx, form_urlencoded_pairs(tagging).collect::<Vec<_>>());
     }
-    let query = cx.uri().query().unwrap_or("");
+    let query = uri.query().unwrap_or("");
     let presigned = query.contains("Signature=");
     let sigv2 = (presigned && !query.contains("X-Amz-Signature="))
         || headers
@@ -709,7 +721,10 @@ impl S3Access for Authorizer {
             None => None,
         };
         if let Some(key) = key.as_ref().filter(|k| session::is_session_key(&k.id)) {
-            self.check_session(&key.id, cx).await?;
+            let operation = cx.s3_op().name();
+            let method = cx.method().clone();
+            self.check_session(&key.id, cx.uri(), cx.headers(), (operation, &method))
+                .await?;
         }
         check_presigned_expiry(cx.uri().query().unwrap_or(""))?;
         let context = Arc::new(request_context(cx));
@@ -782,15 +797,50 @@ impl S3Access for Authorizer {
 }
 
 impl Authorizer {
+    /// Authorizes a request to one of Coffer's own bucket sub-resources, which
+    /// s3s hands to a custom route after verifying its signature: the same
+    /// checks as [`S3Access::check`], for an action the caller names.
+    pub async fn authorize_route(
+        &self,
+        req: &mut s3s::S3Request<s3s::Body>,
+        (operation, action): (&str, &'static str),
+        bucket: &str,
+    ) -> S3Result<()> {
+        let key = match &req.credentials {
+            Some(creds) => {
+                self.check_sigv2(&req.uri, &req.headers)?;
+                self.keyring.access_key(&creds.access_key).await?
+            }
+            None => None,
+        };
+        if let Some(key) = key.as_ref().filter(|k| session::is_session_key(&k.id)) {
+            self.check_session(&key.id, &req.uri, &req.headers, (operation, &req.method))
+                .await?;
+        }
+        check_presigned_expiry(req.uri.query().unwrap_or(""))?;
+        let secure = crate::serve::secure_transport(&req.extensions);
+        let source = req.extensions.get::<SocketAddr>().copied();
+        let context = Arc::new(request_context_of(&req.uri, &req.headers, secure, source));
+        let caller = Caller { key, context };
+        req.extensions.insert(caller.clone());
+        self.authorize(&caller, action, Some(bucket), None).await
+    }
+
     /// Temporary credentials are valid only with their session token; every
     /// request they sign is logged with the session's subject (the audit trail).
-    async fn check_session(&self, id: &str, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+    async fn check_session(
+        &self,
+        id: &str,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        (operation, method): (&str, &http::Method),
+    ) -> S3Result<()> {
         let active = self
             .keyring
             .session(id)
             .await?
             .ok_or_else(session::invalid_token)?;
-        let token = session::request_token(cx.uri(), cx.headers());
+        let token = session::request_token(uri, headers);
         if !token.is_some_and(|t| active.session.token_matches(&t)) {
             return Err(session::invalid_token());
         }
@@ -798,9 +848,9 @@ impl Authorizer {
             subject = %active.session.subject,
             role = active.role(),
             session = id,
-            operation = cx.s3_op().name(),
-            method = %cx.method(),
-            path = cx.uri().path(),
+            operation,
+            %method,
+            path = uri.path(),
             "request with temporary credentials"
         );
         Ok(())

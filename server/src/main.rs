@@ -48,6 +48,13 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Bucket settings that only Coffer has.
+    Bucket {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: BucketCommand,
+    },
     /// Manage IAM roles that STS issues temporary credentials for (see docs/sts.md).
     Role {
         #[command(flatten)]
@@ -89,6 +96,17 @@ enum MasterKeyCommand {
         /// File holding the new key (base64 of 32 bytes).
         #[arg(long)]
         new_key_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BucketCommand {
+    /// Show or set how a bucket's new objects are stored: `erasure:K+M`,
+    /// `replicas`, or `default` (the cluster's --erasure, else replicas).
+    DataProtection {
+        bucket: String,
+        /// The new setting; without it, the current one is printed.
+        scheme: Option<String>,
     },
 }
 
@@ -430,6 +448,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => run_serve(*args).await,
         Command::Key { store, command } => run_key(store, command).await,
         Command::Node { store, command } => run_node(store, command).await,
+        Command::Bucket { store, command } => run_bucket(store, command).await,
         Command::MasterKey { store, command } => run_master_key(store, command).await,
         Command::Role { store, command } => run_role(store, command).await,
         Command::Kms {
@@ -728,6 +747,38 @@ async fn run_role(store: StoreArgs, command: RoleCommand) -> anyhow::Result<()> 
         }
     }
     meta.close().await;
+    Ok(())
+}
+
+async fn run_bucket(store: StoreArgs, command: BucketCommand) -> anyhow::Result<()> {
+    use coffer_server::meta::{DATA_PROTECTION, DataProtection};
+    let meta = serve::open_meta(&config_of(&store)?).await?;
+    match command {
+        BucketCommand::DataProtection { bucket, scheme } => {
+            let document = match scheme.as_deref().map(str::trim) {
+                None => {
+                    let settings = meta
+                        .bucket_with_configs(&bucket, &[DATA_PROTECTION])
+                        .await?;
+                    match settings.data_protection() {
+                        Some(setting) => println!("{setting}"),
+                        None => println!("default"),
+                    }
+                    return Ok(());
+                }
+                Some("default") => None,
+                Some(text) => Some(
+                    text.parse::<DataProtection>()
+                        .map_err(anyhow::Error::msg)?
+                        .to_document(),
+                ),
+            };
+            meta.set_bucket_config(&bucket, DATA_PROTECTION, document.as_deref())
+                .await?;
+            // Servers pick the change up within seconds (their settings cache).
+            println!("{bucket}: {}", scheme.unwrap_or_default().trim());
+        }
+    }
     Ok(())
 }
 

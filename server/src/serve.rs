@@ -356,7 +356,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let mut builder = S3ServiceBuilder::new(coffer);
     builder.set_auth(SignatureKeys(keyring.clone()));
     let sts = crate::sts::Sts::new(meta.clone(), keyring.clone(), &config.sts);
-    builder.set_access(Authorizer::new(keyring, config.allow_sigv2));
+    builder.set_access(Authorizer::new(keyring.clone(), config.allow_sigv2));
     let mut s3_config = s3s::config::S3Config::default();
     // XML bodies: a 1000-key DeleteObjects or a 10,000-part completion fit in 4 MiB.
     s3_config.xml_max_body_size = 4 << 20;
@@ -373,6 +373,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         // The CORS layer reads virtual-hosted buckets exactly as s3s does.
         host = Some(Arc::new(parse()?));
     }
+    builder.set_route(crate::s3::data_protection::DataProtectionRoute::new(
+        meta.clone(),
+        keyring.clone(),
+        config.allow_sigv2,
+        host.clone(),
+    ));
     let front = FrontDoor {
         meta: meta.clone(),
         plane: plane.clone(),

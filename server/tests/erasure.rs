@@ -1,7 +1,8 @@
 //! Erasure coding proven with real server processes: six `coffer-server`
 //! nodes with `--erasure 4+2` on 127.0.0.x and one throwaway Postgres; objects
 //! are read back byte-identical (whole and ranged) with two nodes killed, with a
-//! corrupt shard file, and after healing; replicated objects live beside them.
+//! corrupt shard file, and after healing; replicated objects live beside them,
+//! and buckets choose erasure coding or replicas on a cluster without a default.
 
 #[path = "support/cluster.rs"]
 mod harness;
@@ -546,6 +547,159 @@ async fn replicated_and_erasure_coded_objects_share_one_cluster() {
     for node in 0..6 {
         assert_objects_intact(&cluster.nodes[node].client(), "mixed", &objects).await;
     }
+}
+
+/// A cluster without `--erasure`: buckets choose their own protection.
+const NO_DEFAULT_ARGS: &[&str] = &[
+    "--erasure-min-size",
+    "1048576",
+    "--dead-after",
+    "5",
+    "--replicas",
+    "3",
+];
+const ERASURE_4_2: &str = "<DataProtection><Scheme>erasure</Scheme><DataShards>4</DataShards><ParityShards>2</ParityShards></DataProtection>";
+
+async fn create_bucket(client: &Client, bucket: &str) {
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("bucket {bucket}: {e:?}"));
+}
+
+/// Writes plain objects of three sizes and a multipart one into `bucket`.
+async fn write_mixed(client: &Client, bucket: &str, seed: u64) -> Vec<(String, Vec<u8>)> {
+    let mut objects = Vec::new();
+    for (i, (key, len)) in [
+        ("small", 200_000),
+        ("large", 5 * MIB + 1),
+        ("uneven", 9 * MIB + 12_345),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = bytes_of(seed + i as u64, len);
+        put(client, bucket, key, data.clone()).await.expect("put");
+        objects.push((key.to_owned(), data));
+    }
+    // Every part at or above --erasure-min-size: each is coded on its own.
+    let data = bytes_of(seed + 10, 2 * MULTIPART_PART + 2 * MIB + 7);
+    put_multipart(client, bucket, "multipart", &data, MULTIPART_PART).await;
+    objects.push(("multipart".to_owned(), data));
+    objects
+}
+
+fn is_coded(blob: &str) -> bool {
+    blob.starts_with("e-4-2-")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn buckets_choose_erasure_or_replicas_in_one_cluster() {
+    let mut cluster = TestCluster::start(6, NO_DEFAULT_ARGS).await;
+    let node = &cluster.nodes[0];
+    let client = node.client();
+    create_bucket(&client, "coded").await;
+    create_bucket(&client, "copies").await;
+    let (status, body) = node.data_protection("GET", "coded", None).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("NoSuchDataProtectionConfiguration"), "{body}");
+    let (status, body) = node
+        .data_protection("PUT", "coded", Some(ERASURE_4_2))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = node.data_protection("GET", "coded", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<Scheme>erasure</Scheme>"), "{body}");
+    assert!(body.contains("<DataShards>4</DataShards>"), "{body}");
+
+    let coded = write_mixed(&client, "coded", 100).await;
+    let copies = write_mixed(&client, "copies", 200).await;
+    for (key, data) in &coded {
+        let blobs = blobs_of(&cluster, "coded", key).await;
+        let expect_coded = data.len() >= MIB;
+        assert!(
+            blobs.iter().all(|b| is_coded(b) == expect_coded),
+            "coded/{key} ({} bytes): {blobs:?}",
+            data.len()
+        );
+    }
+    for (key, _) in &copies {
+        let blobs = blobs_of(&cluster, "copies", key).await;
+        assert!(
+            !blobs.iter().any(|b| is_coded(b)),
+            "copies/{key}: {blobs:?}"
+        );
+    }
+    // large, uneven and the multipart's 3 parts: one 6-shard blob each.
+    let counts = shard_counts(&cluster).await;
+    assert_eq!(counts.len(), 5, "{counts:?}");
+    assert!(counts.iter().all(|(_, n)| *n == 6), "{counts:?}");
+
+    // Removing the setting: new writes follow the cluster default again
+    // (replicas here); what was written keeps its shards.
+    let (status, body) = node.data_protection("DELETE", "coded", None).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = node.data_protection("GET", "coded", None).await;
+    assert_eq!(status, 404);
+    let later = bytes_of(300, 5 * MIB + 1);
+    put(&client, "coded", "after-reset", later.clone())
+        .await
+        .expect("put");
+    let blobs = blobs_of(&cluster, "coded", "after-reset").await;
+    assert!(!blobs.iter().any(|b| is_coded(b)), "{blobs:?}");
+    assert!(
+        blobs_of(&cluster, "coded", "large")
+            .await
+            .iter()
+            .all(|b| is_coded(b))
+    );
+    let mut coded = coded;
+    coded.push(("after-reset".to_owned(), later));
+
+    // Two nodes lost: both buckets read back byte-identical, ranges too.
+    cluster.nodes[1].kill9();
+    cluster.nodes[2].kill9();
+    for reader in [0, 3] {
+        let client = cluster.nodes[reader].client();
+        assert_objects_intact(&client, "coded", &coded).await;
+        assert_objects_intact(&client, "copies", &copies).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_erasure_setting_wider_than_the_cluster_falls_back_to_replicas() {
+    // 4+2 needs six nodes; on three the setting is kept, and large objects are
+    // replicated as under a cluster-wide --erasure, until nodes join.
+    let cluster = TestCluster::start(3, NO_DEFAULT_ARGS).await;
+    let node = &cluster.nodes[0];
+    let client = node.client();
+    create_bucket(&client, "wide").await;
+    let (status, body) = node.data_protection("PUT", "wide", Some(ERASURE_4_2)).await;
+    assert_eq!(status, 200, "{body}");
+    let data = bytes_of(400, 5 * MIB + 1);
+    put(&client, "wide", "large", data.clone())
+        .await
+        .expect("put");
+    let blobs = blobs_of(&cluster, "wide", "large").await;
+    assert!(!blobs.iter().any(|b| is_coded(b)), "{blobs:?}");
+    assert_eq!(shard_counts(&cluster).await.len(), 0);
+    let objects = vec![("large".to_owned(), data)];
+    for reader in 0..3 {
+        assert_objects_intact(&cluster.nodes[reader].client(), "wide", &objects).await;
+    }
+    // The CLI shows and changes the same setting.
+    let shown = cluster.cli(&["bucket", "data-protection", "wide"]);
+    assert_eq!(shown.trim(), "erasure:4+2");
+    cluster.cli(&["bucket", "data-protection", "wide", "replicas"]);
+    let (_, body) = node.data_protection("GET", "wide", None).await;
+    assert!(body.contains("<Scheme>replicas</Scheme>"), "{body}");
+    cluster.cli(&["bucket", "data-protection", "wide", "default"]);
+    assert_eq!(
+        cluster.cli(&["bucket", "data-protection", "wide"]).trim(),
+        "default"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use super::peer::{PeerError, Receipt};
 use super::write::{ReplicatedWriter, is_out_of_space};
 use super::{DataPlane, Liveness, placement, unreachable};
+use crate::meta::DataProtection;
 use crate::storage::shard_files::{new_erasure_id, shard_file};
 use crate::storage::{BLOCK_SIZE, BlobInfo, BlobWriter, crc32c_append};
 
@@ -206,12 +207,28 @@ pub struct ErasureWriter {
 }
 
 impl DataPlane {
-    /// Starts a new blob: erasure-coded under `--erasure` when it is expected to
+    /// Starts a new blob: erasure-coded under the bucket's data protection
+    /// (`protection`; `None`: the cluster's `--erasure`) when it is expected to
     /// reach `--erasure-min-size` (unknown size counts as large) and k+m nodes
     /// take data, replicated otherwise.
-    pub async fn create_sized(&self, size_hint: Option<u64>) -> std::io::Result<BlobWrite> {
+    pub async fn create_sized(
+        &self,
+        size_hint: Option<u64>,
+        protection: Option<DataProtection>,
+    ) -> std::io::Result<BlobWrite> {
         let config = self.config();
-        if let Some(scheme) = config.erasure
+        let scheme = match protection {
+            None => config.erasure,
+            Some(DataProtection::Replicas) => None,
+            Some(DataProtection::Erasure {
+                data_shards,
+                parity_shards,
+            }) => Some(Erasure {
+                k: data_shards,
+                m: parity_shards,
+            }),
+        };
+        if let Some(scheme) = scheme
             && size_hint.is_none_or(|n| n >= config.erasure_min_size)
             && self.view().placeable(config.dead_after).len() >= scheme.shards()
         {

@@ -51,6 +51,15 @@ impl BucketWithConfigs {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The bucket's data protection (when `DATA_PROTECTION` was asked for);
+    /// `None`: the cluster default. An unreadable document counts as unset.
+    pub fn data_protection(&self) -> Option<super::DataProtection> {
+        let text = self.config(super::DATA_PROTECTION)?;
+        super::DataProtection::from_document(text)
+            .inspect_err(|e| tracing::warn!(bucket = self.bucket.name, error = %e, "ignoring data protection"))
+            .ok()
+    }
+
     /// The bucket's quota (when `QUOTA` was asked for).
     pub fn quota(&self) -> MetaResult<Option<super::Quota>> {
         self.config(super::QUOTA).map(super::from_json).transpose()
@@ -281,6 +290,7 @@ impl MetaStore {
             super::OBJECT_LOCK => {
                 super::lock::check_lock_document_tx(self, &mut tx, bucket, value).await?;
             }
+            super::DATA_PROTECTION => super::data_protection::check_document(value)?,
             _ => {}
         }
         match value {

@@ -6,6 +6,7 @@ mod acl;
 mod blobs;
 mod buckets;
 mod cache;
+mod data_protection;
 mod group;
 mod keys;
 mod kms;
@@ -27,6 +28,7 @@ pub use self::acl::{
 };
 pub use self::buckets::{Bucket, BucketUsage, BucketWithConfigs, ENCRYPTION, NewBucket};
 pub use self::cache::{CacheStats, OBJECT_CACHE_LEASE, ObjectCache};
+pub use self::data_protection::{DATA_PROTECTION, DataProtection};
 pub use self::keys::{AccessKey, NewAccessKey};
 pub use self::kms::{KmsKey, KmsKeyState};
 pub use self::list::{ListPage, ListQuery};

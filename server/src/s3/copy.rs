@@ -262,6 +262,7 @@ async fn copy_bytes(
             algorithm,
             inline_max: s3.limits.inline_max,
             encryption: keys.1,
+            protection: s3.keyring.bucket_for_write(bucket).await?.data_protection(),
         },
     )
     .await?;

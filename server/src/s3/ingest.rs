@@ -17,6 +17,7 @@ use super::checksum::Algorithm;
 use super::{io_error, join_error};
 use crate::cluster::{BlobWrite, DataPlane};
 use crate::crypto::{CHUNK, Key, SegmentCipher};
+use crate::meta::DataProtection;
 use crate::storage::{BLOCK_SIZE, BlobInfo};
 
 /// A body that is now a durable blob.
@@ -138,6 +139,8 @@ pub struct BodyRules<'a> {
     /// The object's data key when it is encrypted: the bytes are stored sealed
     /// (`crate::crypto`), hashes and sizes still describe the plaintext.
     pub encryption: Option<&'a Key>,
+    /// The bucket's data protection (`None`: the cluster default).
+    pub protection: Option<DataProtection>,
 }
 
 /// Writes `body` to a new blob. On any error the partial blob is removed.
@@ -199,7 +202,7 @@ where
             Some(w) => w,
             None => {
                 let w = blobs
-                    .create_sized(rules.declared_len)
+                    .create_sized(rules.declared_len, rules.protection)
                     .await
                     .map_err(io_error)?;
                 cipher = rules.encryption.map(|key| Arc::new(key.segment(w.id())));

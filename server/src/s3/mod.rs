@@ -8,6 +8,7 @@ mod bucket;
 mod checksum;
 mod copy;
 pub(crate) mod cors;
+pub mod data_protection;
 mod delete;
 mod encryption;
 mod get;

@@ -222,6 +222,11 @@ pub async fn upload_part(
             // Parts stay blob files: they become segments of a large object.
             inline_max: 0,
             encryption: data_key.as_deref(),
+            protection: s3
+                .keyring
+                .bucket_for_write(&input.bucket)
+                .await?
+                .data_protection(),
         },
     )
     .await?;
@@ -315,6 +320,11 @@ pub async fn upload_part_copy(
             // Parts stay blob files: they become segments of a large object.
             inline_max: 0,
             encryption: data_key.as_deref(),
+            protection: s3
+                .keyring
+                .bucket_for_write(&input.bucket)
+                .await?
+                .data_protection(),
         },
     )
     .await?;

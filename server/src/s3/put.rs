@@ -310,6 +310,7 @@ pub async fn put_object(
             algorithm: expected.algorithm,
             inline_max: s3.limits.inline_max,
             encryption: encryption.as_ref().map(|e| &*e.data_key),
+            protection: bucket.data_protection(),
         },
     )
     .await?;

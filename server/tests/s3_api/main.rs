@@ -12,6 +12,7 @@ mod bad_input;
 mod buckets;
 mod conditional;
 mod cors;
+mod data_protection;
 mod encryption;
 mod endpoints;
 mod fidelity;

@@ -87,6 +87,55 @@ impl Node {
         Client::from_conf(config)
     }
 
+    /// Coffer's own `?coffer-data-protection` sub-resource of `bucket`, signed
+    /// with the root key: `PUT` with `body`, `GET` or `DELETE`. Returns the
+    /// status and the response body.
+    pub async fn data_protection(
+        &self,
+        method: &str,
+        bucket: &str,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+        use aws_sigv4::sign::v4;
+        let url = format!("{}/{bucket}?coffer-data-protection", self.endpoint());
+        let body = body.unwrap_or_default().as_bytes().to_vec();
+        let identity = Credentials::new(ROOT_KEY, ROOT_SECRET, None, None, "raw").into();
+        let mut settings = SigningSettings::default();
+        settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("s3")
+            .time(std::time::SystemTime::now())
+            .settings(settings)
+            .build()
+            .expect("signing params")
+            .into();
+        let host = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .expect("host")
+            .to_owned();
+        let headers = [("host", host.as_str())];
+        let signable = SignableRequest::new(
+            method,
+            &url,
+            headers.into_iter(),
+            SignableBody::Bytes(&body),
+        )
+        .expect("signable");
+        let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+        let mut request = reqwest::Client::new().request(method.parse().expect("method"), &url);
+        for (name, value) in instructions.headers() {
+            request = request.header(name, value);
+        }
+        let response = request.body(body).send().await.expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
     pub fn blob_files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
         if let Ok(shards) = std::fs::read_dir(self.data_dir.join("blobs")) {

@@ -668,6 +668,56 @@ async fn buckets_choose_erasure_or_replicas_in_one_cluster() {
     }
 }
 
+/// The server's own `--dead-after` (300 s): nodes that stop heartbeating are
+/// suspect after a few seconds but not dead for minutes.
+const EC_DEFAULT_DEAD_AFTER: &[&str] = &["--erasure", "4+2", "--replicas", "3"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_two_of_six_nodes_silent_writes_go_on_long_before_they_are_dead() {
+    // 4+2 acknowledges at five shards, so two silent nodes make coding over
+    // them impossible; writes must not fail for the minutes until --dead-after
+    // but be replicated over the four that answer, and coded again once the
+    // two are back.
+    let mut cluster = TestCluster::start(6, EC_DEFAULT_DEAD_AFTER).await;
+    let client = cluster.nodes[0].client();
+    create_bucket(&client, "silent").await;
+    cluster.nodes[2].kill9();
+    cluster.nodes[5].kill9();
+    let killed = Instant::now();
+    let data = bytes_of(500, 3 * MIB + 7);
+    put_until_taken(&client, "silent", "while-two-are-down", &data).await;
+    let waited = killed.elapsed();
+    assert!(
+        waited < Duration::from_secs(30),
+        "a write waited {waited:?} with two of six nodes down (dead after 300 s)"
+    );
+    let blobs = blobs_of(&cluster, "silent", "while-two-are-down").await;
+    assert!(!blobs.iter().any(|b| is_coded(b)), "{blobs:?}");
+    let mut objects = vec![("while-two-are-down".to_owned(), data)];
+    for reader in [0, 1, 3, 4] {
+        assert_objects_intact(&cluster.nodes[reader].client(), "silent", &objects).await;
+    }
+    cluster.restart(2).await;
+    cluster.restart(5).await;
+    // Coded again as soon as the writer's view has them alive (its next
+    // refresh, a heartbeat interval at most).
+    let data = bytes_of(501, 3 * MIB + 9);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        put_until_taken(&client, "silent", "after-they-returned", &data).await;
+        let blobs = blobs_of(&cluster, "silent", "after-they-returned").await;
+        if blobs.iter().all(|b| is_coded(b)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never coded again: {blobs:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    objects.push(("after-they-returned".to_owned(), data));
+    for reader in 0..6 {
+        assert_objects_intact(&cluster.nodes[reader].client(), "silent", &objects).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_erasure_setting_wider_than_the_cluster_falls_back_to_replicas() {
     // 4+2 needs six nodes; on three the setting is kept, and large objects are

@@ -228,9 +228,20 @@ impl DataPlane {
                 m: parity_shards,
             }),
         };
+        let view = self.view();
+        let placeable = view.placeable(config.dead_after);
+        let alive = placeable
+            .iter()
+            .filter(|n| view.liveness(n, config.dead_after) == Liveness::Alive)
+            .count();
+        // Nodes that stopped heartbeating (suspect) are not dead yet, so the
+        // blob would still be coded over them; when so many are silent that the
+        // write quorum cannot be met, replicas keep writes going until they
+        // return or are declared dead.
         if let Some(scheme) = scheme
             && size_hint.is_none_or(|n| n >= config.erasure_min_size)
-            && self.view().placeable(config.dead_after).len() >= scheme.shards()
+            && placeable.len() >= scheme.shards()
+            && alive >= scheme.write_quorum()
         {
             return Ok(BlobWrite::Erasure(self.create_erasure(scheme).await?));
         }

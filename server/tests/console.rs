@@ -522,6 +522,52 @@ async fn chromium_drives_the_console_as_root_and_as_a_read_only_key() {
         .await;
     page.screenshot(&shots, "settings").await;
 
+    // Object Lock: a bucket created with it gets a default retention from the
+    // settings page, then loses it again.
+    s3.create_bucket()
+        .bucket("ledger")
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    page.hash("#/s/ledger").await;
+    page.wait_for("document.querySelector('#save-lock')").await;
+    page.fill("#lock-mode", "GOVERNANCE").await;
+    page.fill("#lock-period", "3").await;
+    page.fill("#lock-unit", "Days").await;
+    page.click("#save-lock").await;
+    page.wait_for("document.getElementById('lock-status') && document.getElementById('lock-status').textContent === 'default retention GOVERNANCE, 3 days'")
+        .await;
+    let lock = s3
+        .get_object_lock_configuration()
+        .bucket("ledger")
+        .send()
+        .await
+        .unwrap();
+    let retention = lock
+        .object_lock_configuration()
+        .and_then(|c| c.rule())
+        .and_then(|r| r.default_retention())
+        .expect("a default retention");
+    assert_eq!(retention.mode().map(|m| m.as_str()), Some("GOVERNANCE"));
+    assert_eq!(retention.days(), Some(3));
+    page.fill("#lock-mode", "").await;
+    page.click("#save-lock").await;
+    page.wait_for("document.getElementById('lock-status') && document.getElementById('lock-status').textContent === 'no default retention'")
+        .await;
+    let lock = s3
+        .get_object_lock_configuration()
+        .bucket("ledger")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        lock.object_lock_configuration()
+            .and_then(|c| c.rule())
+            .is_none(),
+        "the default retention was removed: {lock:?}"
+    );
+
     // A 1,000-object page: how long until it is painted (printed, not asserted).
     let many = s3.clone();
     futures::future::join_all((0..1000).map(|i| {

@@ -664,10 +664,39 @@ async function renderSettings(bucket) {
         else await call('DELETE', s3url(bucket, null, { tagging: '' }));
         await saved('Tags')();
       }) }, 'Save tags')),
-    section('Object Lock', 'set-lock', true, h('p', {}, lock ? 'Enabled' + (tagText(xmlDoc(lock), 'Mode') ? ': default ' + tagText(xmlDoc(lock), 'Mode') + ' ' + (tagText(xmlDoc(lock), 'Days') || tagText(xmlDoc(lock), 'Years') + ' years') + ' days' : ', no default retention') : 'Not enabled (it can only be chosen when the bucket is created).')),
+    lockSection(bucket, lock, ro, saved),
     section('Delete bucket', 'delete-bucket', ro, h('button', { type: 'button', class: 'danger', onclick: () => confirmBox('Delete the bucket ' + bucket + '? It must be empty.', async () => {
       await call('DELETE', s3url(bucket)); go('#/buckets');
     }) }, 'Delete bucket')));
+}
+
+// Object Lock: shown always; the default retention (mode and period) can be
+// set or removed when the bucket has Object Lock, which only CreateBucket turns on.
+function lockSection(bucket, lock, ro, saved) {
+  if (!lock) return section('Object Lock', 'set-lock', true, h('p', { id: 'lock-status' }, 'Not enabled (it can only be chosen when the bucket is created).'));
+  const d = xmlDoc(lock);
+  const mode = tagText(d, 'Mode');
+  const years = tagText(d, 'Years');
+  const period = years || tagText(d, 'Days');
+  const unit = years ? 'Years' : 'Days';
+  const now = mode ? 'default retention ' + mode + ', ' + period + ' ' + unit.toLowerCase() : 'no default retention';
+  const modeSel = h('select', { id: 'lock-mode' },
+    h('option', { value: '', selected: !mode }, 'none'),
+    h('option', { value: 'GOVERNANCE', selected: mode === 'GOVERNANCE' }, 'GOVERNANCE'),
+    h('option', { value: 'COMPLIANCE', selected: mode === 'COMPLIANCE' }, 'COMPLIANCE'));
+  const periodIn = h('input', { id: 'lock-period', type: 'number', min: '1', value: period || '1' });
+  const unitSel = h('select', { id: 'lock-unit' },
+    ['Days', 'Years'].map((u) => h('option', { value: u, selected: u === unit }, u.toLowerCase())));
+  return section('Object Lock', 'set-lock', ro,
+    h('p', {}, 'Enabled: ', h('strong', { id: 'lock-status' }, now)),
+    field('Default retention mode', modeSel), field('Retention period', periodIn), field('Unit', unitSel),
+    h('button', { type: 'button', id: 'save-lock', onclick: guard(async () => {
+      const rule = modeSel.value
+        ? '<Rule><DefaultRetention><Mode>' + modeSel.value + '</Mode><' + unitSel.value + '>' + Number(periodIn.value) + '</' + unitSel.value + '></DefaultRetention></Rule>'
+        : '';
+      await call('PUT', s3url(bucket, null, { 'object-lock': '' }), { body: '<ObjectLockConfiguration' + NS + '><ObjectLockEnabled>Enabled</ObjectLockEnabled>' + rule + '</ObjectLockConfiguration>' });
+      await saved('Object Lock')();
+    }) }, 'Save Object Lock'));
 }
 
 // ---------- administration ----------

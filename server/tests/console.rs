@@ -568,6 +568,52 @@ async fn chromium_drives_the_console_as_root_and_as_a_read_only_key() {
         "the default retention was removed: {lock:?}"
     );
 
+    // Quota: root limits a bucket to one object from its settings page; the
+    // next PUT is refused with QuotaExceeded, and once removed it is taken.
+    s3.create_bucket().bucket("limited").send().await.unwrap();
+    s3.put_object()
+        .bucket("limited")
+        .key("one")
+        .body(b"1".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    page.hash("#/s/limited").await;
+    // The page before was another bucket's settings: wait for this one's.
+    page.wait_for(
+        "document.querySelector('h1')?.textContent === 'Settings of limited' \
+         && document.querySelector('#save-quota')",
+    )
+    .await;
+    page.fill("#quota-objects", "1").await;
+    page.click("#save-quota").await;
+    page.wait_for("document.body.textContent.includes('at most 1 objects')")
+        .await;
+    let refused = s3
+        .put_object()
+        .bucket("limited")
+        .key("two")
+        .body(b"2".to_vec().into())
+        .send()
+        .await
+        .expect_err("over quota");
+    assert_eq!(
+        refused.as_service_error().and_then(|e| e.meta().code()),
+        Some("QuotaExceeded"),
+        "{refused:?}"
+    );
+    page.fill("#quota-objects", "").await;
+    page.click("#save-quota").await;
+    page.wait_for("!document.body.textContent.includes('at most 1 objects') && document.querySelector('#save-quota')")
+        .await;
+    s3.put_object()
+        .bucket("limited")
+        .key("two")
+        .body(b"2".to_vec().into())
+        .send()
+        .await
+        .expect("the quota is gone");
+
     // A 1,000-object page: how long until it is painted (printed, not asserted).
     let many = s3.clone();
     futures::future::join_all((0..1000).map(|i| {
@@ -814,6 +860,74 @@ async fn state_changing_requests_need_the_csrf_token() {
     assert_eq!(listed.status(), 200);
     let listed: Value = serde_json::from_slice(&listed.bytes().await.unwrap()).unwrap();
     assert_eq!(listed["buckets"][0]["name"], "csrf-bucket");
+    // The quota endpoint: a limit of 0 is refused, an unknown bucket is 404,
+    // a Kubernetes-managed bucket is 409, and without the token nothing changes.
+    let quota = |bucket: &str, body: Value, token: Option<&str>| {
+        let mut request = http
+            .put(format!("{url}/api/admin/buckets/{bucket}/quota"))
+            .header("cookie", &session.cookie)
+            .body(body.to_string());
+        if let Some(token) = token {
+            request = request.header("x-csrf-token", token);
+        }
+        request.send()
+    };
+    let csrf = Some(session.csrf.as_str());
+    for (bucket, body, token, expected) in [
+        (
+            "csrf-bucket",
+            json!({"maxObjects": 5}),
+            None,
+            (403, "InvalidCsrfToken"),
+        ),
+        (
+            "csrf-bucket",
+            json!({"maxObjects": 0}),
+            csrf,
+            (400, "InvalidArgument"),
+        ),
+        (
+            "no-such",
+            json!({"maxObjects": 5}),
+            csrf,
+            (404, "NoSuchBucket"),
+        ),
+    ] {
+        let (status, code) = code_of(quota(bucket, body, token).await.unwrap()).await;
+        assert_eq!((status, code.as_str()), expected, "{bucket}");
+    }
+    assert_eq!(
+        t.server.meta().bucket_quota("csrf-bucket").await.unwrap(),
+        None
+    );
+    let set = quota(
+        "csrf-bucket",
+        json!({"maxSizeBytes": 1024, "maxObjects": 5}),
+        csrf,
+    );
+    assert_eq!(set.await.unwrap().status(), 200);
+    let stored = t.server.meta().bucket_quota("csrf-bucket").await.unwrap();
+    assert_eq!(
+        stored.map(|q| (q.max_size_bytes, q.max_objects)),
+        Some((Some(1024), Some(5)))
+    );
+    t.server
+        .meta()
+        .set_bucket_owner("csrf-bucket", "k8s:team/data")
+        .await
+        .unwrap();
+    let managed = quota("csrf-bucket", json!({"maxObjects": null}), csrf);
+    let (status, code) = code_of(managed.await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (409, "ManagedByKubernetes"));
+    assert!(
+        t.server
+            .meta()
+            .bucket_quota("csrf-bucket")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
     // No session: nothing at all.
     let anonymous = http
         .get(format!("{url}/api/s3/csrf-bucket"))

@@ -40,6 +40,10 @@ pub fn router(console: Shared) -> Router {
         .route("/api/s3/{*path}", any(s3_pass_through))
         .route("/api/admin/keys", get(list_keys).post(create_key))
         .route("/api/admin/keys/{id}", delete(delete_key))
+        .route(
+            "/api/admin/buckets/{bucket}/quota",
+            axum::routing::put(set_quota),
+        )
         .route("/api/admin/cluster", get(cluster))
         .route("/api/admin/metrics", get(metrics))
         .layer(axum::middleware::map_response(security_headers))
@@ -780,6 +784,73 @@ async fn delete_key(
         .map_err(ApiError::internal)?;
     console.sessions.close_key(&id);
     Ok(axum::Json(json!({"deleted": id})).into_response())
+}
+
+/// What the bucket settings page sends: each limit, or `null` for none.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct QuotaForm {
+    max_size_bytes: Option<u64>,
+    max_objects: Option<u64>,
+}
+
+/// Sets or removes a bucket's quota (root only). A bucket owned by a
+/// Kubernetes `Bucket` resource keeps the quota its spec gives it.
+async fn set_quota(
+    State(console): State<Shared>,
+    Path(bucket): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let session = writer(&console, &headers)?;
+    root_only(&session)?;
+    let form: QuotaForm = json_body(&body)?;
+    if form.max_size_bytes == Some(0) || form.max_objects == Some(0) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "A quota limit is a positive number; leave it empty for none.",
+        ));
+    }
+    let Some(found) = console
+        .meta
+        .get_bucket(&bucket)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchBucket",
+            "The specified bucket does not exist",
+        ));
+    };
+    if let Some(resource) = managed_by(&found.owner) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ManagedByKubernetes",
+            format!("This bucket belongs to the Bucket {resource}: set its quota there."),
+        ));
+    }
+    let quota = crate::meta::Quota {
+        max_size_bytes: form.max_size_bytes,
+        max_objects: form.max_objects,
+    };
+    let document = (quota.max_size_bytes.is_some() || quota.max_objects.is_some())
+        .then(|| serde_json::to_string(&quota))
+        .transpose()
+        .map_err(ApiError::internal)?;
+    console
+        .meta
+        .set_bucket_config(&bucket, crate::meta::QUOTA, document.as_deref())
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(bucket = %bucket, by = %session.key_id, "bucket quota set in the console");
+    Ok(axum::Json(json!({
+        "bucket": bucket,
+        "quotaBytes": quota.max_size_bytes,
+        "quotaObjects": quota.max_objects,
+    }))
+    .into_response())
 }
 
 async fn cluster(State(console): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {

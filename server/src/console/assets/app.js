@@ -625,8 +625,8 @@ async function renderSettings(bucket) {
     ro ? h('p', { class: 'badge big', id: 'managed' }, 'managed by Kubernetes: ' + info.managedBy + ' — settings are read-only here; change them in git.') : null,
     h('p', {}, 'Usage: ', info.objects + ' objects, ' + fmtBytes(info.bytes),
       info.quotaBytes ? ' of a ' + fmtBytes(info.quotaBytes) + ' quota' : '',
-      info.quotaObjects ? ', at most ' + info.quotaObjects + ' objects' : '',
-      ' (quotas are set on the Bucket resource)'),
+      info.quotaObjects ? ', at most ' + info.quotaObjects + ' objects' : ''),
+    quotaSection(bucket, info, ro),
     section('Versioning', 'set-versioning', ro, h('p', {}, 'Now: ', h('strong', { id: 'versioning-status' }, status)),
       field('Versioning', verSel),
       h('button', { type: 'button', id: 'save-versioning', onclick: guard(async () => {
@@ -675,6 +675,25 @@ async function renderSettings(bucket) {
     section('Delete bucket', 'delete-bucket', ro, h('button', { type: 'button', class: 'danger', onclick: () => confirmBox('Delete the bucket ' + bucket + '? It must be empty.', async () => {
       await call('DELETE', s3url(bucket)); go('#/buckets');
     }) }, 'Delete bucket')));
+}
+
+// Quota: root sets or removes it (a Kubernetes-managed bucket's comes from its spec).
+function quotaSection(bucket, info, ro) {
+  if (!state.session.root) return null;
+  const GIB = 1024 * 1024 * 1024;
+  const size = h('input', { id: 'quota-gib', type: 'number', min: '0', step: 'any', value: info.quotaBytes ? String(info.quotaBytes / GIB) : '' });
+  const objects = h('input', { id: 'quota-objects', type: 'number', min: '1', step: '1', value: info.quotaObjects ? String(info.quotaObjects) : '' });
+  return section('Quota', 'set-quota', ro,
+    h('p', { class: 'muted' }, 'Empty: no limit. Writes beyond it get 403 QuotaExceeded.'),
+    field('Maximum size (GiB)', size), field('Maximum objects', objects),
+    h('button', { type: 'button', id: 'save-quota', onclick: guard(async () => {
+      const bytes = size.value.trim() ? Math.round(Number(size.value) * GIB) : null;
+      const count = objects.value.trim() ? Number(objects.value) : null;
+      await callJson('PUT', '/api/admin/buckets/' + encodeURIComponent(bucket) + '/quota', { maxSizeBytes: bytes, maxObjects: count });
+      await loadBuckets();
+      notice('Quota saved.');
+      await render();
+    }) }, 'Save quota'));
 }
 
 // Object Lock: shown always; the default retention (mode and period) can be

@@ -782,6 +782,11 @@ async fn run_bucket(store: StoreArgs, command: BucketCommand) -> anyhow::Result<
     Ok(())
 }
 
+/// Bytes in GiB with one decimal, for `node list`.
+fn gib(bytes: u64) -> String {
+    format!("{:.1}G", bytes as f64 / f64::from(1u32 << 30))
+}
+
 async fn run_node(store: StoreArgs, command: NodeCommand) -> anyhow::Result<()> {
     let meta = serve::open_meta(&config_of(&store)?).await?;
     match command {
@@ -794,7 +799,7 @@ async fn run_node(store: StoreArgs, command: NodeCommand) -> anyhow::Result<()> 
             // Seen from outside the cluster: no node is "me".
             let view = View::new("", nodes, config.suspect_after());
             println!(
-                "{:<16} {:<9} {:<8} {:<10} {:>9} {:>12} {:>8} {:>12} {:>14} {:>12}  URL",
+                "{:<16} {:<9} {:<8} {:<10} {:>9} {:>12} {:>8} {:>12} {:>14} {:>12} {:>17}  URL",
                 "NODE",
                 "STATE",
                 "LIVENESS",
@@ -804,7 +809,8 @@ async fn run_node(store: StoreArgs, command: NodeCommand) -> anyhow::Result<()> 
                 "UNDER",
                 "TO-MOVE",
                 "SHARDS-AT-RISK",
-                "DATA-AT-RISK"
+                "DATA-AT-RISK",
+                "VOLUME-FREE/SIZE"
             );
             for node in &view.nodes {
                 let (blobs, bytes) = counts
@@ -813,8 +819,16 @@ async fn run_node(store: StoreArgs, command: NodeCommand) -> anyhow::Result<()> 
                     .map(|(_, b, s)| (*b, *s))
                     .unwrap_or((0, 0));
                 let liveness = view.liveness(node, dead_after);
+                let volume = match node.progress.volume_bytes {
+                    0 => "-".to_owned(),
+                    size => format!(
+                        "{}/{}",
+                        gib(node.progress.volume_available_bytes),
+                        gib(size)
+                    ),
+                };
                 println!(
-                    "{:<16} {:<9} {:<8} {:<10} {:>9} {:>12} {:>8} {:>12} {:>14} {:>12}  {}",
+                    "{:<16} {:<9} {:<8} {:<10} {:>9} {:>12} {:>8} {:>12} {:>14} {:>12} {:>17}  {}",
                     node.id,
                     node.state.as_str(),
                     liveness.as_str(),
@@ -825,6 +839,7 @@ async fn run_node(store: StoreArgs, command: NodeCommand) -> anyhow::Result<()> 
                     node.progress.bytes_to_move,
                     node.progress.shards_at_risk,
                     node.progress.data_at_risk,
+                    volume,
                     node.url
                 );
             }

@@ -51,6 +51,14 @@ const CLUSTER_GAUGES: &[(&str, &str)] = &[
     ),
     ("coffer_heal_passes_total", "Completed heal passes"),
     ("coffer_peer_failures_total", "Peers dropped from writes"),
+    (
+        "coffer_volume_size_bytes",
+        "Size of the file system holding this node's data directory",
+    ),
+    (
+        "coffer_volume_available_bytes",
+        "Bytes of that file system still available to Coffer",
+    ),
 ];
 
 /// The object cache's figures, refreshed at each scrape.
@@ -179,6 +187,8 @@ impl Metrics {
             progress.corrupt_found,
             heal_passes,
             peer_failures,
+            progress.volume_bytes,
+            progress.volume_available_bytes,
         ];
         for (gauge, value) in self.cluster.iter().zip(values) {
             gauge.set(value as i64);

@@ -682,6 +682,9 @@ async fn chromium_drives_the_console_as_root_and_as_a_read_only_key() {
     page.hash("#/cluster").await;
     page.wait_for("document.querySelector('#nodes tbody tr') && document.querySelector('#chart-rps polyline').getAttribute('points')")
         .await;
+    // The node's data volume, from its heartbeat (statvfs of the data directory).
+    let volume = page.text("#nodes tbody tr .volume").await;
+    assert!(volume.contains(" free of "), "{volume}");
     page.screenshot(&shots, "cluster").await;
 
     // Another bucket the reader's key may not see.

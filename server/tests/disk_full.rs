@@ -122,6 +122,34 @@ async fn a_full_disk_refuses_writes_cleanly_and_recovers_when_space_is_freed() {
     };
     assert_eq!(refusal, (507, "StorageFull".to_owned()));
     assert!(stored.len() >= 10, "only {} objects fit", stored.len());
+    // /metrics (and the heartbeat behind `node list` and the console) shows
+    // the volume's size and that it is nearly full.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = reqwest::get(format!("{}/metrics", server.endpoint()))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        let gauge = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or(-1.0)
+        };
+        let (size, available) = (
+            gauge("coffer_volume_size_bytes"),
+            gauge("coffer_volume_available_bytes"),
+        );
+        if size == f64::from(24u32 << 20) && (0.0..f64::from(2u32 << 20)).contains(&available) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "volume gauges: size {size}, available {available}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     // The refused write is not visible, and nothing of it was left behind.
     let refused_key = format!("o{}", stored.len());
     let head = s3

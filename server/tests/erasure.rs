@@ -812,6 +812,10 @@ async fn a_joining_node_takes_shards_and_a_drained_node_hands_its_shards_over() 
     }
     let list = cluster.cli(&["node", "list"]);
     assert!(list.contains("SHARDS-AT-RISK"), "{list}");
+    assert!(
+        list.contains("VOLUME-FREE/SIZE") && list.contains("G/"),
+        "{list}"
+    );
     // With n1 drained, any two other nodes may go: n1's shards really moved.
     cluster.nodes[2].kill9();
     cluster.nodes[3].kill9();

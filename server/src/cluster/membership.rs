@@ -3,6 +3,7 @@
 //! heartbeat is recent, suspect after a few missed ones (no new writes go to it),
 //! and dead after `dead_after` (its replicas stop counting and are re-created).
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -202,6 +203,7 @@ pub(crate) async fn renew_cache_lease(meta: &MetaStore, me: &str) -> Result<(), 
 /// One heartbeat: record that this node lives (with its workers' progress) and
 /// refresh the view. A node removed by an operator while running re-registers.
 pub(crate) async fn heartbeat(plane: &DataPlane) -> Result<(), MetaError> {
+    measure_volume(plane).await;
     let config = plane.config();
     let meta = plane.meta();
     match meta
@@ -222,6 +224,34 @@ pub(crate) async fn heartbeat(plane: &DataPlane) -> Result<(), MetaError> {
     let nodes = meta.list_nodes().await?;
     plane.set_view(View::new(&config.node_id, nodes, config.suspect_after()));
     Ok(())
+}
+
+/// Records the volume's size and free space for the heartbeat and `/metrics`.
+/// A volume that does not answer within a second (a hung network disk) keeps
+/// its last figures rather than delaying the heartbeat, and is not asked again
+/// until that call returns.
+async fn measure_volume(plane: &DataPlane) {
+    let counters = plane.counters();
+    if counters.volume_measuring.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let local = plane.local().clone();
+    let done = plane.clone();
+    let measuring = tokio::task::spawn_blocking(move || {
+        let space = local.space();
+        let counters = done.counters();
+        if let Ok(space) = &space {
+            counters.volume_bytes.store(space.size, Ordering::Relaxed);
+            counters
+                .volume_available_bytes
+                .store(space.available, Ordering::Relaxed);
+        }
+        counters.volume_measuring.store(false, Ordering::Release);
+        space
+    });
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(1), measuring).await {
+        tracing::debug!(error = %e, "cannot read the data volume's size");
+    }
 }
 
 #[cfg(test)]

@@ -126,6 +126,10 @@ pub(crate) struct Counters {
     pub data_at_risk: AtomicU64,
     pub heal_passes: AtomicU64,
     pub peer_failures: AtomicU64,
+    pub volume_bytes: AtomicU64,
+    pub volume_available_bytes: AtomicU64,
+    /// A `statvfs` of the volume is running (see `membership::measure_volume`).
+    pub volume_measuring: std::sync::atomic::AtomicBool,
 }
 
 impl Counters {
@@ -144,6 +148,8 @@ impl Counters {
             last_heal_pass: get(&self.last_heal_pass) as i64,
             shards_at_risk: get(&self.shards_at_risk),
             data_at_risk: get(&self.data_at_risk),
+            volume_bytes: get(&self.volume_bytes),
+            volume_available_bytes: get(&self.volume_available_bytes),
         }
     }
 }

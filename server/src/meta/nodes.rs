@@ -57,6 +57,10 @@ pub struct NodeProgress {
     /// than k+1 (one more loss from unreadable), seen in the last heal pass.
     pub shards_at_risk: u64,
     pub data_at_risk: u64,
+    /// The data directory's file system: its size and what is still available
+    /// (0 and 0 until first measured).
+    pub volume_bytes: u64,
+    pub volume_available_bytes: u64,
 }
 
 /// One member of the cluster as the store knows it.

@@ -73,6 +73,35 @@ fn lock_volume(data_dir: &Path) -> io::Result<File> {
     }
 }
 
+/// The file system holding a volume: its size, and the bytes this process may
+/// still write there (what `df` shows as available, not counting root's reserve).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeSpace {
+    pub size: u64,
+    pub available: u64,
+}
+
+/// `statvfs(3)` of `path`.
+#[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+fn volume_space(path: &Path) -> io::Result<VolumeSpace> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is NUL-terminated and outlives the call; `stat` is a
+    // place of the type statvfs(3) fills when it returns 0.
+    if unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it initialized `stat`.
+    let stat = unsafe { stat.assume_init() };
+    let unit = stat.f_frsize as u64;
+    Ok(VolumeSpace {
+        size: (stat.f_blocks as u64).saturating_mul(unit),
+        available: (stat.f_bavail as u64).saturating_mul(unit),
+    })
+}
+
 fn corrupt(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
@@ -105,6 +134,11 @@ impl BlobStore {
                 _lock: lock,
             }),
         })
+    }
+
+    /// The size and free space of the file system this volume is on.
+    pub fn space(&self) -> io::Result<VolumeSpace> {
+        volume_space(&self.inner.blobs)
     }
 
     /// A fresh random blob id (128 bits, hex).

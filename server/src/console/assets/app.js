@@ -806,6 +806,13 @@ function sparkline(id, label, unit) {
   return box;
 }
 
+// A node's data volume: free of total, with a bar of what is used (any data).
+function volumeCell(p) {
+  if (!p.volumeBytes) return h('span', { class: 'muted' }, 'not reported');
+  const used = p.volumeBytes - p.volumeAvailableBytes;
+  return [quotaBar(used, p.volumeBytes, 'volume used'), ' ' + fmtBytes(p.volumeAvailableBytes) + ' free of ' + fmtBytes(p.volumeBytes)];
+}
+
 async function renderCluster() {
   const c = await callJson('GET', '/api/admin/cluster');
   const rows = c.nodes.map((n) => h('tr', {},
@@ -815,6 +822,7 @@ async function renderCluster() {
     h('td', { class: 'num' }, (n.heartbeatAgeMs / 1000).toFixed(1) + ' s'),
     h('td', { class: 'num' }, n.replicas + ' (' + fmtBytes(n.replicaBytes) + ')'),
     h('td', { class: 'num' }, fmtBytes(n.progress.localBytes)),
+    h('td', { class: 'num volume' }, volumeCell(n.progress)),
     h('td', { class: 'num' }, n.progress.underReplicated + ' under-replicated, ' + fmtBytes(n.progress.bytesToMove) + ' to move, ' + n.progress.healedBlobs + ' healed'),
     h('td', { class: 'num' }, n.progress.scrubbedBlobs + ' scrubbed, ' + n.progress.corruptFound + ' corrupt')));
   const rps = sparkline('chart-rps', 'Requests per second', '/s');
@@ -824,7 +832,7 @@ async function renderCluster() {
   main(
     h('h1', {}, 'Cluster'),
     h('p', {}, c.nodes.length + ' node(s), ' + c.replicasWanted + ' replica(s) per object.'),
-    h('table', { id: 'nodes' }, h('thead', {}, h('tr', {}, ['Node', 'Zone', 'Liveness', 'Heartbeat age', 'Replicas held', 'Used', 'Healing', 'Scrub'].map((t) => h('th', {}, t)))), h('tbody', {}, rows)),
+    h('table', { id: 'nodes' }, h('thead', {}, h('tr', {}, ['Node', 'Zone', 'Liveness', 'Heartbeat age', 'Replicas held', 'Used', 'Volume', 'Healing', 'Scrub'].map((t) => h('th', {}, t)))), h('tbody', {}, rows)),
     h('h2', {}, 'This server, live'),
     h('div', { class: 'charts' }, rps, err, lat, inflight));
   let last = null;

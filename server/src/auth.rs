@@ -202,6 +202,16 @@ impl KeyRing {
         Ok(key.filter(|k| !k.is_expired_at(now_millis())))
     }
 
+    /// The key whose signature s3s has just verified, with its use noted for
+    /// the console's "last used" (access keys, not temporary credentials).
+    pub async fn signed_by(&self, id: &str) -> S3Result<Option<Arc<AccessKey>>> {
+        let key = self.access_key(id).await?;
+        if key.is_some() && !session::is_session_key(id) {
+            self.meta.note_key_used(id);
+        }
+        Ok(key)
+    }
+
     pub async fn bucket_policy(&self, bucket: &str) -> S3Result<Option<Arc<PolicyDocument>>> {
         let load = async {
             let text = self
@@ -716,7 +726,7 @@ impl S3Access for Authorizer {
         let key = match cx.credentials() {
             Some(creds) => {
                 self.check_sigv2(cx.uri(), cx.headers())?;
-                self.keyring.access_key(&creds.access_key).await?
+                self.keyring.signed_by(&creds.access_key).await?
             }
             None => None,
         };
@@ -809,7 +819,7 @@ impl Authorizer {
         let key = match &req.credentials {
             Some(creds) => {
                 self.check_sigv2(&req.uri, &req.headers)?;
-                self.keyring.access_key(&creds.access_key).await?
+                self.keyring.signed_by(&creds.access_key).await?
             }
             None => None,
         };

@@ -297,6 +297,9 @@ impl RunningServer {
         for worker in &self.workers {
             worker.abort();
         }
+        if let Err(e) = self.meta.flush_key_use().await {
+            tracing::debug!(error = %e, "access keys' last use not written at shutdown");
+        }
         self.meta.close().await;
     }
 
@@ -432,6 +435,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         config.lifecycle_interval,
         move || coordinator.is_coordinator(),
     ));
+    workers.push(spawn_key_use_flush(meta.clone()));
     workers.push(spawn_collector(
         meta.clone(),
         plane.local().clone(),
@@ -659,4 +663,20 @@ impl Connection {
             }
         }
     }
+}
+
+/// Writes access keys' noted uses (the console's "last used") every
+/// `KEY_USE_FLUSH_INTERVAL`; `drain` writes the rest.
+fn spawn_key_use_flush(meta: MetaStore) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::meta::KEY_USE_FLUSH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = meta.flush_key_use().await {
+                tracing::debug!(error = %e, "access keys' last use not written; kept for the next try");
+            }
+        }
+    })
 }

@@ -677,6 +677,18 @@ async fn chromium_drives_the_console_as_root_and_as_a_read_only_key() {
     let reader_id = page.text("#created-key-id").await;
     let reader_secret = page.text("#created-key-secret").await;
     assert!(!reader_secret.is_empty());
+    // Last used: the root key signed every request so far, the new key none.
+    let last_used = |id: &str| {
+        format!(
+            "(document.querySelector('tr[data-key-id=\"{id}\"] .last-used') || {{}}).textContent"
+        )
+    };
+    assert_eq!(page.eval(&last_used(&reader_id)).await, json!("never"));
+    let root_used = page.eval(&last_used(&t.server.root_key().id)).await;
+    assert!(
+        root_used.as_str().is_some_and(|s| s.ends_with(" UTC")),
+        "{root_used}"
+    );
     page.screenshot(&shots, "keys").await;
 
     page.hash("#/cluster").await;
@@ -802,6 +814,7 @@ async fn code_of(response: reqwest::Response) -> (u16, String) {
 
 #[tokio::test]
 async fn state_changing_requests_need_the_csrf_token() {
+    let started = coffer_server::meta::now_millis();
     let t = console_server(|_| {}).await;
     let url = console_url(&t);
     let http = reqwest::Client::new();
@@ -929,6 +942,28 @@ async fn state_changing_requests_need_the_csrf_token() {
             .await
             .unwrap()
             .is_some()
+    );
+
+    // The keys list says when each key last signed a request: the root key
+    // just did, through the console.
+    let keys = http
+        .get(format!("{url}/api/admin/keys"))
+        .header("cookie", &session.cookie)
+        .send()
+        .await
+        .unwrap();
+    let keys: Value = serde_json::from_slice(&keys.bytes().await.unwrap()).unwrap();
+    let root_id = t.server.root_key().id.clone();
+    let root = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == root_id.as_str())
+        .unwrap();
+    let used = root["lastUsed"].as_i64().unwrap_or(0);
+    assert!(
+        (started..=coffer_server::meta::now_millis()).contains(&used),
+        "{root}"
     );
 
     // No session: nothing at all.

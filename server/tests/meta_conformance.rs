@@ -1242,3 +1242,63 @@ mod access_key_secrets_are_sealed_with_the_master_key {
         .await
     }
 }
+
+/// An access key's last use: noted in memory, seen at once by this store,
+/// written by a flush, kept by a store opened later; an older note never
+/// moves it back, and a deleted key's note is dropped harmlessly.
+async fn access_keys_remember_their_last_use(url: String) {
+    let store = MetaStore::connect(&url).await.unwrap();
+    let key = store
+        .create_access_key(&NewAccessKey {
+            name: "app".to_owned(),
+            owner: "test".to_owned(),
+            policy: None,
+            is_root: false,
+            credentials: None,
+        })
+        .await
+        .unwrap();
+    assert!(store.keys_last_used().await.unwrap().is_empty());
+    let before = now_millis();
+    store.note_key_used(&key.id);
+    let noted = store.keys_last_used().await.unwrap()[&key.id];
+    assert!(noted >= before, "{noted} < {before}");
+    store.note_key_used("gone");
+    store.flush_key_use().await.unwrap();
+    store.close().await;
+
+    let reopened = MetaStore::connect(&url).await.unwrap();
+    let stored = reopened.keys_last_used().await.unwrap();
+    assert_eq!(stored.get(&key.id), Some(&noted));
+    assert!(!stored.contains_key("gone"));
+
+    // Two servers: the one that noted earlier writes last, and loses.
+    let other = MetaStore::connect(&url).await.unwrap();
+    reopened.note_key_used(&key.id);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    other.note_key_used(&key.id);
+    let latest = other.keys_last_used().await.unwrap()[&key.id];
+    other.flush_key_use().await.unwrap();
+    reopened.flush_key_use().await.unwrap();
+    assert!(latest > noted);
+    assert_eq!(
+        other.keys_last_used().await.unwrap().get(&key.id),
+        Some(&latest)
+    );
+    other.close().await;
+    reopened.close().await;
+}
+
+mod access_keys_remember_their_last_use {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let dir = coffer_testkit::temp_dir("meta");
+        let url = format!("sqlite://{}", dir.join("meta.db").display());
+        super::access_keys_remember_their_last_use(url).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::access_keys_remember_their_last_use(coffer_testkit::postgres_url().await).await
+    }
+}

@@ -616,6 +616,11 @@ async fn list_keys(State(console): State<Shared>, headers: HeaderMap) -> ApiResu
         .list_access_keys()
         .await
         .map_err(ApiError::internal)?;
+    let last_used = console
+        .meta
+        .keys_last_used()
+        .await
+        .map_err(ApiError::internal)?;
     let list: Vec<Value> = keys
         .iter()
         .map(|k| {
@@ -625,6 +630,7 @@ async fn list_keys(State(console): State<Shared>, headers: HeaderMap) -> ApiResu
                 "owner": k.owner,
                 "root": k.is_root,
                 "created": k.created_at,
+                "lastUsed": last_used.get(&k.id),
                 "expires": k.expires_at,
                 "policy": k.policy,
                 "managedBy": managed_by(&k.owner),

@@ -8,6 +8,7 @@ mod buckets;
 mod cache;
 mod data_protection;
 mod group;
+mod key_use;
 mod keys;
 mod kms;
 mod list;
@@ -29,6 +30,7 @@ pub use self::acl::{
 pub use self::buckets::{Bucket, BucketUsage, BucketWithConfigs, ENCRYPTION, NewBucket};
 pub use self::cache::{CacheStats, OBJECT_CACHE_LEASE, ObjectCache};
 pub use self::data_protection::{DATA_PROTECTION, DataProtection};
+pub use self::key_use::KEY_USE_FLUSH_INTERVAL;
 pub use self::keys::{AccessKey, NewAccessKey};
 pub use self::kms::{KmsKey, KmsKeyState};
 pub use self::list::{ListPage, ListQuery};
@@ -186,6 +188,8 @@ pub struct MetaStore {
     /// Current object versions for GET and HEAD (see `cache.rs`); only a
     /// server has one, and it serves entries only under its lease.
     cache: Option<Arc<ObjectCache>>,
+    /// Access keys' uses not yet written (see `key_use.rs`); shared by clones.
+    key_use: Arc<key_use::KeyUse>,
 }
 
 impl std::fmt::Debug for MetaStore {
@@ -245,6 +249,7 @@ impl MetaStore {
             group: None,
             master: None,
             cache: None,
+            key_use: Arc::default(),
         };
         schema::migrate(&store).await?;
         store.group = Some(group::GroupCommit::start(store.clone()));

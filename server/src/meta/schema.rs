@@ -231,6 +231,11 @@ const MIGRATIONS: &[Migration] = &[
         // node holds (NULL: a whole replica).
         statements: &["ALTER TABLE blob_replicas ADD COLUMN shard INTEGER"],
     },
+    Migration {
+        version: 14,
+        // When each access key last signed a request (`key_use.rs`).
+        statements: &["ALTER TABLE access_keys ADD COLUMN last_used_at BIGINT"],
+    },
 ];
 
 /// Applies every migration the database has not seen yet.

@@ -744,6 +744,7 @@ async function renderKeys() {
     h('td', {}, h('code', {}, k.id)), h('td', {}, k.name),
     h('td', {}, k.root ? 'root' : k.managedBy ? h('span', { class: 'badge' }, 'managed by Kubernetes: ' + k.managedBy) : k.owner),
     h('td', {}, fmtTime(k.created)),
+    h('td', { class: 'last-used' }, k.lastUsed ? fmtTime(k.lastUsed) : h('span', { class: 'muted' }, 'never')),
     h('td', {}, k.policy ? h('details', {}, h('summary', {}, 'policy'), h('pre', {}, k.policy)) : (k.root ? 'everything' : 'none')),
     h('td', {}, k.root || k.managedBy ? '' : h('button', { type: 'button', class: 'danger', onclick: () => confirmBox('Delete the key ' + k.id + ' (' + k.name + ')?', async () => {
       await call('DELETE', '/api/admin/keys/' + encodeURIComponent(k.id)); render();
@@ -765,7 +766,7 @@ async function renderKeys() {
     field('Name', name), field('Template', template), field('Buckets (comma-separated)', buckets), field('Key prefix', prefix), policy,
     h('button', { type: 'submit', id: 'key-create' }, 'Create key')),
     result,
-    h('table', { id: 'keys' }, h('thead', {}, h('tr', {}, h('th', {}, 'Key id'), h('th', {}, 'Name'), h('th', {}, 'Owner'), h('th', {}, 'Created'), h('th', {}, 'Policy'), h('th', {}, ''))), h('tbody', {}, rows)));
+    h('table', { id: 'keys' }, h('thead', {}, h('tr', {}, h('th', {}, 'Key id'), h('th', {}, 'Name'), h('th', {}, 'Owner'), h('th', {}, 'Created'), h('th', {}, 'Last used'), h('th', {}, 'Policy'), h('th', {}, ''))), h('tbody', {}, rows)));
 }
 
 function parseMetrics(text) {

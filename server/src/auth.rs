@@ -386,7 +386,7 @@ fn request_context(cx: &mut S3AccessContext<'_>) -> RequestContext {
 
 /// Condition keys of a request: its line and headers, whether Coffer itself
 /// terminated TLS (`secure`), and the client's address.
-fn request_context_of(
+pub(crate) fn request_context_of(
     uri: &http::Uri,
     headers: &http::HeaderMap,
     secure: &'static str,

@@ -787,7 +787,11 @@ async fn raw_login(http: &reqwest::Client, url: &str, id: &str, secret: &str) ->
 
 async fn logged_in(http: &reqwest::Client, url: &str, t: &TestServer) -> Login {
     let root = t.server.root_key();
-    let response = raw_login(http, url, &root.id, &root.secret).await;
+    logged_in_as(http, url, &root.id, &root.secret).await
+}
+
+async fn logged_in_as(http: &reqwest::Client, url: &str, id: &str, secret: &str) -> Login {
+    let response = raw_login(http, url, id, secret).await;
     assert_eq!(response.status(), 200);
     let set_cookie = response
         .headers()
@@ -1066,5 +1070,153 @@ async fn the_console_serves_its_page_and_assets_with_a_strict_policy() {
         weight += response.bytes().await.unwrap().len();
     }
     println!("console page weight (uncompressed): {weight} bytes");
+    t.stop().await;
+}
+
+/// A key whose policy allows some administration gets exactly that: keys
+/// listed and deleted where allowed, keys created from templates only for the
+/// buckets its policy names, quotas where allowed, the cluster view — never
+/// policy JSON, never a key its Deny protects.
+#[tokio::test]
+async fn a_delegated_administrator_does_only_what_its_policy_allows() {
+    let t = console_server(|_| {}).await;
+    let url = console_url(&t);
+    let http = reqwest::Client::new();
+    let s3 = t.root_client();
+    for bucket in ["team-a", "other"] {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+    let meta = t.server.meta();
+    let victim = t.key_with_policy("victim", None).await;
+    let protected = t.key_with_policy("protected", None).await;
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["iam:ListAccessKeys", "iam:DeleteAccessKey", "coffer:GetClusterStatus"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["iam:CreateAccessKey", "coffer:PutBucketQuota"], "Resource": "arn:aws:s3:::team-*"},
+        {"Effect": "Deny", "Action": "iam:DeleteAccessKey", "Resource": format!("arn:aws:iam::coffer:user/{}", protected.id)},
+    ]});
+    let delegate = t
+        .key_with_policy("delegate", Some(&policy.to_string()))
+        .await;
+    let session = logged_in_as(&http, &url, &delegate.id, &delegate.secret).await;
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut request = http
+            .request(method, format!("{url}{path}"))
+            .header("cookie", &session.cookie)
+            .header("x-csrf-token", &session.csrf);
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        request.send()
+    };
+    let me: Value = serde_json::from_slice(
+        &call(reqwest::Method::GET, "/api/session", None)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(me["admin"], json!({"keys": true, "cluster": true}), "{me}");
+    assert_eq!(me["root"], false);
+
+    let listed = call(reqwest::Method::GET, "/api/admin/keys", None)
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    let cluster = call(reqwest::Method::GET, "/api/admin/cluster", None)
+        .await
+        .unwrap();
+    assert_eq!(cluster.status(), 200);
+
+    // Keys from templates for team-* buckets only; policy JSON is root's.
+    let create = |template: &str, bucket: &str| {
+        call(
+            reqwest::Method::POST,
+            "/api/admin/keys",
+            Some(
+                json!({"name": "made", "template": template, "buckets": [bucket],
+                        "policy": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#}),
+            ),
+        )
+    };
+    let made = create("read-only", "team-a").await.unwrap();
+    assert_eq!(made.status(), 201);
+    let made: Value = serde_json::from_slice(&made.bytes().await.unwrap()).unwrap();
+    for (template, bucket, expected) in [
+        ("read-write", "other", (403, "AccessDenied")),
+        ("json", "team-a", (403, "AccessDenied")),
+        // A wildcard could reach a bucket a Deny protects: names are exact.
+        ("read-only", "team-*", (400, "InvalidBucketName")),
+    ] {
+        let (status, code) = code_of(create(template, bucket).await.unwrap()).await;
+        assert_eq!((status, code.as_str()), expected, "{template} {bucket}");
+    }
+    // The key it made reads team-a and nothing else.
+    let made_s3 = common::client(
+        &t.endpoint(),
+        made["id"].as_str().unwrap(),
+        made["secret"].as_str().unwrap(),
+    );
+    made_s3
+        .list_objects_v2()
+        .bucket("team-a")
+        .send()
+        .await
+        .expect("granted");
+    assert!(
+        made_s3
+            .list_objects_v2()
+            .bucket("other")
+            .send()
+            .await
+            .is_err()
+    );
+
+    // Quotas where allowed.
+    let quota = |bucket: &str| {
+        call(
+            reqwest::Method::PUT,
+            &format!("/api/admin/buckets/{bucket}/quota"),
+            Some(json!({"maxObjects": 10})),
+        )
+    };
+    assert_eq!(quota("team-a").await.unwrap().status(), 200);
+    let (status, code) = code_of(quota("other").await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (403, "AccessDenied"));
+    assert!(meta.bucket_quota("other").await.unwrap().is_none());
+
+    // Deletes, except what its Deny protects (and the root key, always).
+    let delete = |id: &str| {
+        call(
+            reqwest::Method::DELETE,
+            &format!("/api/admin/keys/{id}"),
+            None,
+        )
+    };
+    assert_eq!(delete(&victim.id).await.unwrap().status(), 200);
+    let (status, code) = code_of(delete(&protected.id).await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (403, "AccessDenied"));
+    let root_id = t.server.root_key().id.clone();
+    let (status, _) = code_of(delete(&root_id).await.unwrap()).await;
+    assert_eq!(status, 400);
+    assert!(meta.get_access_key(&victim.id).await.unwrap().is_none());
+    assert!(meta.get_access_key(&protected.id).await.unwrap().is_some());
+
+    // The key it made administers nothing.
+    let plain = logged_in_as(
+        &http,
+        &url,
+        made["id"].as_str().unwrap(),
+        made["secret"].as_str().unwrap(),
+    )
+    .await;
+    let keys = http
+        .get(format!("{url}/api/admin/keys"))
+        .header("cookie", &plain.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code_of(keys).await, (403, "AccessDenied".to_owned()));
     t.stop().await;
 }

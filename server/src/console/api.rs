@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use super::Console;
+use super::admin;
 use super::pages;
 use super::session::{COOKIE, Session, cookie_value, same_secret};
 use super::sign::{Signer, canonical_query, uri_encode};
@@ -83,7 +84,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
             status,
             code: code.to_owned(),
@@ -99,7 +100,7 @@ impl ApiError {
         )
     }
 
-    fn internal(e: impl std::fmt::Display) -> Self {
+    pub(super) fn internal(e: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %e, "console request failed");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -119,7 +120,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// The live session named by the request's cookie.
 fn session_of(console: &Console, headers: &HeaderMap) -> ApiResult<Session> {
@@ -156,18 +157,6 @@ fn writer(console: &Console, headers: &HeaderMap) -> ApiResult<Session> {
     let session = session_of(console, headers)?;
     check_csrf(headers, &session)?;
     Ok(session)
-}
-
-fn root_only(session: &Session) -> ApiResult<()> {
-    if session.is_root {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "AccessDenied",
-            "Administration needs the root key.",
-        ))
-    }
 }
 
 fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
@@ -242,7 +231,8 @@ async fn login(
     let (id, session) = console
         .sessions
         .open(key.id.clone(), key.secret.clone(), key.is_root);
-    let mut response = axum::Json(session_json(&session, &key.name)).into_response();
+    let mut response =
+        axum::Json(session_json(&console, &session, &key.name).await?).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
         session_cookie(&console, &id, console.sessions.ttl().as_secs()),
@@ -250,14 +240,16 @@ async fn login(
     Ok(response)
 }
 
-fn session_json(session: &Session, name: &str) -> Value {
-    json!({
+/// The session as the page sees it, with what it may administer.
+async fn session_json(console: &Console, session: &Session, name: &str) -> ApiResult<Value> {
+    Ok(json!({
         "keyId": session.key_id,
         "name": name,
         "root": session.is_root,
+        "admin": admin::capabilities(console, session).await?,
         "csrf": session.csrf,
         "expiresIn": session.expires_at.saturating_duration_since(std::time::Instant::now()).as_secs(),
-    })
+    }))
 }
 
 async fn logout(State(console): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
@@ -282,7 +274,7 @@ async fn whoami(State(console): State<Shared>, headers: HeaderMap) -> ApiResult<
         Ok(Some(key)) => key.name,
         _ => String::new(),
     };
-    Ok(axum::Json(session_json(&session, &name)).into_response())
+    Ok(axum::Json(session_json(&console, &session, &name).await?).into_response())
 }
 
 /// Request headers a browser may send on to S3 (everything else is dropped,
@@ -475,6 +467,7 @@ async fn buckets(
         return Err(s3_error(status, &body));
     }
     let text = String::from_utf8_lossy(&body);
+    let permissions = admin::Permissions::of(&console, &session).await?;
     let mut list = Vec::new();
     for chunk in text.split("<Bucket>").skip(1) {
         let Some(name) = chunk
@@ -510,6 +503,7 @@ async fn buckets(
             "quotaBytes": quota.as_ref().and_then(|q| q.max_size_bytes),
             "quotaObjects": quota.as_ref().and_then(|q| q.max_objects),
             "managedBy": managed_by(&bucket.owner),
+            "quotaEditable": permissions.allows(admin::SET_QUOTA, &crate::iam::resource_arn(name, None)),
         }));
     }
     Ok(axum::Json(json!({ "buckets": list })).into_response())
@@ -610,7 +604,7 @@ fn s3_base_url(console: &Console, headers: &HeaderMap) -> String {
 
 async fn list_keys(State(console): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
     let session = session_of(&console, &headers)?;
-    root_only(&session)?;
+    admin::require_list_keys(&console, &session).await?;
     let keys = console
         .meta
         .list_access_keys()
@@ -702,7 +696,6 @@ async fn create_key(
     body: Bytes,
 ) -> ApiResult<Response> {
     let session = writer(&console, &headers)?;
-    root_only(&session)?;
     let form: NewKeyForm = json_body(&body)?;
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "MalformedPolicy", message);
     if form.name.trim().is_empty() || form.name.len() > 128 {
@@ -713,6 +706,7 @@ async fn create_key(
         ));
     }
     let policy = if form.template == "json" {
+        admin::require_create_key(&console, &session, true, &[]).await?;
         form.policy.unwrap_or_default()
     } else {
         let buckets: Vec<String> = form
@@ -726,6 +720,7 @@ async fn create_key(
                 "Choose at least one bucket for the template.".to_owned()
             ));
         }
+        admin::require_create_key(&console, &session, false, &buckets).await?;
         template_policy(&form.template, &buckets, form.prefix.trim())
             .ok_or_else(|| bad(format!("Unknown template {:?}.", form.template)))?
             .to_string()
@@ -756,7 +751,7 @@ async fn delete_key(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let session = writer(&console, &headers)?;
-    root_only(&session)?;
+    admin::require(&console, &session, admin::DELETE_KEY, &admin::key_arn(&id)).await?;
     let Some(key) = console
         .meta
         .get_access_key(&id)
@@ -809,8 +804,9 @@ async fn set_quota(
     body: Bytes,
 ) -> ApiResult<Response> {
     let session = writer(&console, &headers)?;
-    root_only(&session)?;
     let form: QuotaForm = json_body(&body)?;
+    let arn = crate::iam::resource_arn(&bucket, None);
+    admin::require(&console, &session, admin::SET_QUOTA, &arn).await?;
     if form.max_size_bytes == Some(0) || form.max_objects == Some(0) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -861,7 +857,7 @@ async fn set_quota(
 
 async fn cluster(State(console): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
     let session = session_of(&console, &headers)?;
-    root_only(&session)?;
+    admin::require_cluster(&console, &session).await?;
     let nodes = console
         .meta
         .list_nodes()
@@ -908,7 +904,7 @@ async fn cluster(State(console): State<Shared>, headers: HeaderMap) -> ApiResult
 /// The server's Prometheus text (requests, latency, bytes), for the charts.
 async fn metrics(State(console): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
     let session = session_of(&console, &headers)?;
-    root_only(&session)?;
+    admin::require_cluster(&console, &session).await?;
     let request = http::Request::builder()
         .uri("/metrics")
         .header(header::HOST, console.s3_addr.to_string())

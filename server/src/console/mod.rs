@@ -3,6 +3,7 @@
 //! S3 requests with that key and sending them through this server's own S3
 //! router, so every action passes the same SigV4 → IAM path as any client.
 
+mod admin;
 pub mod api;
 mod pages;
 pub mod session;

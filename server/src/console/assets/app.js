@@ -175,7 +175,9 @@ async function render() {
   }
   top.hidden = false;
   document.getElementById('who').textContent = state.session.keyId + (state.session.root ? ' (root)' : '');
-  document.querySelectorAll('.admin').forEach((el) => { el.hidden = !state.session.root; });
+  const may = state.session.admin || {};
+  document.getElementById('nav-keys').hidden = !may.keys;
+  document.getElementById('nav-cluster').hidden = !may.cluster;
   const r = route();
   try {
     if (r.view === 'b') await renderBrowser(r.bucket, r.rest);
@@ -677,9 +679,10 @@ async function renderSettings(bucket) {
     }) }, 'Delete bucket')));
 }
 
-// Quota: root sets or removes it (a Kubernetes-managed bucket's comes from its spec).
+// Quota: root, or a key allowed coffer:PutBucketQuota on the bucket, sets or
+// removes it (a Kubernetes-managed bucket's comes from its spec).
 function quotaSection(bucket, info, ro) {
-  if (!state.session.root) return null;
+  if (!info.quotaEditable) return null;
   const GIB = 1024 * 1024 * 1024;
   const size = h('input', { id: 'quota-gib', type: 'number', min: '0', step: 'any', value: info.quotaBytes ? String(info.quotaBytes / GIB) : '' });
   const objects = h('input', { id: 'quota-objects', type: 'number', min: '1', step: '1', value: info.quotaObjects ? String(info.quotaObjects) : '' });
@@ -734,7 +737,7 @@ async function renderKeys() {
     h('option', { value: 'read-only' }, 'read-only on buckets'),
     h('option', { value: 'read-write' }, 'read-write on buckets'),
     h('option', { value: 'admin' }, 'admin of buckets'),
-    h('option', { value: 'json' }, 'policy JSON'));
+    state.session.root ? h('option', { value: 'json' }, 'policy JSON') : null);
   const buckets = h('input', { id: 'key-buckets', placeholder: 'bucket-a, bucket-b' });
   const prefix = h('input', { id: 'key-prefix', placeholder: 'optional, e.g. reports/' });
   const policy = h('textarea', { id: 'key-policy', rows: 8, 'aria-label': 'Policy JSON', hidden: true });

@@ -14,6 +14,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::metrics::Traffic;
+
 /// Limits for client connections; see `coffer-server serve --help` and docs/security.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -173,11 +175,16 @@ impl Drop for RequestGuard {
 pub struct Watched<IO> {
     inner: IO,
     activity: Arc<Activity>,
+    traffic: Traffic,
 }
 
 impl<IO> Watched<IO> {
-    pub fn new(inner: IO, activity: Arc<Activity>) -> Self {
-        Self { inner, activity }
+    pub fn new(inner: IO, activity: Arc<Activity>, traffic: Traffic) -> Self {
+        Self {
+            inner,
+            activity,
+            traffic,
+        }
     }
 }
 
@@ -190,8 +197,10 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
         let before = buf.filled().len();
         let this = &mut *self;
         let result = ready!(Pin::new(&mut this.inner).poll_read(cx, buf));
-        if buf.filled().len() > before {
+        let read = buf.filled().len().saturating_sub(before);
+        if read > 0 {
             this.activity.bytes_read();
+            this.traffic.received.inc_by(read as u64);
         }
         Poll::Ready(result)
     }
@@ -236,7 +245,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
 impl<IO> Watched<IO> {
     fn note_write(&self, result: &Poll<io::Result<usize>>) {
         match result {
-            Poll::Ready(Ok(n)) if *n > 0 => self.activity.bytes_written(),
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                self.activity.bytes_written();
+                self.traffic.sent.inc_by(*n as u64);
+            }
             Poll::Pending => self.activity.write_blocked(),
             _ => {}
         }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::meta::{CacheStats, NodeProgress};
@@ -82,8 +82,18 @@ const CACHE_GAUGES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Bytes that crossed the S3 listener's connections (TLS records included),
+/// counted where the server reads and writes its sockets: client and peer
+/// traffic alike.
+#[derive(Clone)]
+pub struct Traffic {
+    pub received: IntCounter,
+    pub sent: IntCounter,
+}
+
 pub struct Metrics {
     registry: Registry,
+    traffic: Traffic,
     requests: IntCounterVec,
     duration: HistogramVec,
     pub in_flight: IntGauge,
@@ -116,6 +126,20 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
         let in_flight = IntGauge::new("coffer_http_requests_in_flight", "Requests being served")
             .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        let counter = |name: &str, help: &str| {
+            IntCounter::new(name, help)
+                .unwrap_or_else(|e| unreachable!("static metric definition: {e}"))
+        };
+        let traffic = Traffic {
+            received: counter(
+                "coffer_network_received_bytes_total",
+                "Bytes read from the S3 listener's connections",
+            ),
+            sent: counter(
+                "coffer_network_sent_bytes_total",
+                "Bytes written to the S3 listener's connections",
+            ),
+        };
         let nodes = IntGaugeVec::new(
             Opts::new(
                 "coffer_cluster_nodes",
@@ -139,6 +163,8 @@ impl Metrics {
             Box::new(duration.clone()),
             Box::new(in_flight.clone()),
             Box::new(nodes.clone()),
+            Box::new(traffic.received.clone()),
+            Box::new(traffic.sent.clone()),
         ];
         collectors.extend(
             cluster
@@ -153,6 +179,7 @@ impl Metrics {
         }
         Self {
             registry,
+            traffic,
             requests,
             duration,
             in_flight,
@@ -216,6 +243,11 @@ impl Metrics {
         self.duration
             .with_label_values(&[method.as_str()])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The byte counters the accept loop's connections add to.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic.clone()
     }
 
     pub fn render(&self) -> String {

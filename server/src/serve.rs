@@ -22,7 +22,7 @@ use crate::crypto::{self, Key};
 use crate::http::{FrontDoor, router, with_peer};
 use crate::limits::{Activity, ConnectionLimits, Guarded, StallTimeout, Watched};
 use crate::meta::{AccessKey, MetaStore, NewAccessKey};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Traffic};
 use crate::s3::{Coffer, Limits};
 use crate::storage::{BlobStore, spawn_collector};
 use crate::tls::{CertificateReloader, TlsFiles};
@@ -382,10 +382,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         config.allow_sigv2,
         host.clone(),
     ));
+    let metrics = Arc::new(Metrics::new());
+    let traffic = metrics.traffic();
     let front = FrontDoor {
         meta: meta.clone(),
         plane: plane.clone(),
-        metrics: Arc::new(Metrics::new()),
+        metrics: metrics.clone(),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         host,
         draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -418,6 +420,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         app.clone(),
         tls.clone(),
         config.connection_limits.clone(),
+        traffic,
         shutdown_rx,
     ));
     let mut workers = cluster::spawn_workers(plane.clone());
@@ -524,6 +527,7 @@ async fn accept_loop(
     app: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ConnectionLimits,
+    traffic: Traffic,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -558,6 +562,7 @@ async fn accept_loop(
             app: app.clone(),
             http: http.clone(),
             limits: limits.clone(),
+            traffic: traffic.clone(),
             peer,
             watcher: graceful.watcher(),
         };
@@ -576,6 +581,7 @@ struct Connection {
     app: axum::Router,
     http: Arc<auto::Builder<TokioExecutor>>,
     limits: Arc<ConnectionLimits>,
+    traffic: Traffic,
     peer: SocketAddr,
     watcher: hyper_util::server::graceful::Watcher,
 }
@@ -588,7 +594,7 @@ impl Connection {
     ) {
         let activity = Activity::new();
         let Some(acceptor) = tls else {
-            let io = Watched::new(stream, activity.clone());
+            let io = Watched::new(stream, activity.clone(), self.traffic.clone());
             return self.serve_http(io, activity, false).await;
         };
         let handshake = async {
@@ -596,7 +602,7 @@ impl Connection {
                 return Ok(None);
             }
             acceptor
-                .accept(Watched::new(stream, activity.clone()))
+                .accept(Watched::new(stream, activity.clone(), self.traffic.clone()))
                 .await
                 .map(Some)
         };
@@ -620,6 +626,7 @@ impl Connection {
             limits,
             peer,
             watcher,
+            ..
         } = self;
         let stall = limits.stall_timeout;
         let requests = activity.clone();

@@ -692,7 +692,7 @@ async fn chromium_drives_the_console_as_root_and_as_a_read_only_key() {
     page.screenshot(&shots, "keys").await;
 
     page.hash("#/cluster").await;
-    page.wait_for("document.querySelector('#nodes tbody tr') && document.querySelector('#chart-rps polyline').getAttribute('points')")
+    page.wait_for("document.querySelector('#nodes tbody tr') && document.querySelector('#chart-rps polyline').getAttribute('points') && document.querySelector('#chart-out polyline').getAttribute('points')")
         .await;
     // The node's data volume, from its heartbeat (statvfs of the data directory).
     let volume = page.text("#nodes tbody tr .volume").await;

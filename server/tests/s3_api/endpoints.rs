@@ -15,13 +15,51 @@ async fn health_and_metrics_endpoints_answer(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 200);
-    t.root_client().list_buckets().send().await.unwrap();
+    let s3 = t.root_client();
+    s3.list_buckets().send().await.unwrap();
+    // A 1 MiB PUT and GET show up in the byte counters of the connections.
+    s3.create_bucket().bucket("traffic").send().await.unwrap();
+    let body = vec![7u8; 1 << 20];
+    s3.put_object()
+        .bucket("traffic")
+        .key("one-mib")
+        .body(body.clone().into())
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object()
+        .bucket("traffic")
+        .key("one-mib")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().len(),
+        1 << 20
+    );
     let metrics = reqwest::get(format!("{}/metrics", t.endpoint()))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
+    let counter = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    for name in [
+        "coffer_network_received_bytes_total",
+        "coffer_network_sent_bytes_total",
+    ] {
+        let bytes = counter(name);
+        assert!(
+            (f64::from(1u32 << 20)..f64::from(2u32 << 20)).contains(&bytes),
+            "{name} {bytes}"
+        );
+    }
     assert!(
         metrics.contains("coffer_http_requests_total{method=\"GET\",status=\"200\"}"),
         "{metrics}"

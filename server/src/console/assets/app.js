@@ -773,7 +773,7 @@ async function renderKeys() {
 }
 
 function parseMetrics(text) {
-  const m = { requests: 0, errors: 0, durSum: 0, durCount: 0, inFlight: 0 };
+  const m = { requests: 0, errors: 0, durSum: 0, durCount: 0, inFlight: 0, received: 0, sent: 0 };
   for (const line of text.split('\n')) {
     if (line.startsWith('#') || !line) continue;
     const sp = line.lastIndexOf(' ');
@@ -786,6 +786,8 @@ function parseMetrics(text) {
     } else if (name.startsWith('coffer_http_request_duration_seconds_sum')) m.durSum += value;
     else if (name.startsWith('coffer_http_request_duration_seconds_count')) m.durCount += value;
     else if (name.startsWith('coffer_http_requests_in_flight')) m.inFlight = value;
+    else if (name === 'coffer_network_received_bytes_total') m.received = value;
+    else if (name === 'coffer_network_sent_bytes_total') m.sent = value;
   }
   return m;
 }
@@ -833,12 +835,14 @@ async function renderCluster() {
   const err = sparkline('chart-errors', 'Server errors', '%');
   const lat = sparkline('chart-latency', 'Mean latency', 'ms');
   const inflight = sparkline('chart-inflight', 'In flight', '');
+  const bytesIn = sparkline('chart-in', 'Bytes in', 'MiB/s');
+  const bytesOut = sparkline('chart-out', 'Bytes out', 'MiB/s');
   main(
     h('h1', {}, 'Cluster'),
     h('p', {}, c.nodes.length + ' node(s), ' + c.replicasWanted + ' replica(s) per object.'),
     h('table', { id: 'nodes' }, h('thead', {}, h('tr', {}, ['Node', 'Zone', 'Liveness', 'Heartbeat age', 'Replicas held', 'Used', 'Volume', 'Healing', 'Scrub'].map((t) => h('th', {}, t)))), h('tbody', {}, rows)),
     h('h2', {}, 'This server, live'),
-    h('div', { class: 'charts' }, rps, err, lat, inflight));
+    h('div', { class: 'charts' }, rps, err, lat, inflight, bytesIn, bytesOut));
   let last = null;
   const tick = async () => {
     try {
@@ -852,6 +856,8 @@ async function renderCluster() {
         const dc = m.durCount - last.m.durCount;
         lat.push(dc > 0 ? 1000 * (m.durSum - last.m.durSum) / dc : 0);
         inflight.push(m.inFlight);
+        bytesIn.push((m.received - last.m.received) / dt / 1048576);
+        bytesOut.push((m.sent - last.m.sent) / dt / 1048576);
       }
       last = { m, t };
     } catch (_) { /* shown by the next page load */ }

@@ -816,7 +816,7 @@ function sparkline(id, label, unit) {
 function volumeCell(p) {
   if (!p.volumeBytes) return h('span', { class: 'muted' }, 'not reported');
   const used = p.volumeBytes - p.volumeAvailableBytes;
-  return [quotaBar(used, p.volumeBytes, 'volume used'), ' ' + fmtBytes(p.volumeAvailableBytes) + ' free of ' + fmtBytes(p.volumeBytes)];
+  return [quotaBar(used, p.volumeBytes, 'volume used'), h('div', {}, fmtBytes(p.volumeAvailableBytes) + ' free of ' + fmtBytes(p.volumeBytes))];
 }
 
 async function renderCluster() {
@@ -835,8 +835,8 @@ async function renderCluster() {
   const err = sparkline('chart-errors', 'Server errors', '%');
   const lat = sparkline('chart-latency', 'Mean latency', 'ms');
   const inflight = sparkline('chart-inflight', 'In flight', '');
-  const bytesIn = sparkline('chart-in', 'Bytes in', 'MiB/s');
-  const bytesOut = sparkline('chart-out', 'Bytes out', 'MiB/s');
+  const bytesIn = sparkline('chart-in', 'Bytes in', 'KiB/s');
+  const bytesOut = sparkline('chart-out', 'Bytes out', 'KiB/s');
   main(
     h('h1', {}, 'Cluster'),
     h('p', {}, c.nodes.length + ' node(s), ' + c.replicasWanted + ' replica(s) per object.'),
@@ -856,8 +856,8 @@ async function renderCluster() {
         const dc = m.durCount - last.m.durCount;
         lat.push(dc > 0 ? 1000 * (m.durSum - last.m.durSum) / dc : 0);
         inflight.push(m.inFlight);
-        bytesIn.push((m.received - last.m.received) / dt / 1048576);
-        bytesOut.push((m.sent - last.m.sent) / dt / 1048576);
+        bytesIn.push((m.received - last.m.received) / dt / 1024);
+        bytesOut.push((m.sent - last.m.sent) / dt / 1024);
       }
       last = { m, t };
     } catch (_) { /* shown by the next page load */ }

@@ -297,8 +297,15 @@ impl RunningServer {
         for worker in &self.workers {
             worker.abort();
         }
-        if let Err(e) = self.meta.flush_key_use().await {
-            tracing::debug!(error = %e, "access keys' last use not written at shutdown");
+        // Bounded: a store that is down must not hold up the exit.
+        match tokio::time::timeout(Duration::from_secs(2), self.meta.flush_key_use()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "access keys' last use not written at shutdown")
+            }
+            Err(_) => {
+                tracing::debug!("access keys' last use not written at shutdown: the store is slow")
+            }
         }
         self.meta.close().await;
     }

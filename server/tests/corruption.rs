@@ -51,18 +51,6 @@ async fn get(s3: &Client, key: &str) -> Result<Vec<u8>, String> {
         .unwrap_or_else(|_| panic!("GET {key} of a damaged object hung"))
 }
 
-async fn metric(server: &Server, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", server.endpoint()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_damaged_replica_on_a_lone_node_fails_its_get_cleanly_and_is_reported() {
     let mut server = Server::new("corruption", None);
@@ -133,8 +121,9 @@ async fn a_damaged_replica_on_a_lone_node_fails_its_get_cleanly_and_is_reported(
                 log.lines()
                     .any(|l| l.contains("WARN") && l.contains(object))
             });
-        let counted = metric(&server, "coffer_corrupt_replicas_total").await;
-        if named && counted >= 2.0 {
+        let counted =
+            coffer_testkit::metric(&server.endpoint(), "coffer_corrupt_replicas_total").await;
+        if named && counted >= 2 {
             break;
         }
         assert!(

@@ -126,22 +126,10 @@ async fn a_full_disk_refuses_writes_cleanly_and_recovers_when_space_is_freed() {
     // the volume's size and that it is nearly full.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = reqwest::get(format!("{}/metrics", server.endpoint()))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics body");
-        let gauge = |name: &str| -> f64 {
-            text.lines()
-                .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-                .unwrap_or(-1.0)
-        };
-        let (size, available) = (
-            gauge("coffer_volume_size_bytes"),
-            gauge("coffer_volume_available_bytes"),
-        );
-        if size == f64::from(24u32 << 20) && (0.0..f64::from(2u32 << 20)).contains(&available) {
+        let endpoint = server.endpoint();
+        let size = coffer_testkit::metric(&endpoint, "coffer_volume_size_bytes").await;
+        let available = coffer_testkit::metric(&endpoint, "coffer_volume_available_bytes").await;
+        if size == 24 << 20 && (0..2 << 20).contains(&available) {
             break;
         }
         assert!(

@@ -795,8 +795,9 @@ struct QuotaForm {
     max_objects: Option<u64>,
 }
 
-/// Sets or removes a bucket's quota (root only). A bucket owned by a
-/// Kubernetes `Bucket` resource keeps the quota its spec gives it.
+/// Sets or removes a bucket's quota (root, or a key allowed
+/// `coffer:PutBucketQuota` on it). A bucket owned by a Kubernetes `Bucket`
+/// resource keeps the quota its spec gives it.
 async fn set_quota(
     State(console): State<Shared>,
     Path(bucket): Path<String>,

@@ -44,21 +44,12 @@ async fn health_and_metrics_endpoints_answer(backend: Backend) {
         .text()
         .await
         .unwrap();
-    let counter = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
     for name in [
         "coffer_network_received_bytes_total",
         "coffer_network_sent_bytes_total",
     ] {
-        let bytes = counter(name);
-        assert!(
-            (f64::from(1u32 << 20)..f64::from(2u32 << 20)).contains(&bytes),
-            "{name} {bytes}"
-        );
+        let bytes = coffer_testkit::metric(&t.endpoint(), name).await;
+        assert!((1 << 20..2 << 20).contains(&bytes), "{name} {bytes}");
     }
     assert!(
         metrics.contains("coffer_http_requests_total{method=\"GET\",status=\"200\"}"),
